@@ -1,0 +1,38 @@
+# qualitas developer entry points. `make demo` and `make test` work from a clean clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# The constraints file pins the torch/torchvision pair this machine image holds on disk.
+CONSTRAINTS := constraints.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint bench clean install
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml $(CONSTRAINTS)
+	$(PIP) install --quiet -c $(CONSTRAINTS) torch torchvision
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[train,export,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m qualitas.demo --out demo-output
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo-output build *.egg-info

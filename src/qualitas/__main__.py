@@ -1,0 +1,5 @@
+import sys
+
+from qualitas.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""A small, explicit registry with "did you mean" errors and entry-point plug-ins.
+
+Components register themselves with a decorator in the module that defines them;
+packages import those modules explicitly (no import magic). Third-party packages can
+add components through the entry-point group ``qualitas.<registry name>`` whose
+value is a module (imported, so its decorators run) or a callable.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from typing import Generic, TypeVar
+
+from qualitas.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class Registry(Generic[T]):
+    """Name -> component mapping for one kind of component (metrics, models, losses...)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        self._plugins_loaded = False
+
+    def register(self, name: str | None = None) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("name")`` (defaults to ``obj.__name__``)."""
+
+        def deco(obj: T) -> T:
+            key = name or getattr(obj, "name", None) or obj.__name__  # type: ignore[attr-defined]
+            if key in self._items and self._items[key] is not obj:
+                raise ValueError(f"{self.kind} '{key}' is registered twice")
+            self._items[key] = obj
+            return obj
+
+        return deco
+
+    def add(self, name: str, obj: T) -> T:
+        return self.register(name)(obj)
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in metadata.entry_points(group=f"qualitas.{self.kind}"):
+            loaded = ep.load()
+            if callable(loaded) and ep.name not in self._items:
+                self._items[ep.name] = loaded
+
+    def get(self, name: str) -> T:
+        self._load_plugins()
+        try:
+            return self._items[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}; "
+                f"available: {', '.join(self.names())}"
+            ) from None
+
+    def names(self) -> list[str]:
+        self._load_plugins()
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_plugins()
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
