@@ -1,0 +1,78 @@
+"""Windows and filtering helpers shared by metrics and losses.
+
+All filters act on batched maps ``(B, C, H, W)`` channel by channel (depthwise), with a
+separable kernel applied as two 1-D convolutions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_kernel1d(
+    size: int, sigma: float, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Normalised 1-D gaussian of ``size`` taps, shape (size,).
+
+    Its outer product with itself equals MATLAB ``fspecial('gaussian', size, sigma)``.
+    """
+    if size < 1 or sigma <= 0:
+        raise ValueError(f"gaussian window needs size >= 1 and sigma > 0, got {size}, {sigma}")
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
+    g = torch.exp(-(x**2) / (2.0 * sigma**2))
+    return (g / g.sum()).to(dtype=dtype, device=device)
+
+
+def separable_filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Correlate every channel of ``x`` (B,C,H,W) with ``kernel`` (k,) along H then W.
+
+    'valid' output: (B, C, H-k+1, W-k+1). One grouped conv call per direction, so all
+    channels (e.g. the five SSIM moment maps) are filtered together.
+    """
+    c = x.shape[1]
+    k = kernel.numel()
+    kern = kernel.to(dtype=x.dtype, device=x.device)
+    x = F.conv2d(x, kern.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+    return F.conv2d(x, kern.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+
+
+def _symmetric_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    """Indices of a length-n axis padded like MATLAB 'symmetric' (edge sample repeated)."""
+    idx = torch.arange(-before, n + after, device=device)
+    # Fold out-of-range positions back into [0, n) by mirroring about the edges.
+    period = 2 * n
+    idx = torch.remainder(idx, period)
+    return torch.where(idx >= n, period - 1 - idx, idx)
+
+
+def pad_symmetric(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Pad (B,C,H,W) as MATLAB ``padarray(..., 'symmetric')`` (mirror including the edge)."""
+    h, w = x.shape[-2:]
+    if top or bottom:
+        x = x.index_select(-2, _symmetric_index(h, top, bottom, x.device))
+    if left or right:
+        x = x.index_select(-1, _symmetric_index(w, left, right, x.device))
+    return x
+
+
+def box_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """MATLAB ``imfilter(x, ones(f)/f^2, 'symmetric', 'same')`` then ``x(1:f:end, 1:f:end)``.
+
+    x: (B,C,H,W) -> (B,C,ceil(H/f),ceil(W/f)). imfilter anchors an f-tap kernel at tap
+    floor((f+1)/2), so output sample i averages inputs i-floor((f-1)/2) .. i+f-1-floor((f-1)/2);
+    only the kept samples are computed (an f x f average pool on the padded map).
+    """
+    if factor <= 1:
+        return x
+    before = (factor - 1) // 2
+    after = factor - 1 - before
+    x = pad_symmetric(x, before, after, before, after)
+    return F.avg_pool2d(x, kernel_size=factor, stride=factor)
+
+
+def matlab_round(x: float) -> int:
+    """Round half away from zero, like MATLAB ``round`` (Python's ``round`` is banker's)."""
+    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)

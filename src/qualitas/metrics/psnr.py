@@ -1,0 +1,93 @@
+"""PSNR on RGB (all channels) and on BT.601 luma.
+
+Inputs are ``(B, 3, H, W)`` in ``[0, 1]`` (integer samples divided by ``2**b - 1``), so the
+peak is 1.0, equivalent to a peak of ``2**b - 1`` on the integer samples.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from qualitas.functional.color import rgb_to_y_bt601
+from qualitas.metrics.base import METRICS, Metric, MetricInfo
+
+PSNR_CAP_DB = 100.0
+"""Score reported for identical inputs (and any PSNR above it): JSON cannot hold inf."""
+
+
+def _check_pair(dist: torch.Tensor, ref: torch.Tensor) -> None:
+    if dist.dim() != 4 or dist.shape[1] not in (1, 3):
+        raise ValueError(f"expected (B,3,H,W) or (B,1,H,W), got {tuple(dist.shape)}")
+    if dist.shape != ref.shape:
+        raise ValueError(f"dist and ref shapes differ: {tuple(dist.shape)} vs {tuple(ref.shape)}")
+
+
+def mse(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per item over all channels and pixels: (B,C,H,W) x2 -> (B,) float64."""
+    _check_pair(dist, ref)
+    # Accumulate in float64: the mean over millions of pixels must not lose the small MSE
+    # of high-quality pairs.
+    diff = (dist - ref).to(torch.float64)
+    return diff.square().flatten(1).mean(dim=1)
+
+
+def psnr_from_mse(err: torch.Tensor, peak: float = 1.0, max_db: float | None = PSNR_CAP_DB) -> torch.Tensor:
+    """10 log10(peak^2 / mse); mse == 0 -> inf, or ``max_db`` when given (values above it too)."""
+    with torch.no_grad():
+        out = 10.0 * torch.log10(torch.as_tensor(peak, dtype=torch.float64) ** 2 / err)
+    if max_db is not None:
+        out = out.clamp(max=max_db)
+    return out
+
+
+def psnr(
+    dist: torch.Tensor, ref: torch.Tensor, *, peak: float = 1.0, max_db: float | None = PSNR_CAP_DB
+) -> torch.Tensor:
+    """PSNR in dB of ``dist`` vs ``ref`` (B,C,H,W) -> (B,) float64, MSE over all channels.
+
+    Identical inputs give ``max_db`` (100 dB by default); ``max_db=None`` returns ``inf``.
+    """
+    return psnr_from_mse(mse(dist, ref), peak, max_db)
+
+
+def psnr_y(
+    dist: torch.Tensor, ref: torch.Tensor, *, max_db: float | None = PSNR_CAP_DB, full_range: bool = False
+) -> torch.Tensor:
+    """PSNR in dB on BT.601 luma of RGB (B,3,H,W) -> (B,) float64.
+
+    Studio-range Y (MATLAB ``rgb2ycbcr``) by default, peak 1.0 (= 255 on 8-bit samples): this
+    is the Y that 8-bit BT.601 video stores, so it matches ffmpeg's ``psnr`` filter on Y.
+    """
+    y_d = rgb_to_y_bt601(dist, full_range=full_range)
+    y_r = rgb_to_y_bt601(ref, full_range=full_range)
+    return psnr_from_mse(mse(y_d, y_r), 1.0, max_db)
+
+
+@METRICS.register("psnr")
+class PSNR(Metric):
+    info = MetricInfo(
+        name="psnr",
+        full_reference=True,
+        higher_is_better=True,
+        range=(0.0, PSNR_CAP_DB),
+        input="RGB frames; MSE over all channels, peak from bit depth",
+        reference="10*log10(peak^2/MSE) as ffmpeg psnr (RGB average); identical inputs -> 100 dB",
+    )
+
+    def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        return psnr(dist, ref)
+
+
+@METRICS.register("psnr_y")
+class PSNRY(Metric):
+    info = MetricInfo(
+        name="psnr_y",
+        full_reference=True,
+        higher_is_better=True,
+        range=(0.0, PSNR_CAP_DB),
+        input="RGB frames; computed on BT.601 studio-range luma (MATLAB rgb2ycbcr Y)",
+        reference="ffmpeg psnr filter on the Y plane of 8-bit BT.601 video; identical inputs -> 100 dB",
+    )
+
+    def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        return psnr_y(dist, ref)
