@@ -1,0 +1,305 @@
+"""The training config: one YAML file, typed sections, ``-o key=value`` overrides.
+
+Sections: ``run``, ``model``, ``data``, ``loss``, ``optimizer``, ``scheduler``, ``trainer``
+(reference: docs/configs.md). ``model`` and ``loss`` hold a component ``name`` plus that
+component's own keyword arguments (checked against the component's signature when it is
+built); every other section has a fixed schema. Unknown keys are errors that name the key
+and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from qualitas.errors import ConfigError, UsageError
+from qualitas.registry import did_you_mean
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    out: str = "runs"
+    """Parent folder of run directories (``out/name-<time>``), unless ``--out`` names one."""
+    seed: int = 0
+    finetune_from: str | None = None
+    """Run dir or checkpoint: load matching weights, skip mismatched shapes (logged)."""
+
+
+@dataclass
+class InputSizeConfig:
+    mode: str = "none"
+    size: list[int] | None = None
+    resize_short: int = 0
+    grid: int = 7
+    patch: int = 32
+    hflip: bool = False
+
+
+@dataclass
+class SamplingConfig:
+    mode: str = "uniform"
+    num_frames: int = 8
+    step: int = 1
+
+
+@dataclass
+class DataConfig:
+    manifest: str = ""
+    root: str | None = None
+    """Folder the manifest paths are relative to (default: the manifest's folder)."""
+    dataset: str = "auto"
+    """``auto`` (from the first record: image / video / frames), or a DATASETS name."""
+    full_reference: bool | None = None
+    """``None``: from the model (``model.spec.full_reference``)."""
+    batch_size: int = 16
+    val_batch_size: int | None = None
+    num_workers: int = 2
+    input_size: InputSizeConfig = field(default_factory=InputSizeConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    eval_clips: int = 1
+    """Video evaluation: clips per video, predictions averaged per video."""
+    split_ratios: dict[str, float] = field(default_factory=lambda: {"train": 0.7, "val": 0.1, "test": 0.2})
+    split_seed: int = 0
+    mos_norm: str = "none"
+    score_range: list[float] | None = None
+    """``[lo, hi]``: rows outside are bad; ``minmax`` maps it to ``[0, 1]``."""
+    higher_is_better: bool = True
+    """False for DMOS-style scores (lower is better); recorded for export/runtime."""
+    vote_bins: list[float] | None = None
+    """Score of each vote bin (default ``1..N``)."""
+    on_error: str = "fail"
+    check_media: str = "header"
+    pin_memory: bool = False
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    backbone_lr_mult: float = 1.0
+    """Learning-rate factor for parameters under ``backbone`` (e.g. 0.1 for pretrained ones)."""
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "cosine"
+    """``constant`` | ``cosine`` | ``step`` (all after the linear warmup)."""
+    warmup_epochs: float = 0.0
+    warmup_start: float = 0.01
+    """Warmup starts at ``lr * warmup_start``."""
+    min_lr: float = 0.0
+    """cosine: final ``lr`` as a fraction of the base ``lr``."""
+    step_epochs: float = 10.0
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 30
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    val_every_n_epochs: int = 1
+    checkpoint_every_n_epochs: int = 0
+    """Keep a periodic checkpoint every N epochs (0: only best and last)."""
+    monitor: str = "srocc"
+    """Validation metric for the best checkpoint (srocc, plcc, krocc, rmse, *_fitted, loss)."""
+    log_every_n_steps: int = 10
+    gradient_clip_val: float = 0.0
+    accumulate_grad_batches: int = 1
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    deterministic: bool = False
+    progress_bar: bool = True
+    visdom: bool = False
+    """Also log to a running visdom server (needs ``pip install visdom``)."""
+
+
+@dataclass
+class TrainConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "nr_iqa"})
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: dict[str, Any] = field(default_factory=lambda: {"name": "l1"})
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model.items() if k != "name"}
+
+
+FREE_SECTIONS = ("model", "loss")
+"""Sections whose keys (besides ``name``) are the component's own keyword arguments."""
+
+
+# --------------------------------------------------------------------------- typed conversion
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check/convert ``value`` to the annotated type; ConfigError naming ``key`` otherwise."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0] if errors else ConfigError(f"{key}: unexpected value {value!r}")
+    if dataclasses.is_dataclass(hint):
+        if value is None:
+            return hint()
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(hint, value, key)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(hint)[:1] or (Any,)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _, vt = typing.get_args(hint) or (str, Any)
+        return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in raw.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            hint = did_you_mean(str(k), names)
+            if hint and prefix:  # name the full dotted key: " (did you mean 'trainer.max_epochs'?)"
+                hint = hint.replace(" '", f" '{prefix}.", 1)
+            raise ConfigError(f"unknown config key '{key}'{hint}")
+        kwargs[k] = _coerce(v, hints[k], key)
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict) -> TrainConfig:
+    """Validate a raw mapping (parsed YAML) into a :class:`TrainConfig`."""
+    if not isinstance(raw, dict):
+        raise ConfigError("a config file must be a YAML mapping with sections model, data, loss, ...")
+    for section in FREE_SECTIONS:
+        value = raw.get(section)
+        if value is None:
+            continue
+        if isinstance(value, str):  # "model: nr_iqa" is shorthand for {name: nr_iqa}
+            raw = {**raw, section: {"name": value}}
+        elif not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            raise ConfigError(f"'{section}' must be a mapping with a 'name' and its arguments")
+    return _build(TrainConfig, raw, "")
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"trainer.max_epochs=3"`` -> (["trainer", "max_epochs"], 3); values are YAML."""
+    if "=" not in text:
+        raise UsageError(f"override '{text}' must look like key.subkey=value")
+    key, value = text.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise UsageError(f"override '{text}': empty key part")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise UsageError(f"override '{text}': value is not valid YAML") from None
+    return parts, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``raw`` with each ``key=value`` set (validation happens afterwards)."""
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(f"override '{text}': '{'.'.join(parts[: i + 1])}' is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (``yaml.safe_load``), apply overrides, validate.
+
+    Relative ``data.manifest``/``data.root`` stay relative to the current directory.
+    """
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise ConfigError(f"{p}: not valid YAML{where}") from None
+    return config_from_dict(apply_overrides(raw, overrides or []))
