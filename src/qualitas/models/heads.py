@@ -1,0 +1,111 @@
+"""Prediction heads: pooled features ``(B, C)`` -> score ``(B,)`` or distribution ``(B, N)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from qualitas.errors import ConfigError
+from qualitas.registry import Registry
+
+HEADS: Registry[Callable[..., nn.Module]] = Registry("heads")
+
+
+def expected_score(probs: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Mean of a score distribution: ``probs (B, N)``, ``bins (N,)`` -> ``(B,)``.
+
+    ``sum_k probs[:, k] * bins[k]`` (NIMA's mean score); ``probs`` rows sum to one.
+    """
+    if probs.ndim != 2 or probs.shape[1] != bins.numel():
+        raise ValueError(f"expected probs (B,{bins.numel()}), got {tuple(probs.shape)}")
+    return probs @ bins.to(probs.dtype)
+
+
+def to_score(output: torch.Tensor, bins: torch.Tensor | None) -> torch.Tensor:
+    """A model's output as scores ``(B,)``: scores pass through, distributions are averaged."""
+    if output.ndim == 1:
+        return output
+    if bins is None:
+        raise ValueError(f"got a (B,N) output {tuple(output.shape)} but the model has no bins")
+    return expected_score(output, bins)
+
+
+def _mlp(in_features: int, out_features: int, hidden: int, dropout: float) -> nn.Sequential:
+    """``hidden=0`` gives a single linear layer; else Linear-ReLU-Dropout-Linear."""
+    if hidden < 0 or not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"head needs hidden >= 0 and 0 <= dropout < 1, got {hidden}, {dropout}")
+    if hidden == 0:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, out_features))
+    return nn.Sequential(
+        nn.Linear(in_features, hidden),
+        nn.ReLU(inplace=False),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, out_features),
+    )
+
+
+@HEADS.register("mlp")
+class RegressionHead(nn.Module):
+    """Regression MLP: ``(B, C) -> (B,)`` scores."""
+
+    output = "score"
+    bins: torch.Tensor | None
+
+    def __init__(self, in_features: int, *, hidden: int = 256, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.mlp = _mlp(in_features, 1, hidden, dropout)
+        self.register_buffer("bins", None)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.mlp(feats).squeeze(-1)
+
+
+@HEADS.register("distribution")
+class DistributionHead(nn.Module):
+    """Score distribution over ``N`` bins (NIMA): ``(B, C) -> (B, N)`` softmax probabilities.
+
+    ``bins`` (buffer, ``(N,)``) are the score of each bin, ``1..N`` by default (AVA's 1-10
+    votes); :func:`expected_score` gives the mean score.
+    """
+
+    output = "distribution"
+    bins: torch.Tensor
+
+    def __init__(
+        self,
+        in_features: int,
+        *,
+        num_bins: int = 10,
+        bin_values: Sequence[float] | None = None,
+        hidden: int = 256,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_bins < 2:
+            raise ConfigError(f"distribution head needs num_bins >= 2, got {num_bins}")
+        values = list(bin_values) if bin_values is not None else [float(k) for k in range(1, num_bins + 1)]
+        if len(values) != num_bins:
+            raise ConfigError(f"bin_values has {len(values)} values but num_bins is {num_bins}")
+        self.mlp = _mlp(in_features, num_bins, hidden, dropout)
+        self.register_buffer("bins", torch.tensor(values, dtype=torch.float32))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.mlp(feats), dim=-1)
+
+
+def build_head(
+    name: str,
+    in_features: int,
+    *,
+    hidden: int = 256,
+    dropout: float = 0.0,
+    num_bins: int = 10,
+    bin_values: Sequence[float] | None = None,
+) -> nn.Module:
+    """Build a registered head; distribution-only arguments go to distribution heads only."""
+    cls = HEADS.get(name)
+    if getattr(cls, "output", "score") == "distribution":
+        return cls(in_features, num_bins=num_bins, bin_values=bin_values, hidden=hidden, dropout=dropout)
+    return cls(in_features, hidden=hidden, dropout=dropout)
