@@ -1,1 +1,29 @@
+"""Image and video quality metrics.
 
+Every metric module is imported explicitly below so that its ``@METRICS.register`` runs;
+``get_metric`` and ``list_metrics`` read the registry.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from qualitas.metrics import psnr, ssim, vmaf  # noqa: F401  (foundation metrics)
+from qualitas.metrics.base import METRICS, Metric, MetricInfo
+
+# --- more metric modules: add one explicit import line each, keep alphabetical -------------
+# e.g. from qualitas.metrics import vif  # noqa: F401
+# --- end of metric modules ------------------------------------------------------------------
+
+
+def get_metric(name: str, device: str | torch.device = "cpu") -> Metric:
+    """Instantiate the registered metric ``name`` on ``device`` (ConfigError if unknown)."""
+    return METRICS.get(name)(device=device)
+
+
+def list_metrics() -> list[MetricInfo]:
+    """Properties of every registered metric, sorted by name."""
+    return [METRICS.get(name).info for name in METRICS.names()]
+
+
+__all__ = ["METRICS", "Metric", "MetricInfo", "get_metric", "list_metrics"]
