@@ -1,0 +1,212 @@
+"""``qualitas score``: score images and videos with metrics (FR with --ref, else NR) or a model.
+
+Output: ``--out FILE`` writes JSON or CSV (by extension, or ``--format``) atomically and
+prints a one-line summary on stderr; without ``--out`` the results go to stdout as
+``--format`` (default: a table on a terminal, JSON when piped). Exit status: 0 when every
+input was scored, 1 when any failed (its ``error`` says why), 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from qualitas.errors import UsageError
+
+_SIZE = re.compile(r"^(\d+)[xX](\d+)$")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    m = _SIZE.match(text.strip())
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1920x1080, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "score",
+        help="score images/videos with metrics or models (FR with --ref, else NR)",
+        description=(
+            "Score distorted images/videos against a reference (--ref) with full-reference metrics, "
+            "or alone with no-reference metrics or a model. DIST and REF are files or folders; "
+            "folders pair by relative path with the extension ignored."
+        ),
+    )
+    p.add_argument("dist", nargs="+", metavar="DIST", help="distorted file(s) or folder(s)")
+    p.add_argument("--ref", metavar="REF", help="reference file or folder (full-reference scoring)")
+    p.add_argument(
+        "--metric",
+        dest="metrics",
+        action="extend",
+        nargs="+",
+        metavar="NAME",
+        help="metric name(s), repeatable or comma-separated (default with --ref: psnr ssim ms_ssim, "
+        "+ vmaf for videos); `qualitas metrics` lists them",
+    )
+    p.add_argument("--model", metavar="PATH", help="score with a trained/exported quality model")
+    g = p.add_argument_group("frames and pooling")
+    g.add_argument("--frame-step", type=_positive_int, default=1, metavar="N", help="score every N-th frame")
+    g.add_argument("--max-frames", type=_positive_int, metavar="N", help="score at most N frames per video")
+    g.add_argument(
+        "--pool",
+        choices=("mean", "harmonic_mean", "min", "p5"),
+        default="mean",
+        help="pooling of per-frame scores (min and p5 take the worse direction of each metric)",
+    )
+    g.add_argument("--batch-size", type=_positive_int, metavar="N", help="frames per metric batch (default: auto)")
+    g = p.add_argument_group("pairing")
+    g.add_argument(
+        "--on-size-mismatch",
+        choices=("scale", "error"),
+        default="scale",
+        help="distorted and reference sizes differ: scale the distorted (bicubic, recorded) or fail",
+    )
+    g.add_argument(
+        "--allow-fps-mismatch", action="store_true", help="score videos with different frame rates frame by frame"
+    )
+    g = p.add_argument_group("raw .yuv inputs")
+    g.add_argument("--size", type=_size, metavar="WxH", help="frame size of raw .yuv inputs")
+    g.add_argument("--pix-fmt", default="yuv420p", help="pixel format of raw .yuv inputs (default yuv420p)")
+    g.add_argument("--fps", type=_positive_float, default=None, help="frame rate of raw .yuv inputs")
+    g.add_argument("--ref-size", type=_size, metavar="WxH", help="raw .yuv reference size (default --size)")
+    g.add_argument("--ref-pix-fmt", help="raw .yuv reference pixel format (default --pix-fmt)")
+    g.add_argument("--ref-fps", type=_positive_float, help="raw .yuv reference frame rate (default --fps)")
+    g = p.add_argument_group("vmaf")
+    g.add_argument("--vmaf-model", help="libvmaf model name or .json file (default vmaf_v0.6.1)")
+    g.add_argument("--vmaf-threads", type=_positive_int, metavar="N", help="libvmaf threads (default: all cores)")
+    g = p.add_argument_group("output and execution")
+    g.add_argument("--out", metavar="FILE", help="write results to FILE.json or FILE.csv (atomic)")
+    g.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        help="output format (default: from --out's extension; else table on a terminal, json when piped)",
+    )
+    g.add_argument("--device", default="cpu", help="cpu or cuda[:N] for frame metrics (default cpu)")
+    g.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="inputs scored in parallel")
+    g.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
+    p.set_defaults(func=run)
+    return p
+
+
+def _split_metrics(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    return names or None
+
+
+def _yuv_specs(args: argparse.Namespace):
+    """Raw YUV specs for dist and ref (``None`` when no --size was given)."""
+    if args.size is None and args.ref_size is None:
+        if args.ref_pix_fmt or args.ref_fps or args.fps:
+            raise UsageError("--fps/--ref-fps/--ref-pix-fmt describe raw .yuv inputs and need --size WxH")
+        return None, None
+    from qualitas.io.yuv import RawYUVSpec
+
+    def spec(size, pix_fmt, fps):
+        if size is None:
+            return None
+        return RawYUVSpec(width=size[0], height=size[1], pix_fmt=pix_fmt, fps=fps or 25.0)
+
+    dist = spec(args.size, args.pix_fmt, args.fps)
+    ref = spec(args.ref_size or args.size, args.ref_pix_fmt or args.pix_fmt, args.ref_fps or args.fps)
+    return dist, ref
+
+
+def _check_device(device: str) -> str:
+    if device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device):
+        return device
+    raise UsageError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+
+
+def _model_hook(path: str):
+    """``--model``: learned models arrive with ``qualitas.runtime.models``."""
+    try:
+        from qualitas.runtime import models as runtime_models  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name != "qualitas.runtime.models":
+            raise
+        raise UsageError(
+            "--model is not available yet in this version of qualitas (learned models come with a "
+            "later release); score with --metric NAME instead"
+        ) from None
+    raise UsageError("--model scoring is not wired into `qualitas score` yet; use --metric NAME")
+
+
+def run(args: argparse.Namespace) -> int:
+    from qualitas.runtime import report
+    from qualitas.runtime.progress import Progress, progress_enabled
+    from qualitas.runtime.score import ScoreOptions, collect, score_pairs
+
+    if args.model:
+        _model_hook(args.model)
+    yuv, ref_yuv = _yuv_specs(args)
+    options = ScoreOptions(
+        frame_step=args.frame_step,
+        max_frames=args.max_frames,
+        pool=args.pool,
+        device=_check_device(args.device),
+        batch_size=args.batch_size,
+        jobs=args.jobs,
+        on_size_mismatch=args.on_size_mismatch,
+        allow_fps_mismatch=args.allow_fps_mismatch,
+        vmaf_model=args.vmaf_model,
+        vmaf_threads=args.vmaf_threads,
+        yuv=yuv,
+        ref_yuv=ref_yuv,
+        raise_errors=bool(getattr(args, "debug", False)),
+    )
+    options.validate()
+    out_fmt = None
+    if args.out:
+        out_fmt = args.format or report.infer_format(args.out)
+    pairs = collect(args.dist, args.ref)
+    if not pairs:
+        raise UsageError("no media files found in the given inputs")
+    progress = Progress(progress_enabled(args.quiet))
+    results, names = score_pairs(pairs, _split_metrics(args.metrics), options, progress=progress)
+    from qualitas.runtime.score import metric_info
+
+    infos = {n: metric_info(n) for n in names}
+    failed = sum(1 for r in results if not r.ok)
+    if args.out:
+        text = report.render(out_fmt, results, infos, options.to_dict())
+        from qualitas.data.manifest import atomic_write_text
+
+        atomic_write_text(args.out, text)
+        if not args.quiet:
+            print(
+                f"qualitas score: {len(results) - failed} scored, {failed} failed -> {args.out}",
+                file=sys.stderr,
+            )
+    else:
+        fmt = args.format or ("table" if sys.stdout.isatty() else "json")
+        sys.stdout.write(report.render(fmt, results, infos, options.to_dict()))
+        sys.stdout.flush()
+    if failed and not args.quiet:
+        for r in results:
+            if r.error:
+                print(f"qualitas score: {r.path}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0

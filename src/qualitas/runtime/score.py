@@ -1,0 +1,701 @@
+"""The scoring engine behind ``qualitas score``.
+
+``score_paths(dists, ref, metrics, options) -> list[Result]`` pairs the inputs, scores every
+pair and never lets one bad input stop the batch: a file that cannot be read, decoded or
+paired gets ``Result.error`` (one line) and the others are still scored.
+
+Videos are streamed: the distorted and reference files are decoded in lockstep, each in
+its own background thread (decoding overlaps the metric maths), in batches whose size is
+bounded by a pixel budget so that memory stays flat in the clip length. VMAF (a
+``kind="files"`` metric) runs libvmaf in a separate process over the whole files, in
+parallel with the frame metrics, and its per-frame scores are merged by frame index.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from qualitas.errors import MediaError, QualitasError, UsageError, one_line
+from qualitas.metrics.base import MetricInfo
+from qualitas.runtime.progress import NULL_PROGRESS, Progress
+
+POOLS = ("mean", "harmonic_mean", "min", "p5")
+SIZE_POLICIES = ("scale", "error")
+FPS_TOLERANCE = 1e-3
+"""Relative difference below which two frame rates count as equal (29.97 vs 30000/1001)."""
+BATCH_PIXEL_BUDGET = 1920 * 1080 * 4
+"""Automatic batch size: frames per batch so that one batch holds about this many pixels
+(4 frames of 1080p, 1 frame of 4K): enough to amortise per-call overhead, small enough that
+memory does not grow with resolution."""
+MAX_AUTO_BATCH = 32
+
+# Errors that a bad input file can raise while being read, decoded or scored: recorded per
+# file. Anything else (TypeError, KeyError...) is a bug and propagates.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (QualitasError, ValueError, OSError, RuntimeError, EOFError)
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Everything that controls a scoring run besides the inputs and metric names."""
+
+    frame_step: int = 1
+    max_frames: int | None = None
+    pool: str = "mean"
+    device: str = "cpu"
+    batch_size: int | None = None
+    """Frames per metric batch; ``None`` picks it from :data:`BATCH_PIXEL_BUDGET`."""
+    jobs: int = 1
+    on_size_mismatch: str = "scale"
+    allow_fps_mismatch: bool = False
+    vmaf_model: str | None = None
+    vmaf_threads: int | None = None
+    yuv: Any = None
+    """``qualitas.io.yuv.RawYUVSpec`` for raw ``.yuv`` inputs (dist, and ref unless ``ref_yuv``)."""
+    ref_yuv: Any = None
+    prefetch: bool = True
+    """Decode in background threads while the metrics run (off: everything in one thread)."""
+    raise_errors: bool = False
+    """Re-raise per-file errors instead of recording them (``--debug``)."""
+
+    def validate(self) -> None:
+        """Raise :class:`UsageError` for out-of-range values."""
+        if self.pool not in POOLS:
+            raise UsageError(f"unknown pooling '{self.pool}'; choose from {', '.join(POOLS)}")
+        if self.on_size_mismatch not in SIZE_POLICIES:
+            raise UsageError(
+                f"unknown size policy '{self.on_size_mismatch}'; choose from {', '.join(SIZE_POLICIES)}"
+            )
+        for name in ("frame_step", "jobs"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_frames", "batch_size", "vmaf_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"{name} must be >= 1, got {value}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError("--device cuda was asked for but torch sees no CUDA device")
+
+    def to_dict(self) -> dict:
+        """The options that affect scores, for the output document."""
+        return {
+            "frame_step": self.frame_step,
+            "max_frames": self.max_frames,
+            "pool": self.pool,
+            "on_size_mismatch": self.on_size_mismatch,
+            "allow_fps_mismatch": self.allow_fps_mismatch,
+            "vmaf_model": self.vmaf_model,
+        }
+
+
+@dataclass
+class FrameScores:
+    """Scores of one video frame (``index`` counts decoded frames from 0, before ``frame_step``)."""
+
+    index: int
+    time: float | None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "time": self.time, "scores": dict(self.scores)}
+
+
+@dataclass
+class Result:
+    """The outcome for one input (one row of the output)."""
+
+    path: str
+    ref: str | None = None
+    kind: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames_scored: int = 0
+    scores: dict[str, float] = field(default_factory=dict)
+    frames: list[FrameScores] | None = None
+    error: str | None = None
+    dist_frames: int | None = None
+    ref_frames: int | None = None
+    scaled_from: tuple[int, int] | None = None
+    """(width, height) of the distorted input when it was scaled to the reference size."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        """Plain-Python form following docs/output-schema.md (floats not yet JSON-escaped)."""
+        return {
+            "path": self.path,
+            "ref": self.ref,
+            "kind": self.kind,
+            "width": self.width,
+            "height": self.height,
+            "frames_scored": self.frames_scored,
+            "scores": dict(self.scores),
+            "frames": None if self.frames is None else [f.to_dict() for f in self.frames],
+            "error": self.error,
+            "dist_frames": self.dist_frames,
+            "ref_frames": self.ref_frames,
+            "scaled_from": None if self.scaled_from is None else list(self.scaled_from),
+            "notes": list(self.notes),
+        }
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def default_metrics(kind: str, has_ref: bool) -> list[str]:
+    """Metrics used when the user names none, for one input ``kind`` ("image"/"video").
+
+    Full reference: psnr, ssim, ms_ssim, plus vmaf for videos. No reference: none yet
+    (a later release adds default no-reference models), so this raises a usage error.
+    """
+    if has_ref:
+        return ["psnr", "ssim", "ms_ssim"] + (["vmaf"] if kind == "video" else [])
+    raise UsageError(
+        "no-reference scoring needs --metric NAME (a no-reference metric, see `qualitas metrics`) "
+        "or --model PATH; give --ref REF for full-reference metrics"
+    )
+
+
+def metric_info(name: str) -> MetricInfo:
+    """Properties of a registered metric (unknown name -> ConfigError with did-you-mean)."""
+    from qualitas.metrics import METRICS
+
+    return METRICS.get(name).info
+
+
+def resolve_metrics(names: Sequence[str] | None, has_ref: bool, kinds: Iterable[str] = ()) -> list[str]:
+    """Validate metric names for a run; returns the ordered, de-duplicated list.
+
+    ``names=None`` means the defaults for every input kind in ``kinds``. A full-reference
+    metric without a reference is a usage error (exit status 2).
+    """
+    if names is None or len(names) == 0:
+        out: list[str] = []
+        for kind in kinds or ("image",):
+            out += [n for n in default_metrics(kind, has_ref) if n not in out]
+        return out
+    out = list(dict.fromkeys(names))
+    for name in out:
+        info = metric_info(name)
+        if info.full_reference and not has_ref:
+            raise UsageError(f"metric '{name}' is full-reference: give --ref REF (or pick a no-reference metric)")
+    return out
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def pool_scores(values: Sequence[float] | np.ndarray, method: str, higher_is_better: bool = True) -> float:
+    """Pool per-frame scores into one number.
+
+    * ``mean``: arithmetic mean.
+    * ``harmonic_mean``: libvmaf's definition ``n / sum(1 / (x + 1)) - 1`` (the ``+1`` keeps
+      zero scores finite); it leans towards low values.
+    * ``min``: the worst frame (the maximum for lower-is-better metrics).
+    * ``p5``: the 5th percentile in the worse direction (the 95th for lower-is-better
+      metrics), nearest-rank, so an ``inf`` frame never turns into ``nan``.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return math.nan
+    if method == "mean":
+        return float(x.mean())
+    if method == "harmonic_mean":
+        with np.errstate(divide="ignore"):
+            return float(x.size / np.sum(1.0 / (x + 1.0)) - 1.0)
+    if method == "min":
+        return float(x.min() if higher_is_better else x.max())
+    if method == "p5":
+        if higher_is_better:
+            return float(np.percentile(x, 5, method="lower"))
+        return float(np.percentile(x, 95, method="higher"))
+    raise UsageError(f"unknown pooling '{method}'; choose from {', '.join(POOLS)}")
+
+
+def auto_batch_size(width: int, height: int, requested: int | None = None) -> int:
+    """Frames per batch: ``requested``, or as many as fit :data:`BATCH_PIXEL_BUDGET`."""
+    if requested is not None:
+        return requested
+    return int(max(1, min(MAX_AUTO_BATCH, BATCH_PIXEL_BUDGET // max(1, width * height))))
+
+
+# --------------------------------------------------------------------------- prefetch
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetch(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead.
+
+    Exceptions in the producer are re-raised in the consumer. Closing the returned generator
+    (or abandoning it after an error) stops the producer, so no thread outlives its use.
+    PyAV and torch release the GIL in their heavy parts, so decoding really runs in parallel.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, re-raised there
+            put(err)
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="qualitas-decode", daemon=True)
+    thread.start()
+
+    def consume() -> Iterator[T]:
+        try:
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            stop.set()
+            thread.join()
+
+    return consume()
+
+
+# --------------------------------------------------------------------------- engine
+
+
+@dataclass
+class _Metrics:
+    """The metric objects of a run, split by kind."""
+
+    infos: dict[str, MetricInfo]
+    frame: dict[str, Callable[..., torch.Tensor]]
+    files: list[str]
+
+    def subset(self, names: Sequence[str]) -> _Metrics:
+        return _Metrics(
+            {n: self.infos[n] for n in names},
+            {n: m for n, m in self.frame.items() if n in names},
+            [n for n in self.files if n in names],
+        )
+
+
+def _build_metrics(names: Sequence[str], device: str) -> _Metrics:
+    from qualitas.metrics import get_metric
+
+    infos = {n: metric_info(n) for n in names}
+    frame = {n: get_metric(n, device=device) for n, i in infos.items() if i.kind == "frames"}
+    files = [n for n, i in infos.items() if i.kind == "files"]
+    unknown = [n for n, i in infos.items() if i.kind not in ("frames", "files")]
+    if unknown:
+        raise UsageError(f"metric '{unknown[0]}' has an unsupported kind '{infos[unknown[0]].kind}'")
+    return _Metrics(infos, frame, files)
+
+
+def _kind_of(path: str | os.PathLike, yuv: Any) -> str:
+    from qualitas.io.media import media_kind
+
+    if yuv is not None and str(path).lower().endswith(".yuv"):
+        return "video"
+    return media_kind(path)
+
+
+def _guess_kind(path: str | os.PathLike, yuv: Any) -> str | None:
+    try:
+        return _kind_of(path, yuv)
+    except INPUT_ERRORS:
+        return None
+
+
+def _check_readable(path: str | os.PathLike, what: str) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"{what} not found: {p}")
+    if p.is_dir():
+        raise MediaError(f"{what} is a folder, expected a file: {p}")
+    if p.stat().st_size == 0:
+        raise MediaError(f"{what} is an empty (zero-byte) file: {p}")
+
+
+def _match(dist: torch.Tensor, ref_hw: tuple[int, int], policy: str) -> torch.Tensor:
+    from qualitas.io.pairing import match_size
+
+    return match_size(dist, ref_hw, policy=policy)
+
+
+def _size_check(res: Result, dist_wh: tuple[int, int], ref_wh: tuple[int, int], policy: str) -> None:
+    """Apply the size policy to a pair before any decoding; records what was done."""
+    if dist_wh == ref_wh:
+        return
+    (dw, dh), (rw, rh) = dist_wh, ref_wh
+    if policy == "error":
+        raise MediaError(f"sizes differ: distorted {dw}x{dh} vs reference {rw}x{rh} (--on-size-mismatch error)")
+    res.scaled_from = (dw, dh)
+    res.notes.append(f"distorted scaled from {dw}x{dh} to the reference size {rw}x{rh} (bicubic)")
+
+
+class _Scorer:
+    """Scores pairs with a fixed set of metrics and options (one per run, thread-safe)."""
+
+    def __init__(self, metrics: _Metrics, options: ScoreOptions, progress: Progress) -> None:
+        self.metrics = metrics
+        self.options = options
+        self.progress = progress
+
+    # -- entry point
+    def score(self, dist: str, ref: str | None, names: Sequence[str], pair_error: str | None = None) -> Result:
+        opts = self.options
+        res = Result(path=str(dist), ref=None if ref is None else str(ref), kind=_guess_kind(dist, opts.yuv))
+        if pair_error:
+            res.error = pair_error
+            return res
+        try:
+            self._score_into(res, names)
+        except INPUT_ERRORS as err:
+            if opts.raise_errors:
+                raise
+            res.error = one_line(err)
+            res.scores, res.frames, res.frames_scored = {}, None, 0
+        return res
+
+    def _score_into(self, res: Result, names: Sequence[str]) -> None:
+        opts = self.options
+        _check_readable(res.path, "distorted file" if res.ref is not None else "file")
+        kind = _kind_of(res.path, opts.yuv)
+        res.kind = kind
+        if res.ref is not None:
+            _check_readable(res.ref, "reference file")
+            ref_kind = _kind_of(res.ref, opts.ref_yuv or opts.yuv)
+            if ref_kind != kind:
+                raise MediaError(f"cannot compare a {kind} with a {ref_kind} reference: {res.ref}")
+        metrics = self.metrics.subset(names)
+        if kind == "image":
+            self._score_image(res, metrics)
+        else:
+            self._score_video(res, metrics)
+
+    # -- images
+    def _score_image(self, res: Result, metrics: _Metrics) -> None:
+        from qualitas.io.image import read_image
+
+        opts = self.options
+        dist = read_image(res.path).data.unsqueeze(0)
+        ref = None
+        if res.ref is not None:
+            ref = read_image(res.ref).data.unsqueeze(0)
+            rh, rw = ref.shape[-2:]
+            _size_check(res, (dist.shape[-1], dist.shape[-2]), (rw, rh), opts.on_size_mismatch)
+            dist = _match(dist, (rh, rw), opts.on_size_mismatch)
+        res.height, res.width = (int(s) for s in dist.shape[-2:])
+        vmaf = self._start_files_metrics(res, metrics)
+        dist = dist.to(opts.device)
+        ref = None if ref is None else ref.to(opts.device)
+        for name, metric in metrics.frame.items():
+            res.scores[name] = float(metric(dist, ref)[0])
+        res.frames_scored = 1
+        for name, fut in vmaf.items():
+            vres = fut.result()
+            res.scores[name] = float(vres.frames[0][2]) if vres.frames else float(vres.pooled)
+
+    # -- files metrics (VMAF): a separate process over the whole files
+    def _start_files_metrics(self, res: Result, metrics: _Metrics) -> dict[str, Future]:
+        if not metrics.files:
+            return {}
+        from qualitas.metrics import vmaf as vmaf_mod
+
+        opts = self.options
+        out: dict[str, Future] = {}
+        for name in metrics.files:
+            if name != "vmaf":  # the only files metric so far; a new one needs its call here
+                raise UsageError(f"metric '{name}' runs on files but the runtime does not know how to call it")
+            kwargs: dict[str, Any] = {
+                "threads": opts.vmaf_threads or 0,  # 0: libvmaf uses every core
+                "frame_step": opts.frame_step,
+                "max_frames": opts.max_frames,
+                "yuv_dist": opts.yuv,
+                "yuv_ref": opts.ref_yuv or opts.yuv,
+            }
+            if opts.vmaf_model is not None:
+                kwargs["model"] = opts.vmaf_model
+            out[name] = _run_in_thread(vmaf_mod.score_files, res.path, res.ref, **kwargs)
+        return out
+
+    # -- videos
+    def _score_video(self, res: Result, metrics: _Metrics) -> None:
+        from qualitas.io.video import iter_batches, probe_video
+
+        opts = self.options
+        ref_yuv = opts.ref_yuv or opts.yuv
+        dinfo = probe_video(res.path, yuv=opts.yuv)
+        rinfo = probe_video(res.ref, yuv=ref_yuv) if res.ref is not None else None
+        width, height = dinfo.width, dinfo.height
+        if rinfo is not None:
+            self._fps_check(res, dinfo.fps, rinfo.fps)
+            _size_check(res, (dinfo.width, dinfo.height), (rinfo.width, rinfo.height), opts.on_size_mismatch)
+            width, height = rinfo.width, rinfo.height
+        res.width, res.height = int(width), int(height)
+
+        vmaf = self._start_files_metrics(res, metrics)
+        frames: dict[int, FrameScores] = {}
+        batch = auto_batch_size(max(dinfo.width, width), max(dinfo.height, height), opts.batch_size)
+        if metrics.frame:
+            total = _expected_frames(
+                [dinfo.num_frames] + ([rinfo.num_frames] if rinfo is not None else []), opts
+            )
+            kw = {"frame_step": opts.frame_step, "max_frames": opts.max_frames, "batch_size": batch}
+            dist_it = iter_batches(res.path, yuv=opts.yuv, **kw)
+            ref_it = iter_batches(res.ref, yuv=ref_yuv, **kw) if res.ref is not None else None
+            with self.progress.frames(total, Path(res.path).name) as bar:
+                counts = self._frame_loop(res, metrics, dist_it, ref_it, (height, width), frames, bar)
+            res.dist_frames, res.ref_frames = counts
+            if res.ref is not None and counts[0] != counts[1]:
+                res.notes.append(
+                    f"frame counts differ: distorted {counts[0]} vs reference {counts[1]}; "
+                    f"scored the first {min(counts)}"
+                )
+        for name, fut in vmaf.items():
+            vres = fut.result()
+            for index, time, score in vres.frames:
+                fs = frames.get(int(index))
+                if fs is None:
+                    fs = frames[int(index)] = FrameScores(int(index), None if time is None else float(time))
+                fs.scores[name] = float(score)
+        res.frames = [frames[i] for i in sorted(frames)]
+        if not res.frames:
+            raise MediaError("no frames could be decoded")
+        # Pool each metric over the frames that have it (all of them, unless VMAF and the
+        # frame metrics saw different frame counts).
+        names = list(metrics.frame) + metrics.files
+        for name in names:
+            values = [f.scores[name] for f in res.frames if name in f.scores]
+            res.scores[name] = pool_scores(values, opts.pool, metrics.infos[name].higher_is_better)
+        res.frames_scored = max(sum(1 for f in res.frames if name in f.scores) for name in names)
+        if not metrics.frame:
+            res.dist_frames = res.ref_frames = None
+
+    def _fps_check(self, res: Result, dist_fps: float | None, ref_fps: float | None) -> None:
+        if not dist_fps or not ref_fps:
+            return
+        if abs(dist_fps - ref_fps) <= FPS_TOLERANCE * max(dist_fps, ref_fps):
+            return
+        msg = f"frame rates differ: distorted {dist_fps:g} fps vs reference {ref_fps:g} fps"
+        if not self.options.allow_fps_mismatch:
+            raise MediaError(f"{msg} (--allow-fps-mismatch scores them frame by frame)")
+        res.notes.append(f"{msg}; scored frame by frame (--allow-fps-mismatch)")
+
+    def _frame_loop(
+        self,
+        res: Result,
+        metrics: _Metrics,
+        dist_it: Iterator,
+        ref_it: Iterator | None,
+        ref_hw: tuple[int, int],
+        frames: dict[int, FrameScores],
+        bar,
+    ) -> tuple[int, int | None]:
+        """Score batches in lockstep; returns the decoded frame counts (dist, ref)."""
+        opts = self.options
+        if opts.prefetch:
+            dist_it = prefetch(dist_it)
+            ref_it = prefetch(ref_it) if ref_it is not None else None
+        n_dist = n_ref = 0
+        try:
+            while True:
+                db = next(dist_it, None)
+                rb = next(ref_it, None) if ref_it is not None else None
+                if db is None or (ref_it is not None and rb is None):
+                    n_dist += 0 if db is None else len(db.indices)
+                    n_ref += 0 if rb is None else len(rb.indices)
+                    break
+                nd = len(db.indices)
+                n = nd if rb is None else min(nd, len(rb.indices))
+                n_dist += nd
+                n_ref += 0 if rb is None else len(rb.indices)
+                dist = db.data[:n]
+                ref = None
+                if rb is not None:
+                    ref = rb.data[:n].to(opts.device, non_blocking=True)
+                    dist = _match(dist, ref_hw, opts.on_size_mismatch)
+                dist = dist.to(opts.device, non_blocking=True)
+                per_metric = {name: m(dist, ref).tolist() for name, m in metrics.frame.items()}
+                for j in range(n):
+                    idx = int(db.indices[j])
+                    frames[idx] = FrameScores(
+                        idx, float(db.times[j]), {name: float(v[j]) for name, v in per_metric.items()}
+                    )
+                bar.update(n)
+                if rb is not None and n < max(nd, len(rb.indices)):
+                    break
+            # One stream ended: count what is left of the other (decoded, not scored), so
+            # that both frame counts are reported.
+            n_dist += sum(len(b.indices) for b in dist_it)
+            if ref_it is not None:
+                n_ref += sum(len(b.indices) for b in ref_it)
+        finally:
+            for it in (dist_it, ref_it):
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+        return n_dist, (n_ref if ref_it is not None else None)
+
+
+def _expected_frames(counts: Sequence[int | None], opts: ScoreOptions) -> int | None:
+    """Frames the loop will score (for the progress bar): common count after step/max."""
+    known = [c for c in counts if c]
+    if not known:
+        return opts.max_frames
+    n = math.ceil(min(known) / opts.frame_step)
+    return n if opts.max_frames is None else min(n, opts.max_frames)
+
+
+def _run_in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future:
+    """Run ``fn`` in a fresh thread (the libvmaf subprocess waits there, not in our loop)."""
+    fut: Future = Future()
+
+    def target() -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - delivered through the future
+            fut.set_exception(err)
+
+    threading.Thread(target=target, name="qualitas-files-metric", daemon=True).start()
+    return fut
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@dataclass
+class Pair:
+    """One input to score: distorted path, reference path (or None), pairing error."""
+
+    dist: str
+    ref: str | None = None
+    error: str | None = None
+
+
+def collect(dists: Sequence[str | os.PathLike], ref: str | os.PathLike | None) -> list[Pair]:
+    """Expand files/folders into pairs (``qualitas.io.pairing.collect_pairs``)."""
+    from qualitas.io.pairing import collect_pairs
+
+    return [
+        Pair(str(p.dist), None if p.ref is None else str(p.ref), getattr(p, "error", None))
+        for p in collect_pairs([Path(d) for d in dists], None if ref is None else Path(ref))
+    ]
+
+
+def _torch_threads_for(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def score_pairs(
+    pairs: Sequence[Pair],
+    metrics: Sequence[str] | None = None,
+    options: ScoreOptions | None = None,
+    *,
+    progress: Progress = NULL_PROGRESS,
+) -> tuple[list[Result], list[str]]:
+    """Score already-paired inputs; returns ``(results in input order, metric names used)``.
+
+    ``metrics=None`` uses :func:`default_metrics` for each input's kind.
+    """
+    opts = options or ScoreOptions()
+    opts.validate()
+    has_ref = any(p.ref is not None for p in pairs)
+    kinds = {_guess_kind(p.dist, opts.yuv) for p in pairs if p.error is None}
+    kinds.discard(None)
+    all_names = resolve_metrics(metrics, has_ref, sorted(kinds) or ["image"])  # type: ignore[arg-type]
+    built = _build_metrics(all_names, opts.device)
+
+    def names_for(pair: Pair) -> list[str]:
+        if metrics:
+            return all_names
+        kind = _guess_kind(pair.dist, opts.yuv) or "image"
+        return default_metrics(kind, pair.ref is not None)
+
+    if opts.jobs > 1:
+        progress = Progress(progress.enabled, frame_bars=False, stream=progress.stream)
+    scorer = _Scorer(built, opts, progress)
+    results: list[Result] = []
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(_torch_threads_for(opts.jobs))
+    try:
+        with progress.files(len(pairs)) as bar:
+            if opts.jobs == 1:
+                for pair in pairs:
+                    results.append(scorer.score(pair.dist, pair.ref, names_for(pair), pair.error))
+                    bar.update(1)
+            else:
+                with ThreadPoolExecutor(max_workers=opts.jobs, thread_name_prefix="qualitas-job") as pool:
+                    futures = [pool.submit(scorer.score, p.dist, p.ref, names_for(p), p.error) for p in pairs]
+                    for fut in futures:
+                        results.append(fut.result())
+                        bar.update(1)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return results, all_names
+
+
+def score_paths(
+    dists: Sequence[str | os.PathLike],
+    ref: str | os.PathLike | None = None,
+    metrics: Sequence[str] | None = None,
+    options: ScoreOptions | None = None,
+    *,
+    progress: Progress = NULL_PROGRESS,
+) -> list[Result]:
+    """Score files/folders ``dists`` (against ``ref`` when given) -> one :class:`Result` each.
+
+    Example::
+
+        results = score_paths(["dist.mp4"], ref="ref.mp4", metrics=["psnr", "ssim"],
+                              options=ScoreOptions(frame_step=2))
+    """
+    results, _ = score_pairs(collect(dists, ref), metrics, options, progress=progress)
+    return results
+
+
+__all__ = [
+    "FrameScores",
+    "Pair",
+    "Result",
+    "ScoreOptions",
+    "auto_batch_size",
+    "collect",
+    "default_metrics",
+    "pool_scores",
+    "prefetch",
+    "resolve_metrics",
+    "score_pairs",
+    "score_paths",
+]
