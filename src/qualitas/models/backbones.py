@@ -2,8 +2,8 @@
 
 Nothing is downloaded: a backbone is randomly initialised or loaded from a file given as
 ``pretrained_path`` (``.pth``/``.pt`` read with ``torch.load(weights_only=True)``, or
-``.safetensors``). timm, torchvision and qualitas checkpoints are accepted: common
-prefixes (``module.``, ``model.``, ``backbone.net.`` ...) are stripped, classifier
+``.safetensors``). timm, torchvision, Lightning and qualitas checkpoints are accepted:
+the leading prefix that best matches (``module.``, ``model.backbone.`` ...) is stripped, classifier
 weights dropped, and a 3-channel first convolution is adapted when the backbone takes
 more channels (the 6-channel full-reference input).
 """
@@ -46,7 +46,6 @@ RECOMMENDED_BACKBONES = (
 parameter ResNet used by the tests."""
 
 _STATE_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "params")
-_PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.net.", "backbone.", "net.", "encoder.")
 
 
 def _timm():
@@ -113,20 +112,19 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _strip_prefixes(sd: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
-    """Strip known prefixes while that makes more keys match the model (handles nesting)."""
+    """Drop the leading dotted prefix (``module.``, ``model.backbone.``...) that makes the
+    most keys match the model; keys without that prefix are dropped with it."""
+    candidates = {""}
+    for key in sd:
+        parts = key.split(".")
+        candidates.update(".".join(parts[:i]) + "." for i in range(1, min(len(parts), 6)))
 
-    def score(d: dict[str, torch.Tensor]) -> int:
-        return sum(k in model_keys for k in d)
+    def matches(prefix: str) -> int:
+        return sum(k.startswith(prefix) and k[len(prefix) :] in model_keys for k in sd)
 
-    best, best_score = sd, score(sd)
-    improved = True
-    while improved:
-        improved = False
-        for prefix in _PREFIXES:
-            sub = {k[len(prefix) :]: v for k, v in best.items() if k.startswith(prefix)}
-            if sub and score(sub) > best_score:
-                best, best_score, improved = sub, score(sub), True
-    return best
+    # Most matches wins; among equals the shortest prefix (keeps the most keys).
+    best = max(sorted(candidates, key=len), key=matches)
+    return {k[len(best) :]: v for k, v in sd.items() if k.startswith(best)}
 
 
 def load_weights(

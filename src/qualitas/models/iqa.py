@@ -43,13 +43,15 @@ class Normalize(nn.Module):
 
 
 def check_images(x: torch.Tensor, what: str = "images") -> None:
-    """Shape check on the static shape only (no effect on tracing)."""
+    """Input check for eager calls; skipped while tracing (the exported graph fixes the rank)."""
+    if torch.jit.is_tracing():
+        return
     if x.ndim != 4 or x.shape[1] != 3:
         raise UsageError(f"{what}: expected (B,3,H,W) RGB in [0,1], got {tuple(x.shape)}")
 
 
 def check_pair(dist: torch.Tensor, ref: torch.Tensor) -> None:
-    if dist.shape != ref.shape:
+    if not torch.jit.is_tracing() and dist.shape != ref.shape:
         raise UsageError(
             f"distorted and reference must have the same shape, got {tuple(dist.shape)} and {tuple(ref.shape)}"
         )

@@ -27,6 +27,9 @@ from qualitas.models.temporal import build_temporal_pool, insert_temporal_shift
 
 
 def check_clip(x: torch.Tensor, spec: ModelSpec, what: str = "clip") -> None:
+    """Input check for eager calls; skipped while tracing (the exported graph fixes the rank)."""
+    if torch.jit.is_tracing():
+        return
     if x.ndim != 5 or x.shape[2] != 3:
         raise UsageError(f"{what}: expected (B,T,3,H,W) RGB in [0,1], got {tuple(x.shape)}")
     if spec.fixed_num_frames and x.shape[1] != spec.num_frames:
@@ -70,7 +73,7 @@ class FRVQAModel(nn.Module):
 
     def forward(self, dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         check_clip(dist, self.spec, "dist")
-        if dist.shape != ref.shape:
+        if not torch.jit.is_tracing() and dist.shape != ref.shape:
             raise UsageError(
                 f"distorted and reference clips differ in shape: {tuple(dist.shape)} vs {tuple(ref.shape)}"
             )
