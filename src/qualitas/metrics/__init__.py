@@ -13,6 +13,9 @@ from qualitas.metrics.base import METRICS, Metric, MetricInfo
 
 # --- more metric modules: add one explicit import line each, keep alphabetical -------------
 # e.g. from qualitas.metrics import vif  # noqa: F401
+from qualitas.metrics import brisque  # noqa: F401
+from qualitas.metrics import niqe  # noqa: F401
+from qualitas.metrics import piqe  # noqa: F401
 # --- end of metric modules ------------------------------------------------------------------
 
 
