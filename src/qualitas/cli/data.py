@@ -1,0 +1,194 @@
+"""``qualitas data convert|frames|check|synth``: dataset tooling (docs/data.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qualitas.errors import UsageError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "data",
+        help="dataset converters, frame extraction, manifest checks, synthetic ladders",
+        description="Dataset tooling: convert public datasets to the manifest schema, extract frames, "
+        "check manifests, build synthetic distortion ladders with teacher labels.",
+    )
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("convert", help="convert a dataset's release layout to a manifest")
+    p.add_argument("format", metavar="FORMAT", help="dataset format: " + _formats())
+    p.add_argument("src", metavar="SRC_DIR", help="dataset folder (or one label file)")
+    p.add_argument("--out", required=True, help="manifest to write (.jsonl, or .csv)")
+    p.add_argument("--root", help="folder the manifest paths are relative to (default: SRC_DIR)")
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out rows whose files are missing (default: keep them, warn, exit status 1)",
+    )
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("frames", help="extract video frames to PNG/JPEG with a frames manifest")
+    p.add_argument("src", metavar="VIDEO_OR_DIR")
+    p.add_argument("--out", required=True, help="output folder (one sub-folder per video)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--step", type=int, help="keep every N-th frame")
+    g.add_argument("--fps", type=float, help="keep about F frames per second (by timestamp)")
+    p.add_argument("--max-frames", type=int, help="at most N frames per video")
+    p.add_argument("--format", choices=("png", "jpg"), default="png")
+    p.add_argument("--manifest", help="frames manifest path (default: OUT/frames.jsonl)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("check", help="check every row of a manifest (files, decoding, scores, splits)")
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("--root", required=True, help="dataset root the manifest paths are relative to")
+    p.add_argument("--deep", action="store_true", help="decode every video frame (default: first and last)")
+    p.add_argument("--write-clean", metavar="OUT", help="write the good rows (with media sizes) to OUT")
+    p.add_argument("--mos-range", nargs=2, metavar=("LO", "HI"), help="allowed mos range")
+    p.add_argument("--examples", type=int, default=3, help="examples shown per problem kind")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("synth", help="build distorted images/videos with full-reference teacher labels")
+    p.add_argument("--images", type=Path, help="folder of pristine images")
+    p.add_argument("--videos", type=Path, help="folder of pristine videos")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--levels", type=int, default=5, help="levels per type, 1..5 (default 5)")
+    p.add_argument("--types", nargs="+", help="image distortion types (default: all)")
+    p.add_argument("--codecs", nargs="+", help="video codec ladders (default: all PyAV can encode)")
+    p.add_argument("--no-resolution-ladder", action="store_true", help="skip the downscale/upscale ladder")
+    p.add_argument("--fps-drop", action="store_true", help="add the frame-rate drop ladder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--max-images", type=int)
+    p.add_argument("--max-videos", type=int)
+    p.add_argument("--clip-seconds", type=float, default=4.0, help="length of pristine clips (0: whole video)")
+    p.add_argument("--photo-videos", type=int, default=0, help="pan/zoom videos made from N of the images")
+    p.add_argument("--image-max-side", type=int, default=0, help="downscale pristine images (0: keep)")
+    p.add_argument("--video-max-side", type=int, default=0, help="downscale pristine clips (0: keep)")
+    p.add_argument(
+        "--teacher",
+        default="ms_ssim,psnr",
+        help="image teacher: name[:lo:hi[:weight]],...; 'none' for no labels (default ms_ssim,psnr)",
+    )
+    p.add_argument("--vmaf-model", default="vmaf_v0.6.1", help="video teacher model; 'none' for no labels")
+    p.add_argument("--list-types", action="store_true", help="print the distortion types and exit")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+    return parser
+
+
+def _formats() -> str:
+    from qualitas.data.converters import CONVERTERS
+
+    return ", ".join(CONVERTERS.names())
+
+
+def run(args: argparse.Namespace) -> int:
+    action = args.data_command
+    if action == "convert":
+        return _convert(args)
+    if action == "frames":
+        return _frames(args)
+    if action == "check":
+        return _check(args)
+    if action == "synth":
+        return _synth(args)
+    raise UsageError(f"unknown data action {action!r}")
+
+
+def _convert(args) -> int:
+    from qualitas.data.converters import convert
+    from qualitas.data.manifest import write_manifest
+
+    res = convert(args.format, args.src, root=args.root, skip_missing=args.skip_missing)
+    write_manifest(res.records, args.out)
+    conv = res.converter
+    direction = "higher is better" if conv.higher_is_better else "LOWER is better"
+    print(f"{conv.name}: wrote {len(res.records)} rows to {args.out} (paths relative to {res.root})")
+    print(f"  scores: {conv.scale}; {direction}")
+    for note in res.notes:
+        print(f"  note: {note}")
+    if res.missing_rows:
+        what = "left out (--skip-missing)" if args.skip_missing else "kept; rerun with --skip-missing to leave them out"
+        print(f"warning: {res.missing_rows} row(s) name missing files ({what}); e.g.:", file=sys.stderr)
+        for ex in res.missing_examples:
+            print(f"  {ex}", file=sys.stderr)
+        return 0 if args.skip_missing else 1
+    return 0
+
+
+def _frames(args) -> int:
+    from qualitas.data.frames import FrameOptions, extract_frames
+
+    opts = FrameOptions(step=args.step, fps=args.fps, max_frames=args.max_frames, fmt=args.format)
+    res = extract_frames(args.src, args.out, opts, manifest=args.manifest, progress=not args.no_progress)
+    manifest = args.manifest or str(Path(args.out) / "frames.jsonl")
+    print(
+        f"{len(res.records)} frames in {manifest} ({res.written} written now, "
+        f"{res.skipped_videos} video(s) already complete)"
+    )
+    for f in res.failures:
+        print(f"error: {f}", file=sys.stderr)
+    return 1 if res.failures else 0
+
+
+def _check(args) -> int:
+    from qualitas.data.check import check_records, parse_range
+    from qualitas.data.manifest import read_manifest, write_manifest
+
+    if not Path(args.root).is_dir():
+        raise UsageError(f"--root is not a folder: {args.root}")
+    records = read_manifest(args.manifest)
+    report = check_records(
+        records, args.root, deep=args.deep, mos_range=parse_range(args.mos_range), progress=not args.no_progress
+    )
+    print(report.summary(examples=args.examples))
+    if args.write_clean:
+        write_manifest(report.good, args.write_clean)
+        print(f"wrote {len(report.good)} good rows to {args.write_clean}")
+    return 0 if report.ok else 1
+
+
+def _synth(args) -> int:
+    from qualitas.data.synth.build import SynthConfig, build
+    from qualitas.data.synth.distortions import list_distortions
+    from qualitas.data.synth.teacher import ImageTeacherConfig, VideoTeacherConfig
+
+    if args.list_types:
+        for d in list_distortions():
+            print(f"{d.name:24s} {d.family:12s} {d.unit}: {', '.join(f'{p:g}' for p in d.params)}")
+        return 0
+    teacher = None if args.teacher.lower() == "none" else ImageTeacherConfig.parse(args.teacher)
+    vteacher = None if args.vmaf_model.lower() == "none" else VideoTeacherConfig(model=args.vmaf_model, threads=0 if args.jobs <= 1 else 1)
+    cfg = SynthConfig(
+        out=args.out,
+        images=args.images,
+        videos=args.videos,
+        levels=args.levels,
+        types=tuple(args.types) if args.types else None,
+        codecs=tuple(args.codecs) if args.codecs else None,
+        resolution_ladder=not args.no_resolution_ladder,
+        fps_drop=args.fps_drop,
+        seed=args.seed,
+        jobs=args.jobs,
+        max_images=args.max_images,
+        max_videos=args.max_videos,
+        clip_seconds=args.clip_seconds or None,
+        photo_videos=args.photo_videos,
+        image_max_side=args.image_max_side,
+        video_max_side=args.video_max_side,
+        teacher=teacher,
+        video_teacher=vteacher,
+        progress=not args.no_progress,
+    )
+    res = build(cfg)
+    for name, path in res.manifests.items():
+        print(f"{name}: {res.counts[name]} rows -> {path}")
+    print(f"tasks: {res.tasks_run} run, {res.tasks_skipped} already done")
+    for f in res.failures:
+        print(f"error: {f}", file=sys.stderr)
+    return 1 if res.failures else 0
