@@ -69,7 +69,8 @@ def test_six_channel_input_conv_adapted_from_rgb_weights(tmp_path):
     # timm repeats the RGB filters and rescales by 3/6 so activations keep their size
     torch.testing.assert_close(w6, torch.cat([w3, w3], dim=1) * 0.5)
     torch.testing.assert_close(
-        model.features.backbone.net.state_dict()["layer4.0.conv2.weight"], donor.net.state_dict()["layer4.0.conv2.weight"]
+        model.features.backbone.net.state_dict()["layer4.0.conv2.weight"],
+        donor.net.state_dict()["layer4.0.conv2.weight"],
     )
 
 
@@ -80,7 +81,9 @@ def test_tsm_model_loads_plain_weights_and_same_keys(tmp_path):
     tsm = build_model("nr_vqa", backbone=TINY, tsm=True, num_segments=4, pretrained_path=str(path))
     plain = build_model("nr_vqa", backbone=TINY)
     assert list(tsm.state_dict()) == list(plain.state_dict())
-    torch.testing.assert_close(tsm.features.backbone.net.layer1[0].conv1.weight, donor.net.layer1[0].conv1.weight)
+    torch.testing.assert_close(
+        tsm.features.backbone.net.layer1[0].conv1.weight, donor.net.layer1[0].conv1.weight
+    )
 
 
 def test_mismatched_shapes_are_skipped_and_reported(tmp_path):

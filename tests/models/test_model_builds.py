@@ -105,7 +105,9 @@ def test_expected_score_by_hand():
     probs = torch.tensor([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
     bins = torch.tensor([1.0, 2.0, 3.0])
     torch.testing.assert_close(expected_score(probs, bins), torch.tensor([0.2 + 0.6 + 1.5, 1.0]))
-    model = build_model("nr_iqa", backbone=TINY, head="distribution", num_bins=3, bin_values=[0.0, 50.0, 100.0])
+    model = build_model(
+        "nr_iqa", backbone=TINY, head="distribution", num_bins=3, bin_values=[0.0, 50.0, 100.0]
+    )
     assert model.bins.tolist() == [0.0, 50.0, 100.0]
 
 

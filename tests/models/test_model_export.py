@@ -12,21 +12,35 @@ from qualitas.models import build_model
 
 
 def _onnx_parity(
-    model: torch.nn.Module, example: tuple[torch.Tensor, ...], other: tuple[torch.Tensor, ...], *, dynamo: bool
+    model: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    other: tuple[torch.Tensor, ...],
+    *,
+    dynamo: bool,
 ):
     ort = pytest.importorskip("onnxruntime")
     names = [f"in{i}" for i in range(len(example))]
     if dynamo:  # torch.export-based exporter (PyTorch's default)
         batch = torch.export.Dim("batch", min=1, max=64)
         program = torch.onnx.export(
-            model, example, dynamo=True, input_names=names, output_names=["score"],
-            dynamic_shapes=tuple({0: batch} for _ in names), verbose=False,
+            model,
+            example,
+            dynamo=True,
+            input_names=names,
+            output_names=["score"],
+            dynamic_shapes=tuple({0: batch} for _ in names),
+            verbose=False,
         )
         data = program.model_proto.SerializeToString()
     else:  # TorchScript-based exporter
         buf = io.BytesIO()
         torch.onnx.export(
-            model, example, buf, dynamo=False, input_names=names, output_names=["score"],
+            model,
+            example,
+            buf,
+            dynamo=False,
+            input_names=names,
+            output_names=["score"],
             dynamic_axes={n: {0: "batch"} for n in names},
         )
         data = buf.getvalue()
@@ -48,7 +62,9 @@ def test_nr_iqa_onnx_and_trace():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 def test_tsm_video_onnx_through_torch_export():
-    model = build_model("nr_vqa", backbone="test_resnet", tsm=True, num_segments=4, temporal_pool="attention").eval()
+    model = build_model(
+        "nr_vqa", backbone="test_resnet", tsm=True, num_segments=4, temporal_pool="attention"
+    ).eval()
     x = torch.rand(2, 4, 3, 48, 48)
     _onnx_parity(model, (x,), (torch.rand(3, 4, 3, 48, 48),), dynamo=True)
 

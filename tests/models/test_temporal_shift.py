@@ -80,7 +80,11 @@ def test_tsm_mixes_neighbouring_frames_only():
     # one shift per block and four blocks: frame 2 reaches every frame within 4 steps
     assert (diff_tsm > 0).all()
     tsm1 = build(tsm=True, num_segments=5)
-    for block in (tsm1.features.backbone.net.layer2, tsm1.features.backbone.net.layer3, tsm1.features.backbone.net.layer4):
+    for block in (
+        tsm1.features.backbone.net.layer2,
+        tsm1.features.backbone.net.layer3,
+        tsm1.features.backbone.net.layer4,
+    ):
         block[0].conv1.shift_div = 10**6  # fold 0: no shift in these blocks
     diff_one = (frame_features(tsm1, clip) - frame_features(tsm1, changed)).abs().sum(1)
     # a single shifting block moves information exactly one frame each way

@@ -149,7 +149,7 @@ def evaluate(pred: ArrayLike, mos: ArrayLike, *, fit: bool = True) -> dict[str, 
     """All agreement figures as a flat ``{name: float}`` dict.
 
     Keys: ``n``, ``srocc``, ``krocc``, ``plcc``, ``rmse`` on the raw predictions and, with
-    ``fit=True``, ``srocc_fit``, ``krocc_fit``, ``plcc_fit``, ``rmse_fit`` after
+    ``fit=True``, ``srocc_fitted``, ``krocc_fitted``, ``plcc_fitted``, ``rmse_fitted`` after
     :func:`fit_logistic` (rank figures only change sign if the map is decreasing).
     Non-finite predictions (a diverged model) give NaN figures rather than an error;
     non-finite MOS or mismatched lengths raise ``UsageError``.
@@ -166,11 +166,18 @@ def evaluate(pred: ArrayLike, mos: ArrayLike, *, fit: bool = True) -> dict[str, 
         if np.isfinite(p).all() and p.size:
             mapped = fit_logistic(p, m)(p)
             out.update(
-                srocc_fit=srocc(mapped, m), krocc_fit=krocc(mapped, m),
-                plcc_fit=plcc(mapped, m), rmse_fit=rmse(mapped, m),
+                srocc_fitted=srocc(mapped, m),
+                krocc_fitted=krocc(mapped, m),
+                plcc_fitted=plcc(mapped, m),
+                rmse_fitted=rmse(mapped, m),
             )
         else:
-            out.update(srocc_fit=float("nan"), krocc_fit=float("nan"), plcc_fit=float("nan"), rmse_fit=float("nan"))
+            out.update(
+                srocc_fitted=float("nan"),
+                krocc_fitted=float("nan"),
+                plcc_fitted=float("nan"),
+                rmse_fitted=float("nan"),
+            )
     return out
 
 

@@ -68,7 +68,7 @@ def scatter(
         ax.plot(xs, fit(xs), color="C3", lw=2, label=f"{fit.method} fit")
     stats_label = (
         f"SROCC {figures['srocc']:.4f}  KROCC {figures['krocc']:.4f}\n"
-        f"PLCC {figures['plcc_fit']:.4f}  RMSE {figures['rmse_fit']:.4f} (fitted)"
+        f"PLCC {figures['plcc_fitted']:.4f}  RMSE {figures['rmse_fitted']:.4f} (fitted)"
     )
     ax.plot([], [], " ", label=stats_label)  # legend-only entry carrying the figures
     ax.set_xlabel(xlabel)

@@ -13,7 +13,9 @@ from qualitas.errors import ConfigError
 from qualitas.losses.base import LOSSES, Loss, check_scores
 
 
-def margin_ranking_loss(pred_better: torch.Tensor, pred_worse: torch.Tensor, margin: float = 0.5) -> torch.Tensor:
+def margin_ranking_loss(
+    pred_better: torch.Tensor, pred_worse: torch.Tensor, margin: float = 0.5
+) -> torch.Tensor:
     """``mean_i relu(margin - (better_i - worse_i))``: ``(B,), (B,) -> ()``.
 
     Same value as ``torch.nn.functional.margin_ranking_loss(better, worse, ones, margin)``.

@@ -159,9 +159,7 @@ class FRIQAModel(nn.Module):
         return self.head(self.features(dist, ref))
 
 
-def make_spec(
-    arch: str, backbone: nn.Module, head: nn.Module, kwargs: dict, **fields: object
-) -> ModelSpec:
+def make_spec(arch: str, backbone: nn.Module, head: nn.Module, kwargs: dict, **fields: object) -> ModelSpec:
     return ModelSpec(
         arch=arch,
         backbone=str(getattr(backbone, "name", type(backbone).__name__)),
@@ -213,7 +211,9 @@ def fr_iqa(
     """Full-reference IQA: ``fusion="diff6"`` (6-channel ``[d, r-d]``) or ``"siamese"``."""
     kwargs = dict(locals())
     cls = fusion_class(fusion)
-    bb = create_backbone(backbone, in_chans=cls.in_chans, pretrained=pretrained, pretrained_path=pretrained_path)
+    bb = create_backbone(
+        backbone, in_chans=cls.in_chans, pretrained=pretrained, pretrained_path=pretrained_path
+    )
     features = cls(bb)
     hd = build_head(
         head, features.out_features, hidden=hidden, dropout=dropout, num_bins=num_bins, bin_values=bin_values

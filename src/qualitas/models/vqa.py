@@ -33,7 +33,9 @@ def check_clip(x: torch.Tensor, spec: ModelSpec, what: str = "clip") -> None:
     if x.ndim != 5 or x.shape[2] != 3:
         raise UsageError(f"{what}: expected (B,T,3,H,W) RGB in [0,1], got {tuple(x.shape)}")
     if spec.fixed_num_frames and x.shape[1] != spec.num_frames:
-        raise UsageError(f"{what}: this TSM model needs T={spec.num_frames} frames per clip, got {x.shape[1]}")
+        raise UsageError(
+            f"{what}: this TSM model needs T={spec.num_frames} frames per clip, got {x.shape[1]}"
+        )
 
 
 class NRVQAModel(nn.Module):
@@ -83,8 +85,13 @@ class FRVQAModel(nn.Module):
 
 
 def _video_backbone(
-    backbone: str, in_chans: int, pretrained: bool, pretrained_path: str | None,
-    tsm: bool, num_segments: int, shift_div: int,
+    backbone: str,
+    in_chans: int,
+    pretrained: bool,
+    pretrained_path: str | None,
+    tsm: bool,
+    num_segments: int,
+    shift_div: int,
 ) -> nn.Module:
     # Weights are loaded before the shift is inserted; TSM keeps parameter names anyway.
     bb = create_backbone(backbone, in_chans=in_chans, pretrained=pretrained, pretrained_path=pretrained_path)
@@ -119,8 +126,14 @@ def nr_vqa(
         head, pool.out_features, hidden=hidden, dropout=dropout, num_bins=num_bins, bin_values=bin_values
     )
     spec = make_spec(
-        "nr_vqa", bb, hd, kwargs, full_reference=False, video=True,
-        num_frames=num_segments, fixed_num_frames=tsm,
+        "nr_vqa",
+        bb,
+        hd,
+        kwargs,
+        full_reference=False,
+        video=True,
+        num_frames=num_segments,
+        fixed_num_frames=tsm,
     )
     return NRVQAModel(features, pool, hd, spec)
 
@@ -153,7 +166,13 @@ def fr_vqa(
         head, pool.out_features, hidden=hidden, dropout=dropout, num_bins=num_bins, bin_values=bin_values
     )
     spec = make_spec(
-        "fr_vqa", bb, hd, kwargs, full_reference=True, video=True,
-        num_frames=num_segments, fixed_num_frames=tsm,
+        "fr_vqa",
+        bb,
+        hd,
+        kwargs,
+        full_reference=True,
+        video=True,
+        num_frames=num_segments,
+        fixed_num_frames=tsm,
     )
     return FRVQAModel(features, pool, hd, spec)
