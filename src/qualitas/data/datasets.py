@@ -31,14 +31,13 @@ from qualitas.data.manifest import ManifestError, Record, resolve_under, validat
 from qualitas.data.sampling import ClipSampling
 from qualitas.data.transforms import InputSize, match_to, size_sample
 from qualitas.errors import ConfigError, MediaError, QualitasError, one_line
+from qualitas.io.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from qualitas.registry import Registry
 
 log = logging.getLogger(__name__)
 
 DATASETS: Registry[type] = Registry("datasets")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".y4m", ".yuv")
 NORM_KINDS = ("none", "minmax", "zscore")
 
 
@@ -115,14 +114,14 @@ def media_kind_of(path: Path) -> str:
     if path.is_dir():
         return "frames"
     suffix = path.suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
+    if suffix in VIDEO_EXTENSIONS:
         return "video"
     return "image"
 
 
 def list_frames(folder: Path) -> list[Path]:
     """Image files of a pre-extracted frame folder, in natural (name) order."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 def load_image(path: Path) -> torch.Tensor:

@@ -136,7 +136,8 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"name": "nr_iqa"})
     data: DataConfig = field(default_factory=DataConfig)
-    loss: dict[str, Any] = field(default_factory=lambda: {"name": "l1"})
+    loss: Any = field(default_factory=lambda: {"name": "l1"})
+    """A loss name, ``{name, weight?, **args}``, or a list of those (summed with weights)."""
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -153,7 +154,8 @@ class TrainConfig:
 
 
 FREE_SECTIONS = ("model", "loss")
-"""Sections whose keys (besides ``name``) are the component's own keyword arguments."""
+"""Sections whose keys (besides ``name``) are the component's own keyword arguments
+(checked by ``build_model``/``build_loss`` against the component's signature)."""
 
 
 # --------------------------------------------------------------------------- typed conversion
@@ -243,6 +245,10 @@ def config_from_dict(raw: dict) -> TrainConfig:
     for section in FREE_SECTIONS:
         value = raw.get(section)
         if value is None:
+            continue
+        if section == "loss" and isinstance(value, list):
+            if not all(isinstance(v, (str, dict)) for v in value):
+                raise ConfigError("'loss' list entries must be names or mappings with a 'name'")
             continue
         if isinstance(value, str):  # "model: nr_iqa" is shorthand for {name: nr_iqa}
             raw = {**raw, section: {"name": value}}
