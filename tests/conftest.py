@@ -29,12 +29,16 @@ def write_video(
     *,
     codec: str = "libx264",
     crf: int = 18,
+    faststart: bool = False,
 ) -> Path:
-    """Encode RGB uint8 frames (n, H, W, 3) to ``path`` with PyAV (yuv420p)."""
+    """Encode RGB uint8 frames (n, H, W, 3) to ``path`` with PyAV (yuv420p).
+
+    ``faststart`` puts the MP4 index first (then a truncated copy still opens).
+    """
     import av
 
     path = Path(path)
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else None) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -50,10 +54,19 @@ def write_video(
 
 @pytest.fixture
 def make_video(tmp_path: Path) -> Callable[..., Path]:
-    """Factory: ``make_video("name.mp4", n=8, size=(192, 176), fps=25, crf=18, seed=0)``."""
+    """Factory: ``make_video("name.mp4", n=8, size=(192, 176), fps=25, crf=18, seed=0, faststart=False)``."""
 
-    def make(name: str, n: int = 8, size: tuple[int, int] = (192, 176), fps: int = 25, crf: int = 18, seed: int = 0):
-        return write_video(tmp_path / name, scene_frames(n, size[0], size[1], seed), fps, crf=crf)
+    def make(
+        name: str,
+        n: int = 8,
+        size: tuple[int, int] = (192, 176),
+        fps: int = 25,
+        crf: int = 18,
+        seed: int = 0,
+        faststart: bool = False,
+    ) -> Path:
+        frames = scene_frames(n, size[0], size[1], seed)
+        return write_video(tmp_path / name, frames, fps, crf=crf, faststart=faststart)
 
     return make
 

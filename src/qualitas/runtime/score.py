@@ -238,55 +238,69 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(iterable: Iterable[T], depth: int = 1) -> Iterator[T]:
+class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in prefetch(it)``
     """Iterate ``iterable`` in a background thread, ``depth`` items ahead.
 
-    Exceptions in the producer are re-raised in the consumer. Closing the returned generator
-    (or abandoning it after an error) stops the producer, so no thread outlives its use.
-    PyAV and torch release the GIL in their heavy parts, so decoding really runs in parallel.
+    Exceptions in the producer are re-raised in the consumer. ``close()`` (also called on
+    exhaustion, on error and by ``with``) stops and joins the producer even if iteration
+    never started, so no thread outlives its use. PyAV and torch release the GIL in their
+    heavy parts, so decoding really runs in parallel with the metrics.
     """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
+    def __init__(self, iterable: Iterable[T], depth: int = 1) -> None:
+        self._iterable = iterable
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(target=self._produce, name="qualitas-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
             try:
-                q.put(item, timeout=0.1)
+                self._queue.put(item, timeout=0.05)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
+    def _produce(self) -> None:
         try:
-            for item in iterable:
-                if not put(item):
+            for item in self._iterable:
+                if not self._put(item):
                     return
-            put(_DONE)
+            self._put(_DONE)
         except BaseException as err:  # noqa: BLE001 - handed to the consumer, re-raised there
-            put(err)
+            self._put(err)
         finally:
-            close = getattr(iterable, "close", None)
+            close = getattr(self._iterable, "close", None)
             if close is not None:
                 close()
 
-    thread = threading.Thread(target=produce, name="qualitas-decode", daemon=True)
-    thread.start()
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _DONE:
+            self.close()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return item  # type: ignore[return-value]
 
-    def consume() -> Iterator[T]:
-        try:
-            while True:
-                item = q.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item  # type: ignore[misc]
-        finally:
-            stop.set()
-            thread.join()
+    def close(self) -> None:
+        """Stop the producer thread and wait for it (idempotent)."""
+        self._finished = True
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
 
-    return consume()
+    def __enter__(self) -> prefetch[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- engine
@@ -336,16 +350,20 @@ def _guess_kind(path: str | os.PathLike, yuv: Any) -> str | None:
 
 
 def _check_readable(path: str | os.PathLike, what: str) -> None:
+    """Exists, is a file, is not empty; ``what`` prefixes the message ("" or "reference ")."""
     p = Path(path)
     if not p.exists():
-        raise MediaError(f"{what} not found: {p}")
+        raise MediaError(f"{what}{p}: not found")
     if p.is_dir():
-        raise MediaError(f"{what} is a folder, expected a file: {p}")
+        raise MediaError(f"{what}{p}: is a folder, expected a file")
     if p.stat().st_size == 0:
-        raise MediaError(f"{what} is an empty (zero-byte) file: {p}")
+        raise MediaError(f"{what}{p}: empty file (0 bytes)")
 
 
 def _match(dist: torch.Tensor, ref_hw: tuple[int, int], policy: str) -> torch.Tensor:
+    """Bring ``dist`` (B,3,H,W) to the reference (H, W) by the size policy (no-op when equal)."""
+    if tuple(dist.shape[-2:]) == tuple(ref_hw):
+        return dist
     from qualitas.io.pairing import match_size
 
     return match_size(dist, ref_hw, policy=policy)
@@ -388,11 +406,11 @@ class _Scorer:
 
     def _score_into(self, res: Result, names: Sequence[str]) -> None:
         opts = self.options
-        _check_readable(res.path, "distorted file" if res.ref is not None else "file")
+        _check_readable(res.path, "")
         kind = _kind_of(res.path, opts.yuv)
         res.kind = kind
         if res.ref is not None:
-            _check_readable(res.ref, "reference file")
+            _check_readable(res.ref, "reference ")
             ref_kind = _kind_of(res.ref, opts.ref_yuv or opts.yuv)
             if ref_kind != kind:
                 raise MediaError(f"cannot compare a {kind} with a {ref_kind} reference: {res.ref}")
@@ -418,8 +436,12 @@ class _Scorer:
         vmaf = self._start_files_metrics(res, metrics)
         dist = dist.to(opts.device)
         ref = None if ref is None else ref.to(opts.device)
-        for name, metric in metrics.frame.items():
-            res.scores[name] = float(metric(dist, ref)[0])
+        try:
+            for name, metric in metrics.frame.items():
+                res.scores[name] = float(metric(dist, ref)[0])
+        except BaseException:
+            _wait_quietly(vmaf.values())
+            raise
         res.frames_scored = 1
         for name, fut in vmaf.items():
             vres = fut.result()
@@ -439,7 +461,9 @@ class _Scorer:
             kwargs: dict[str, Any] = {
                 "threads": opts.vmaf_threads or 0,  # 0: libvmaf uses every core
                 "frame_step": opts.frame_step,
-                "max_frames": opts.max_frames,
+                # score_files trims both files to their first `max_frames` decoded frames before
+                # subsampling; the frame readers stop after `max_frames` *selected* frames.
+                "max_frames": None if opts.max_frames is None else (opts.max_frames - 1) * opts.frame_step + 1,
                 "yuv_dist": opts.yuv,
                 "yuv_ref": opts.ref_yuv or opts.yuv,
             }
@@ -471,10 +495,14 @@ class _Scorer:
                 [dinfo.num_frames] + ([rinfo.num_frames] if rinfo is not None else []), opts
             )
             kw = {"frame_step": opts.frame_step, "max_frames": opts.max_frames, "batch_size": batch}
-            dist_it = iter_batches(res.path, yuv=opts.yuv, **kw)
-            ref_it = iter_batches(res.ref, yuv=ref_yuv, **kw) if res.ref is not None else None
-            with self.progress.frames(total, Path(res.path).name) as bar:
-                counts = self._frame_loop(res, metrics, dist_it, ref_it, (height, width), frames, bar)
+            try:
+                dist_it = iter_batches(res.path, yuv=opts.yuv, **kw)
+                ref_it = iter_batches(res.ref, yuv=ref_yuv, **kw) if res.ref is not None else None
+                with self.progress.frames(total, Path(res.path).name) as bar:
+                    counts = self._frame_loop(res, metrics, dist_it, ref_it, (height, width), frames, bar)
+            except BaseException:
+                _wait_quietly(vmaf.values())  # no libvmaf process outlives the failed input
+                raise
             res.dist_frames, res.ref_frames = counts
             if res.ref is not None and counts[0] != counts[1]:
                 res.notes.append(
@@ -574,6 +602,12 @@ def _expected_frames(counts: Sequence[int | None], opts: ScoreOptions) -> int | 
         return opts.max_frames
     n = math.ceil(min(known) / opts.frame_step)
     return n if opts.max_frames is None else min(n, opts.max_frames)
+
+
+def _wait_quietly(futures: Iterable[Future]) -> None:
+    """Wait for background work whose result is no longer wanted (its errors ignored)."""
+    for fut in futures:
+        fut.exception()
 
 
 def _run_in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future:

@@ -1,0 +1,190 @@
+"""Benchmark `qualitas score` against ffmpeg's own filters on a 1080p clip (and 4K memory).
+
+Makes a 1080p, 10-second clip from a real photo with camera motion (pan + zoom crops
+rendered per frame, libx264 at CRF 10) and an x264 CRF-35 copy of it, then measures in ONE
+run, side by side (so that other load on the machine affects all of them alike):
+
+* plain decode of both files with ffmpeg (``-f null``): the upper bound;
+* ffmpeg's ``psnr`` + ``ssim`` filters on the pair;
+* qualitas psnr + ssim + ms_ssim (engine, in process);
+* ffmpeg's ``libvmaf`` filter alone;
+* qualitas vmaf (engine, in process; runs the same libvmaf).
+
+Each measurement is repeated ``--repeat`` times, interleaved, and the best is kept.
+With ``--memory``, also scores 4K clips of two lengths in fresh processes and reports their
+peak RSS (memory must be flat in the clip length).
+
+    .venv/bin/python benchmarks/bench_score.py [--repeat 2] [--memory] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MEDIA = Path(os.environ.get("QUALITAS_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
+PHOTO = "images/opencv_aloeL.jpg"
+
+
+def render_clip(photo: Path, out: Path, width: int, height: int, n: int, fps: int, crf: int) -> Path:
+    """Pan + zoom over ``photo``: each frame is a moving crop resized (bicubic) to WxH."""
+    import av
+    from PIL import Image
+
+    img = Image.open(photo).convert("RGB")
+    iw, ih = img.size
+    aspect = width / height
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for i in range(n):
+            t = i / max(1, n - 1)
+            # Zoom from 90% to 60% of the photo width while panning left to right, top to bottom.
+            cw = iw * (0.9 - 0.3 * t)
+            ch = min(ih * 0.95, cw / aspect)
+            cw = ch * aspect
+            x0 = (iw - cw) * t
+            y0 = (ih - ch) * (0.5 + 0.4 * np.sin(2 * np.pi * t) / 2)
+            frame = img.resize((width, height), Image.BICUBIC, box=(x0, y0, x0 + cw, y0 + ch))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out
+
+
+def reencode(src: Path, out: Path, crf: int) -> Path:
+    """x264 CRF re-encode of ``src`` with the static ffmpeg."""
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-i", str(src),
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", str(out)]  # fmt: skip
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def make_pair(workdir: Path, width: int, height: int, seconds: float, fps: int = 25) -> tuple[Path, Path]:
+    """(reference, CRF-35 distorted) clips, cached in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    n = int(round(seconds * fps))
+    ref = workdir / f"ref_{width}x{height}_{n}.mp4"
+    dist = workdir / f"dist_{width}x{height}_{n}_crf35.mp4"
+    if not ref.exists():
+        render_clip(MEDIA / PHOTO, ref, width, height, n, fps, crf=10)
+    if not dist.exists():
+        reencode(ref, dist, 35)
+    return ref, dist
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def ffmpeg(args: list[str]) -> None:
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *args]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def bench_speed(ref: Path, dist: Path, n_frames: int, repeat: int, threads: int) -> dict[str, float]:
+    from qualitas.runtime.score import ScoreOptions, score_paths
+
+    d, r = str(dist), str(ref)
+    cases = {
+        "ffmpeg decode both (-f null)": lambda: ffmpeg(["-i", d, "-i", r, "-map", "0:v", "-map", "1:v", "-f", "null", "-"]),
+        "ffmpeg psnr+ssim filters": lambda: ffmpeg(
+            ["-i", d, "-i", r, "-lavfi", "[0:v]split[d1][d2];[1:v]split[r1][r2];[d1][r1]psnr;[d2][r2]ssim",
+             "-f", "null", "-"]  # fmt: skip
+        ),
+        "qualitas psnr+ssim+ms_ssim": lambda: _check(
+            score_paths([d], ref=r, metrics=["psnr", "ssim", "ms_ssim"], options=ScoreOptions())
+        ),
+        "ffmpeg libvmaf": lambda: ffmpeg(
+            ["-i", d, "-i", r, "-lavfi", f"[0:v][1:v]libvmaf=n_threads={threads}", "-f", "null", "-"]
+        ),
+        "qualitas vmaf": lambda: _check(
+            score_paths([d], ref=r, metrics=["vmaf"], options=ScoreOptions(vmaf_threads=threads))
+        ),
+    }
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            best[name] = min(best.get(name, float("inf")), timed(fn))
+    return {name: n_frames / sec for name, sec in best.items()}
+
+
+def _check(results) -> None:
+    for res in results:
+        if res.error:
+            raise SystemExit(f"benchmark pair failed to score: {res.error}")
+
+
+_RSS_SCRIPT = """
+import json, resource, sys
+from qualitas.runtime.score import ScoreOptions, score_paths
+res = score_paths([sys.argv[1]], ref=sys.argv[2], metrics=sys.argv[3].split(","), options=ScoreOptions())
+assert res[0].error is None, res[0].error
+print(json.dumps({"frames": res[0].frames_scored,
+                  "self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def bench_memory(workdir: Path, lengths: list[float], metrics: str) -> list[dict]:
+    rows = []
+    for seconds in lengths:
+        ref, dist = make_pair(workdir, 3840, 2160, seconds)
+        start = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS_SCRIPT, str(dist), str(ref), metrics],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row.update(seconds=seconds, wall_s=time.perf_counter() - start)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/qualitas-bench"))
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="libvmaf threads (both runs)")
+    ap.add_argument("--memory", action="store_true", help="also measure peak RSS on 4K clips of two lengths")
+    ap.add_argument("--memory-seconds", type=float, nargs=2, default=(1.0, 4.0))
+    ap.add_argument("--memory-metrics", default="psnr,ssim,ms_ssim")
+    args = ap.parse_args()
+
+    ref, dist = make_pair(args.workdir, 1920, 1080, args.seconds)
+    n = int(round(args.seconds * 25))
+    print(f"1080p pair: {ref.name} vs {dist.name}, {n} frames, {os.cpu_count()} CPUs")
+    fps = bench_speed(ref, dist, n, args.repeat, args.threads)
+    base = fps["ffmpeg psnr+ssim filters"]
+    vmaf_base = fps["ffmpeg libvmaf"]
+    print(f"{'case':34s} {'frames/s':>9s}")
+    for name, value in fps.items():
+        print(f"{name:34s} {value:9.1f}")
+    print(f"ratio qualitas psnr+ssim+ms_ssim / ffmpeg psnr+ssim: {fps['qualitas psnr+ssim+ms_ssim'] / base:.2f}x")
+    print(f"ratio qualitas vmaf / ffmpeg libvmaf: {fps['qualitas vmaf'] / vmaf_base:.2f}x")
+    if args.memory:
+        for row in bench_memory(args.workdir, list(args.memory_seconds), args.memory_metrics):
+            print(
+                f"4K {row['seconds']:g} s ({row['frames']} frames, {args.memory_metrics}): peak RSS "
+                f"{row['self_mb']:.0f} MB (ffmpeg children {row['children_mb']:.0f} MB), {row['wall_s']:.1f} s"
+            )
+
+
+if __name__ == "__main__":
+    main()
