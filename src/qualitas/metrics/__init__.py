@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import torch
 
-from qualitas.metrics import psnr, ssim, vmaf  # noqa: F401  (foundation metrics)
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
 
-# --- more metric modules: add one explicit import line each, keep alphabetical -------------
-# e.g. from qualitas.metrics import vif  # noqa: F401
+# --- metric modules: one explicit import line each, alphabetical ----------------------------
+# (isort is off here so that each engineer's line stays a separate, conflict-free line)
+# isort: off
 from qualitas.metrics import brisque  # noqa: F401
 from qualitas.metrics import niqe  # noqa: F401
 from qualitas.metrics import piqe  # noqa: F401
+from qualitas.metrics import psnr  # noqa: F401
+from qualitas.metrics import ssim  # noqa: F401
+from qualitas.metrics import vmaf  # noqa: F401
+# isort: on
 # --- end of metric modules ------------------------------------------------------------------
 
 

@@ -6,6 +6,8 @@ peak is 1.0, equivalent to a peak of ``2**b - 1`` on the integer samples.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from qualitas.functional.color import rgb_to_y_bt601
@@ -25,10 +27,11 @@ def _check_pair(dist: torch.Tensor, ref: torch.Tensor) -> None:
 def mse(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Mean squared error per item over all channels and pixels: (B,C,H,W) x2 -> (B,) float64."""
     _check_pair(dist, ref)
-    # Accumulate in float64: the mean over millions of pixels must not lose the small MSE
-    # of high-quality pairs.
-    diff = (dist - ref).to(torch.float64)
-    return diff.square().flatten(1).mean(dim=1)
+    diff = dist - ref
+    # Row sums in the input precision (pairwise summation, ~1e-7 relative), then float64 for
+    # the mean over millions of pixels, which must not lose the small MSE of good pairs.
+    rows = diff.square().sum(dim=-1).to(torch.float64)
+    return rows.flatten(1).sum(dim=1) / math.prod(diff.shape[1:])
 
 
 def psnr_from_mse(err: torch.Tensor, peak: float = 1.0, max_db: float | None = PSNR_CAP_DB) -> torch.Tensor:

@@ -53,7 +53,10 @@ def ssim_maps(
 
     The five local moments come from one grouped, separable convolution ('valid').
     """
-    stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)
+    xs, ys = x[:, 0], y[:, 0]
+    # Stacked channels-last (B,H,W,5 in memory): oneDNN's depthwise convolution is 2-3x
+    # faster on CPU in this layout than on (B,5,H,W); cuDNN handles it as well.
+    stack = torch.stack([xs, ys, xs * xs, ys * ys, xs * ys], dim=-1).permute(0, 3, 1, 2)
     mu_x, mu_y, e_xx, e_yy, e_xy = separable_filter2d(stack, window).unbind(dim=1)
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     var_x = e_xx - mu_xx
