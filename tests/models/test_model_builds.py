@@ -146,3 +146,11 @@ def test_input_shape_errors():
 def test_video_model_without_tsm_accepts_any_clip_length():
     model = build_model("nr_vqa", backbone=TINY, num_segments=8).eval()
     assert model(torch.rand(1, 3, 3, S, S)).shape == (1,)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv3_small_050", "test_efficientnet", "test_convnext", "resnet10t"])
+def test_other_backbone_families(backbone):
+    """Pooled feature width is read correctly (MobileNetV3 has a conv head after pooling)."""
+    model = build_model("nr_iqa", backbone=backbone, hidden=0).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, S, S)).shape == (1,)

@@ -213,7 +213,9 @@ class TimmBackbone(nn.Module):
         self.name = name
         self.net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
         cfg = self.net.pretrained_cfg
-        self.num_features = int(self.net.num_features)
+        # Width of the pooled output: MobileNetV3 & co. have a conv head after pooling, so
+        # it can differ from ``num_features`` (the last feature map's channels).
+        self.num_features = int(getattr(self.net, "head_hidden_size", None) or self.net.num_features)
         self.mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
         self.first_conv = cfg.get("first_conv")
