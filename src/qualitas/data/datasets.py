@@ -131,21 +131,25 @@ def load_image(path: Path) -> torch.Tensor:
     return read_image(path).data
 
 
-def load_video_frames(path: Path, indices: Sequence[int]) -> torch.Tensor:
+def load_video_frames(path: Path, indices: Sequence[int], fps: float | None = None) -> torch.Tensor:
     """Decode only the frames at ``indices`` (sorted, repeats allowed) -> ``(T,3,H,W)``.
 
-    Streams from the first to the last wanted frame. When the container announced more
+    Seeks to the first wanted frame when ``fps`` is known (``qualitas.io`` starts at the key
+    frame before it) and stops after the last one. When the container announced more
     frames than it holds, missing indices reuse the last decoded frame.
     """
     from qualitas.io.video import iter_frames
 
     wanted = sorted(set(indices))
+    wanted_set = set(wanted)
+    # Half a frame early: frame times are exact only for constant frame rates.
+    start = (wanted[0] - 0.5) / fps if fps and wanted[0] > 0 else None
     got: dict[int, torch.Tensor] = {}
     last: torch.Tensor | None = None
-    for frame in iter_frames(path, start=wanted[0], end=wanted[-1] + 1):
-        last = frame.data
-        if frame.index in wanted:
+    for frame in iter_frames(path, start=start):
+        if frame.index in wanted_set:
             got[frame.index] = frame.data
+        last = frame.data
         if frame.index >= wanted[-1]:
             break
     if last is None:
@@ -157,13 +161,19 @@ def load_video_frames(path: Path, indices: Sequence[int]) -> torch.Tensor:
     return torch.stack(out)
 
 
-def video_num_frames(path: Path) -> int:
+def probe_frames(path: Path) -> tuple[int, float]:
+    """(frame count, fps) of a video; MediaError when the count is unknown."""
     from qualitas.io.video import probe_video
 
-    n = int(probe_video(path).num_frames or 0)
+    info = probe_video(path)
+    n = int(info.num_frames or 0)
     if n < 1:
         raise MediaError(f"{path}: frame count unknown")
-    return n
+    return n, float(info.fps or 0.0)
+
+
+def video_num_frames(path: Path) -> int:
+    return probe_frames(path)[0]
 
 
 # --------------------------------------------------------------------------- datasets
@@ -212,6 +222,7 @@ class QualityDataset(Dataset):
             raise ConfigError(f"full-reference data: {missing} records have no 'ref'")
         self.items = self._build_items()
         self.failures: Counter = Counter()
+        self._meta: dict[str, tuple[int, float]] = {}
 
     def _build_items(self) -> list[tuple[int, int]]:
         """(record index, clip index) per sample; images have one clip per record."""
@@ -292,15 +303,18 @@ class _ClipDataset(QualityDataset):
 class VideoDataset(_ClipDataset):
     """Videos decoded on the fly; only the sampled frames are kept in memory."""
 
-    def _total(self, path: Path) -> int:
+    def _probe(self, path: Path) -> tuple[int, float]:
         key = str(path)
-        if key not in self.frame_counts:
-            self.frame_counts[key] = video_num_frames(path)
-        return self.frame_counts[key]
+        if key not in self._meta:  # probed once per worker, then cached
+            self._meta[key] = probe_frames(path)
+        return self._meta[key]
+
+    def _total(self, path: Path) -> int:
+        return self.frame_counts.get(str(path)) or self._probe(path)[0]
 
     def _media(self, rel: str, rec_index: int, clip: int) -> torch.Tensor:
         path = self._path(rel)
-        return load_video_frames(path, self._indices(path, clip))
+        return load_video_frames(path, self._indices(path, clip), fps=self._probe(path)[1])
 
 
 @DATASETS.register("frames")

@@ -85,6 +85,7 @@ def evaluate_run(
     from qualitas.evaluation.correlation import evaluate
 
     model, info = load_trained(path, device=device)
+    own = manifest is None
     if manifest is None:
         if not info.get("manifest"):
             raise UsageError("this checkpoint does not name its manifest: pass --manifest and --root")
@@ -99,7 +100,6 @@ def evaluate_run(
         log.warning("%s; those rows are not evaluated", report.summary(str(manifest)))
     bad = report.bad_lines
     good = [r for i, r in enumerate(records) if i not in bad]
-    own = str(manifest) == str(info.get("manifest"))
     if split is None and own:
         parts = assign_splits(good, info.get("split_ratios") or {"train": 0.7, "val": 0.1, "test": 0.2},
                               int(info.get("split_seed", 0)))

@@ -291,6 +291,21 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 # --------------------------------------------------------------------------- training
 
 
+def check_model_data(spec: Any, dataset_name: str, data: DataConfig) -> None:
+    """The model and the data must agree: video vs image, clip length for TSM."""
+    clips = dataset_name in ("video", "frames")
+    if bool(spec.video) != clips:
+        raise ConfigError(
+            f"model '{spec.arch}' takes {'video clips' if spec.video else 'images'} but data.dataset "
+            f"is '{dataset_name}'; use {'video or frames' if spec.video else 'image or pairs'}"
+        )
+    if clips and spec.fixed_num_frames and spec.num_frames != data.sampling.num_frames:
+        raise ConfigError(
+            f"the model needs clips of {spec.num_frames} frames (TSM num_segments) but "
+            f"data.sampling.num_frames is {data.sampling.num_frames}"
+        )
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -384,8 +399,11 @@ def train(
     *,
     out: str | Path | None = None,
     resume: str | Path | None = None,
+    callbacks: list | None = None,
 ) -> RunResult:
     """Train one model as configured; returns the run dir and its final figures.
+
+    ``callbacks``: extra Lightning callbacks (e.g. early stopping, custom monitors).
 
     ``resume``: a run dir or checkpoint; continues weights, optimiser, scheduler, epoch and
     the best-checkpoint tracking (the run dir is the checkpoint's unless ``out`` is given).
@@ -428,6 +446,7 @@ def train(
         if spec.output == "distribution" and target == "mos" and cfg.data.mos_norm != "none":
             raise ConfigError("a distribution head predicts MOS units: set data.mos_norm: none")
         data = prepare_data(cfg.data, full_reference=full_reference, target=target, run_dir=run_dir)
+        check_model_data(spec, data.dataset_name, cfg.data)
         if _is_global_zero():
             atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
         if cfg.run.finetune_from and resume_ckpt is None:
@@ -467,13 +486,13 @@ def train(
         )
         paths = {s: [r.path for r in ds.records] if ds is not None else [] for s, ds in data.datasets.items()}
         throughput = ThroughputMonitor()
-        callbacks = [throughput, HistoryRecorder(run_dir), PredictionWriter(run_dir, paths)]
+        cbs = [throughput, HistoryRecorder(run_dir), PredictionWriter(run_dir, paths), *(callbacks or [])]
         if cfg.trainer.visdom:
             try:
-                callbacks.append(VisdomLogger(env=cfg.run.name))
+                cbs.append(VisdomLogger(env=cfg.run.name))
             except ImportError:
                 log.warning("trainer.visdom: visdom is not installed (pip install visdom); skipped")
-        trainer = build_trainer(cfg, run_dir, callbacks, monitor=monitor, mode=metric_mode(monitor))
+        trainer = build_trainer(cfg, run_dir, cbs, monitor=monitor, mode=metric_mode(monitor))
         trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
         best = run_dir / "checkpoints" / "best.ckpt"
         best_ckpt = best if best.is_file() else run_dir / "checkpoints" / "last.ckpt"
