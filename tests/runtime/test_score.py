@@ -225,3 +225,24 @@ def test_raw_yuv_input_with_spec(tmp_path, make_image):
     shutil.copy(tmp_path / "ref.yuv", tmp_path / "again.yuv")
     res = _one(tmp_path / "again.yuv", tmp_path / "ref.yuv", ["psnr"])  # no spec: clear error
     assert res.error is not None and "--size" in res.error
+
+
+class _MeanLuma:
+    """A stand-in for a learned NR model: any object with ``info`` and a batch call."""
+
+    from qualitas.metrics.base import MetricInfo
+
+    info = MetricInfo("mean_level", False, True, (0.0, 1.0), "RGB frames")
+
+    def __call__(self, dist, ref=None):
+        return dist.mean(dim=(1, 2, 3))
+
+
+def test_extra_scorers_score_images_and_videos_without_reference(make_image, make_video):
+    img, vid = make_image("a.png"), make_video("v.mp4", n=5)
+    results, infos = score_pairs([Pair(str(img)), Pair(str(vid))], None, scorers={"mean_level": _MeanLuma()})
+    assert list(infos) == ["mean_level"] and infos["mean_level"].full_reference is False
+    r_img, r_vid = results
+    assert r_img.error is None and 0.2 < r_img.scores["mean_level"] < 0.8
+    assert r_vid.error is None and r_vid.frames_scored == 5 and r_vid.ref is None
+    assert r_vid.scores["mean_level"] == pytest.approx(np.mean([f.scores["mean_level"] for f in r_vid.frames]))

@@ -141,10 +141,14 @@ def _check_device(device: str) -> str:
     raise UsageError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
 
 
-def _model_hook(path: str):
-    """``--model``: learned models arrive with ``qualitas.runtime.models``."""
+def _load_model_scorer(path: str, device: str):
+    """``--model PATH``: a frame scorer from ``qualitas.runtime.models.load_model``.
+
+    The hook expects an object with ``info: MetricInfo`` that is callable on frame batches
+    like a metric; until ``qualitas.runtime.models`` ships, a clear usage error.
+    """
     try:
-        from qualitas.runtime import models as runtime_models  # noqa: F401
+        from qualitas.runtime import models as runtime_models
     except ModuleNotFoundError as err:
         if err.name != "qualitas.runtime.models":
             raise
@@ -152,16 +156,19 @@ def _model_hook(path: str):
             "--model is not available yet in this version of qualitas (learned models come with a "
             "later release); score with --metric NAME instead"
         ) from None
-    raise UsageError("--model scoring is not wired into `qualitas score` yet; use --metric NAME")
+    scorer = runtime_models.load_model(path, device=device)
+    info = getattr(scorer, "info", None)
+    if info is None or not callable(scorer):
+        raise UsageError(f"--model {path}: this model type cannot be used by `qualitas score` yet")
+    return {info.name: scorer}
 
 
 def run(args: argparse.Namespace) -> int:
+    from qualitas.data.manifest import atomic_write_text
     from qualitas.runtime import report
     from qualitas.runtime.progress import Progress, progress_enabled
     from qualitas.runtime.score import ScoreOptions, collect, score_pairs
 
-    if args.model:
-        _model_hook(args.model)
     yuv, ref_yuv = _yuv_specs(args)
     options = ScoreOptions(
         frame_step=args.frame_step,
@@ -179,28 +186,25 @@ def run(args: argparse.Namespace) -> int:
         raise_errors=bool(getattr(args, "debug", False)),
     )
     options.validate()
-    out_fmt = None
-    if args.out:
-        out_fmt = args.format or report.infer_format(args.out)
+    out_fmt = (args.format or report.infer_format(args.out)) if args.out else None
+    scorers = _load_model_scorer(args.model, options.device) if args.model else None
     pairs = collect(args.dist, args.ref)
     if not pairs:
         raise UsageError("no media files found in the given inputs")
     progress = Progress(progress_enabled(args.quiet))
-    results, names = score_pairs(pairs, _split_metrics(args.metrics), options, progress=progress)
-    from qualitas.runtime.score import metric_info
-
-    infos = {n: metric_info(n) for n in names}
+    results, infos = score_pairs(
+        pairs,
+        _split_metrics(args.metrics),
+        options,
+        scorers=scorers,
+        has_ref=args.ref is not None,
+        progress=progress,
+    )
     failed = sum(1 for r in results if not r.ok)
     if args.out:
-        text = report.render(out_fmt, results, infos, options.to_dict())
-        from qualitas.data.manifest import atomic_write_text
-
-        atomic_write_text(args.out, text)
+        atomic_write_text(args.out, report.render(out_fmt, results, infos, options.to_dict()))
         if not args.quiet:
-            print(
-                f"qualitas score: {len(results) - failed} scored, {failed} failed -> {args.out}",
-                file=sys.stderr,
-            )
+            print(f"qualitas score: {len(results) - failed} scored, {failed} failed -> {args.out}", file=sys.stderr)
     else:
         fmt = args.format or ("table" if sys.stdout.isatty() else "json")
         sys.stdout.write(report.render(fmt, results, infos, options.to_dict()))
@@ -208,5 +212,6 @@ def run(args: argparse.Namespace) -> int:
     if failed and not args.quiet:
         for r in results:
             if r.error:
-                print(f"qualitas score: {r.path}: {r.error}", file=sys.stderr)
+                where = "" if r.error.startswith(r.path) else f"{r.path}: "
+                print(f"qualitas score: {where}{r.error}", file=sys.stderr)
     return 1 if failed else 0

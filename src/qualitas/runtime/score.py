@@ -17,7 +17,7 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,11 +322,24 @@ class _Metrics:
         )
 
 
-def _build_metrics(names: Sequence[str], device: str) -> _Metrics:
+def _build_metrics(names: Sequence[str], device: str, scorers: Mapping[str, Any] | None = None) -> _Metrics:
+    """Instantiate registered metrics ``names`` plus ready-made ``scorers`` (e.g. a model).
+
+    A scorer is anything with ``info: MetricInfo`` (``kind="frames"``) that is callable as
+    ``scorer(dist (B,3,H,W), ref (B,3,H,W) | None) -> (B,)``, exactly like a frame metric.
+    """
     from qualitas.metrics import get_metric
 
     infos = {n: metric_info(n) for n in names}
     frame = {n: get_metric(n, device=device) for n, i in infos.items() if i.kind == "frames"}
+    for name, scorer in (scorers or {}).items():
+        info = getattr(scorer, "info", None)
+        if not isinstance(info, MetricInfo) or info.kind != "frames" or not callable(scorer):
+            raise UsageError(f"'{name}' cannot be scored frame by frame by this runtime")
+        if name in infos:
+            raise UsageError(f"'{name}' is both a metric and a model name")
+        infos[name] = info
+        frame[name] = scorer
     files = [n for n, i in infos.items() if i.kind == "files"]
     unknown = [n for n, i in infos.items() if i.kind not in ("frames", "files")]
     if unknown:
@@ -657,25 +670,39 @@ def score_pairs(
     metrics: Sequence[str] | None = None,
     options: ScoreOptions | None = None,
     *,
+    scorers: Mapping[str, Any] | None = None,
+    has_ref: bool | None = None,
     progress: Progress = NULL_PROGRESS,
-) -> tuple[list[Result], list[str]]:
-    """Score already-paired inputs; returns ``(results in input order, metric names used)``.
+) -> tuple[list[Result], dict[str, MetricInfo]]:
+    """Score already-paired inputs; returns ``(results in input order, {name: MetricInfo})``.
 
-    ``metrics=None`` uses :func:`default_metrics` for each input's kind.
+    ``metrics=None`` (and no ``scorers``) uses :func:`default_metrics` for each input's kind.
+    ``scorers`` adds frame scorers that are not registered metrics (``--model``; see
+    :func:`_build_metrics`). ``has_ref`` says whether a reference was given (default: any
+    pair has one); it decides whether full-reference metrics are allowed.
     """
     opts = options or ScoreOptions()
     opts.validate()
-    has_ref = any(p.ref is not None for p in pairs)
+    if has_ref is None:
+        has_ref = any(p.ref is not None for p in pairs)
     kinds = {_guess_kind(p.dist, opts.yuv) for p in pairs if p.error is None}
     kinds.discard(None)
-    all_names = resolve_metrics(metrics, has_ref, sorted(kinds) or ["image"])  # type: ignore[arg-type]
-    built = _build_metrics(all_names, opts.device)
+    if not metrics and scorers:
+        all_names: list[str] = []
+    else:
+        all_names = resolve_metrics(metrics, has_ref, sorted(kinds) or ["image"])  # type: ignore[arg-type]
+    for name, scorer in (scorers or {}).items():
+        info = getattr(scorer, "info", None)
+        if info is not None and info.full_reference and not has_ref:
+            raise UsageError(f"model '{name}' is full-reference: give --ref REF")
+    built = _build_metrics(all_names, opts.device, scorers)
+    run_names = list(built.infos)
 
     def names_for(pair: Pair) -> list[str]:
-        if metrics:
-            return all_names
+        if metrics or scorers:
+            return run_names
         kind = _guess_kind(pair.dist, opts.yuv) or "image"
-        return default_metrics(kind, pair.ref is not None)
+        return default_metrics(kind, has_ref)
 
     if opts.jobs > 1:
         progress = Progress(progress.enabled, frame_bars=False, stream=progress.stream)
@@ -697,7 +724,7 @@ def score_pairs(
                         bar.update(1)
     finally:
         torch.set_num_threads(previous_threads)
-    return results, all_names
+    return results, dict(built.infos)
 
 
 def score_paths(
