@@ -1,0 +1,257 @@
+"""Integer sample arrays -> float32 ``(3, H, W)`` tensors in ``[0, 1]`` with one copy."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+
+def planes_to_float(src: torch.Tensor, max_value: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Copy an integer ``(C, H, W)`` view (C = 1 or 3, any strides) into float32 ``(3, H, W)``.
+
+    ``C = 1`` is replicated to three channels through ``expand`` (no intermediate copy).
+    The result is divided by ``max_value`` in place, so the only full-size pass besides the
+    copy is the division. ``out`` lets batch readers write straight into a batch slice.
+    """
+    c, h, w = src.shape
+    if c == 1:
+        src = src.expand(3, h, w)
+    if out is None:
+        out = torch.empty((3, h, w), dtype=torch.float32)
+    out.copy_(src)
+    out.div_(max_value)
+    return out
+
+
+def hwc_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """View an ``(H, W)`` or ``(H, W, C)`` numpy array as an integer ``(C, H, W)`` tensor (no copy)."""
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    with warnings.catch_warnings():
+        # Pillow hands out read-only arrays; the tensor is only ever read (copied into floats).
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.from_numpy(arr)
+    if t.ndim == 2:
+        return t.unsqueeze(0)
+    return t.permute(2, 0, 1)
+
+
+def apply_orientation(t: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Apply an EXIF orientation (1-8) to a ``(C, H, W)`` tensor, as ``ImageOps.exif_transpose`` does."""
+    if orientation == 2:  # mirrored horizontally
+        return t.flip(-1)
+    if orientation == 3:  # rotated 180
+        return t.flip(-2, -1)
+    if orientation == 4:  # mirrored vertically
+        return t.flip(-2)
+    if orientation == 5:  # transpose (mirror about the main diagonal)
+        return t.transpose(-2, -1)
+    if orientation == 6:  # stored rotated 90 anticlockwise: display rotates 90 clockwise
+        return torch.rot90(t, k=-1, dims=(-2, -1))
+    if orientation == 7:  # transverse (mirror about the anti-diagonal)
+        return t.transpose(-2, -1).flip(-2, -1)
+    if orientation == 8:  # display rotates 90 anticlockwise
+        return torch.rot90(t, k=1, dims=(-2, -1))
+    return t
+
+
+# --- YUV -> RGB ---------------------------------------------------------------------
+
+# (Kr, Kb) luma coefficients of each YUV matrix.
+MATRICES: dict[str, tuple[float, float]] = {
+    "bt709": (0.2126, 0.0722),
+    "bt601": (0.299, 0.114),
+    "bt2020": (0.2627, 0.0593),
+    "smpte240m": (0.212, 0.087),
+    "fcc": (0.30, 0.11),
+}
+
+# AVColorSpace codes (libavutil/pixfmt.h) -> matrix name.
+_AVCOL_SPC_NAMES = {
+    0: "rgb",
+    1: "bt709",
+    4: "fcc",
+    5: "bt601",  # BT470BG (625-line BT.601)
+    6: "bt601",  # SMPTE170M (525-line BT.601)
+    7: "smpte240m",
+    9: "bt2020",  # BT2020_NCL
+    10: "bt2020",  # BT2020_CL: approximated with the NCL matrix
+}
+_AVCOL_RANGE_JPEG = 2
+
+
+def default_matrix(height: int) -> str:
+    """Matrix for untagged YUV: BT.709 for HD (>= 720 lines), BT.601 below (as players do)."""
+    return "bt709" if height >= 720 else "bt601"
+
+
+def frame_matrix(colorspace_code: int, height: int) -> str:
+    """The YUV->RGB matrix for a frame: its own tag when set, else ``default_matrix``."""
+    return _AVCOL_SPC_NAMES.get(int(colorspace_code), default_matrix(height))
+
+
+def yuv_to_rgb(
+    y: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    bit_depth: int,
+    matrix: str = "bt709",
+    full_range: bool = False,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Planar YUV integer samples -> float32 RGB ``(3, H, W)`` in ``[0, 1]``.
+
+    ``y``: ``(H, W)``; ``u``/``v``: ``(ceil(H/dy), ceil(W/dx))`` with ``dx, dy`` in {1, 2}
+    (4:4:4, 4:2:2, 4:2:0); any integer dtype and strides. Limited range: ``Y' = (Y -
+    16*2^(n-8)) / (219*2^(n-8))``, ``C = (C - 128*2^(n-8)) / (224*2^(n-8))``; full range
+    divides by ``2^n - 1`` around ``2^(n-1)``. Chroma is upsampled by replication (each
+    chroma sample covers its ``dy x dx`` block; the usual fast path of decoders and of
+    ffmpeg's own YUV->RGB), so the result does not depend on chroma siting. Computed in
+    float32 and clamped to ``[0, 1]``; no rounding to integers.
+    """
+    h, w = y.shape
+    ch, cw = u.shape
+    dy, dx = -(-h // ch), -(-w // cw)
+    kr, kb = MATRICES[matrix]
+    kg = 1.0 - kr - kb
+    top = float(2**bit_depth - 1)
+    if full_range:
+        y_off, y_scale = 0.0, 1.0 / top
+        c_off, c_scale = float(2 ** (bit_depth - 1)), 1.0 / top
+    else:
+        unit = float(2 ** (bit_depth - 8))
+        y_off, y_scale = 16.0 * unit, 1.0 / (219.0 * unit)
+        c_off, c_scale = 128.0 * unit, 1.0 / (224.0 * unit)
+
+    def chroma(c: torch.Tensor) -> torch.Tensor:
+        return c.to(torch.float32).sub_(c_off).mul_(c_scale)
+
+    cb, cr = chroma(u), chroma(v)
+    # Chroma terms of R, G, B at chroma resolution (cheap), with the luma offset folded
+    # in, so each output channel is one pass: out = term + y * y_scale.
+    luma_shift = -y_off * y_scale
+    terms = (
+        cr.mul(2.0 * (1.0 - kr)).add_(luma_shift),
+        cb.mul(-2.0 * kb * (1.0 - kb) / kg).add_(cr, alpha=-2.0 * kr * (1.0 - kr) / kg).add_(luma_shift),
+        cb.mul_(2.0 * (1.0 - kb)).add_(luma_shift),
+    )
+    if out is None:
+        out = torch.empty((3, h, w), dtype=torch.float32)
+    # Luma as float goes into the R plane first (it is written anyway: no extra buffer);
+    # G and B read it, R is overwritten in place last.
+    luma = out[0]
+    luma.copy_(y)
+    for c in (1, 2, 0):
+        term = terms[c]
+        if dx > 1:  # replicate horizontally (contiguous rows keep the final add vectorised)
+            term = term[:, :, None].expand(ch, cw, dx).reshape(ch, cw * dx)[:, :w]
+        if dy > 1 and h % dy == 0:  # replicate vertically by broadcasting over row pairs
+            torch.add(term[:, None, :], luma.view(ch, dy, w), alpha=y_scale, out=out[c].view(ch, dy, w))
+        else:
+            if dy > 1:
+                term = term.repeat_interleave(dy, 0)[:h]
+            torch.add(term, luma, alpha=y_scale, out=out[c])
+    return out.clamp_(0.0, 1.0)
+
+
+def rotate_cw(t: torch.Tensor, degrees: int) -> torch.Tensor:
+    """Rotate ``(..., H, W)`` clockwise by 0/90/180/270 degrees."""
+    if degrees == 90:
+        return torch.rot90(t, k=-1, dims=(-2, -1))
+    if degrees == 180:
+        return t.flip(-2, -1)
+    if degrees == 270:
+        return torch.rot90(t, k=1, dims=(-2, -1))
+    return t
+
+
+# --- decoded video frames (PyAV) -> tensors ------------------------------------------
+
+# Planar YUV formats converted by ``yuv_to_rgb`` (little-endian, native on the platforms
+# we run on); anything else (RGB, gray, palette, semi-planar, big-endian ...) goes
+# through swscale.
+_PLANAR_YUV = {
+    f"yuv{sub}p{depth}": (sub, bits)
+    for sub in ("420", "422", "444")
+    for depth, bits in (("", 8), ("10le", 10), ("12le", 12))
+}
+_PLANAR_YUV.update({f"yuvj{sub}p": (sub, 8) for sub in ("420", "422", "444")})
+_PLANAR_YUV.update({f"yuva{sub}p": (sub, 8) for sub in ("420", "422", "444")})  # alpha plane ignored
+
+
+def pix_fmt_bits(pix_fmt: str) -> int:
+    """Bits per sample of a pixel format (``yuv420p10le`` -> 10)."""
+    import av
+
+    return int(av.VideoFormat(pix_fmt).components[0].bits)
+
+
+def plane_tensor(plane, dtype: np.dtype) -> torch.Tensor:
+    """Zero-copy ``(rows, width)`` integer view of a PyAV plane (skipping row padding)."""
+    arr = np.frombuffer(plane, dtype=dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
+    return torch.from_numpy(arr[:, : plane.width])
+
+
+class FrameConverter:
+    """Converts PyAV frames to float32 RGB ``(3, H, W)`` tensors in ``[0, 1]``.
+
+    Planar YUV (4:2:0/4:2:2/4:4:4, 8/10/12 bit) goes through ``yuv_to_rgb`` straight from
+    the decoder's planes (no intermediate 8-bit RGB, so 10-bit keeps its precision). The
+    matrix is the frame's colour-space tag, else BT.709 for >= 720 lines and BT.601
+    below; the range is full when the frame says so (or for ``yuvj*``), else limited.
+    Other formats are converted by swscale to planar RGB. ``rotation`` (clockwise
+    degrees) is applied afterwards.
+    """
+
+    def __init__(self, rotation: int = 0) -> None:
+        self.rotation = rotation
+        self._reformatter = None  # swscale context, created on first use and reused
+
+    def settings(self, frame) -> tuple[str, bool, int]:
+        """``(matrix, full_range, bit_depth)`` for this frame (matrix ``"rgb"`` for RGB)."""
+        fmt = frame.format
+        bits = int(fmt.components[0].bits)
+        if fmt.is_rgb:
+            return "rgb", True, bits
+        full = (
+            frame.color_range == _AVCOL_RANGE_JPEG or fmt.name.startswith("yuvj") or len(fmt.components) <= 2
+        )
+        return frame_matrix(frame.colorspace, frame.height), full, bits
+
+    def out_shape(self, frame) -> tuple[int, int, int]:
+        h, w = frame.height, frame.width
+        return (3, w, h) if self.rotation in (90, 270) else (3, h, w)
+
+    def __call__(self, frame, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Convert one ``av.VideoFrame``; writes into ``out`` ``(3, H, W)`` when given."""
+        if out is None:
+            out = torch.empty(self.out_shape(frame), dtype=torch.float32)
+        target = (
+            out if self.rotation == 0 else torch.empty((3, frame.height, frame.width), dtype=torch.float32)
+        )
+        name = frame.format.name
+        if name in _PLANAR_YUV:
+            matrix, full, bits = self.settings(frame)
+            dtype = np.dtype("<u2") if bits > 8 else np.dtype(np.uint8)
+            y, u, v = (plane_tensor(frame.planes[i], dtype) for i in range(3))
+            yuv_to_rgb(y, u, v, bit_depth=bits, matrix=matrix, full_range=full, out=target)
+        else:
+            self._swscale(frame, target)
+        if self.rotation:
+            out.copy_(rotate_cw(target, self.rotation))
+        return out
+
+    def _swscale(self, frame, out: torch.Tensor) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        if self._reformatter is None:
+            self._reformatter = VideoReformatter()
+        wide = int(frame.format.components[0].bits) > 8
+        rgb = self._reformatter.reformat(frame, format="gbrp16le" if wide else "gbrp")
+        dtype = np.dtype("<u2") if wide else np.dtype(np.uint8)
+        for channel, plane_index in ((0, 2), (1, 0), (2, 1)):  # gbrp planes are G, B, R
+            out[channel].copy_(plane_tensor(rgb.planes[plane_index], dtype))
+        out.div_(65535.0 if wide else 255.0)

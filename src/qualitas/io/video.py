@@ -1,0 +1,454 @@
+"""Streamed video reading through PyAV (FFmpeg), and raw ``.yuv`` through ``qualitas.io.yuv``.
+
+Frames are decoded one at a time and converted to float32 RGB ``(3, H, W)`` in ``[0, 1]``;
+the video is never held in memory. Rules (details in docs/media-io.md):
+
+- ``index`` is the frame's position in the stream (0 = first decoded frame); ``time`` is
+  its presentation time in seconds relative to the stream start (``pts - start_time``).
+- ``start``/``end`` select ``start <= time < end``; ``frame_step`` then keeps every N-th
+  of those frames (the first one included); ``max_frames`` stops after N frames.
+- Rotation metadata (display matrix) is applied; ``VideoInfo.width/height`` are the
+  displayed size.
+- A stream that fails mid-way (truncated or corrupt file) yields the frames decoded
+  before the failure, then raises ``MediaError``. For MP4/MOV, whose index declares
+  the exact frame count, ending early without a decoder error is reported the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import torch
+
+from qualitas.errors import MediaError, UsageError, one_line
+from qualitas.io import yuv as _yuv
+from qualitas.io._convert import FrameConverter, frame_matrix, pix_fmt_bits, yuv_to_rgb
+from qualitas.io.media import VIDEO_EXTENSIONS, check_readable, is_raw_yuv
+
+__all__ = ["FrameBatch", "VideoFrame", "VideoInfo", "iter_batches", "iter_frames", "probe_video"]
+
+# Times are compared with this slack so that 1.0 selects a frame stamped 0.99999999.
+_TIME_EPS = 1e-6
+# Container formats whose index gives an exact frame count (ffmpeg's mov demuxer).
+_EXACT_COUNT_FORMATS = ("mov", "mp4")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``probe_video`` reports. ``width``/``height`` are the displayed size (rotation
+    applied); ``rotation`` is the clockwise rotation in degrees (0/90/180/270) applied to
+    the stored frames; ``num_frames`` is ``None`` when neither the container nor the
+    duration gives it; ``matrix`` the YUV->RGB matrix used (``"bt709"``, ``"bt601"``, ...)."""
+
+    width: int
+    height: int
+    fps: float
+    num_frames: int | None
+    duration: float | None
+    pix_fmt: str
+    bit_depth: int
+    rotation: int
+    codec: str
+    fps_fraction: Fraction = Fraction(0)
+    matrix: str = "bt709"
+    full_range: bool = False
+    path: str = ""
+
+
+@dataclass
+class VideoFrame:
+    """One decoded frame: stream ``index``, ``time`` in seconds, ``data`` float32 ``(3, H, W)``."""
+
+    index: int
+    time: float
+    data: torch.Tensor
+
+
+@dataclass
+class FrameBatch:
+    """Consecutive selected frames: ``indices``/``times`` (length B), ``data`` ``(B, 3, H, W)``."""
+
+    indices: list[int]
+    times: list[float]
+    data: torch.Tensor
+
+
+# --- probing -----------------------------------------------------------------------
+
+
+def probe_video(path: str | os.PathLike, yuv: _yuv.RawYUVSpec | None = None) -> VideoInfo:
+    """Describe a video file (decodes its first frame to read rotation and colour tags)."""
+    p = _check_video_path(path, yuv)
+    if is_raw_yuv(p):
+        return _probe_raw(p, yuv)
+    with _open(p) as container:
+        stream = _video_stream(container, p)
+        first = _first_frame(container, stream, p)
+        return _info(p, container, stream, first)
+
+
+def _check_video_path(path: str | os.PathLike, yuv: _yuv.RawYUVSpec | None) -> Path:
+    p = check_readable(path)
+    ext = p.suffix.lower()
+    if ext not in VIDEO_EXTENSIONS:
+        raise MediaError(f"{path}: unsupported video extension {ext or '(none)'}")
+    if is_raw_yuv(p) and yuv is None:
+        raise MediaError(
+            f"{path}: raw .yuv has no header; pass --size WxH --pix-fmt yuv420p --fps N (RawYUVSpec)"
+        )
+    return p
+
+
+def _probe_raw(path: Path, spec: _yuv.RawYUVSpec) -> VideoInfo:
+    n = _yuv.count_frames(path, spec)
+    fps = spec.fps_fraction
+    return VideoInfo(
+        width=spec.width,
+        height=spec.height,
+        fps=float(fps),
+        num_frames=n,
+        duration=float(n / fps),
+        pix_fmt=spec.pix_fmt,
+        bit_depth=spec.bit_depth,
+        rotation=0,
+        codec="rawvideo",
+        fps_fraction=fps,
+        matrix=spec.matrix_name,
+        full_range=spec.full_range,
+        path=str(path),
+    )
+
+
+def _open(path: Path):
+    try:
+        return av.open(str(path), mode="r")
+    except av.FFmpegError as err:
+        raise MediaError(f"{path}: cannot open video ({_av_reason(err)})") from None
+
+
+def _av_reason(err: BaseException) -> str:
+    # PyAV messages end with ": '<filename>'", which the caller already prints.
+    msg = one_line(err)
+    return msg.split(": '", 1)[0] if ": '" in msg else msg
+
+
+def _video_stream(container, path: Path):
+    if not container.streams.video:
+        raise MediaError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame + slice threads; FFmpeg picks the count
+    return stream
+
+
+def _first_frame(container, stream, path: Path):
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except av.FFmpegError as err:
+        raise MediaError(f"{path}: cannot decode video ({_av_reason(err)})") from None
+    raise MediaError(f"{path}: video stream has no decodable frames")
+
+
+def _stream_fps(stream) -> Fraction | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return Fraction(rate)
+    return None
+
+
+def _rotation_cw(stream, frame) -> int:
+    """Clockwise display rotation (0/90/180/270): the display matrix (``frame.rotation``
+    is anticlockwise), else the legacy ``rotate`` tag (clockwise)."""
+    ccw = frame.rotation if frame is not None else 0
+    if ccw:
+        return int(round(-ccw / 90.0)) * 90 % 360
+    tag = stream.metadata.get("rotate")
+    try:
+        return int(round(float(tag) / 90.0)) * 90 % 360 if tag else 0
+    except ValueError:
+        return 0
+
+
+def _info(path: Path, container, stream, first) -> VideoInfo:
+    fps = _stream_fps(stream)
+    if fps is None:
+        raise MediaError(f"{path}: unknown frame rate")
+    duration = None
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / av.time_base
+    num_frames = int(stream.frames) if stream.frames else None
+    if num_frames is None and duration:
+        num_frames = int(round(duration * fps))  # estimate for containers without a count
+    rotation = _rotation_cw(stream, first)
+    w, h = first.width, first.height
+    if rotation in (90, 270):
+        w, h = h, w
+    pix_fmt = first.format.name
+    settings = FrameConverter().settings(first)
+    return VideoInfo(
+        width=w,
+        height=h,
+        fps=float(fps),
+        num_frames=num_frames,
+        duration=duration,
+        pix_fmt=pix_fmt,
+        bit_depth=pix_fmt_bits(pix_fmt),
+        rotation=rotation,
+        codec=stream.codec_context.name,
+        fps_fraction=fps,
+        matrix=settings[0] if settings[0] != "rgb" else frame_matrix(0, first.height),
+        full_range=settings[1],
+        path=str(path),
+    )
+
+
+# --- frame selection -----------------------------------------------------------------
+
+
+class _Selection:
+    """Decides per frame time: skip, take, or stop (``start <= t < end``, step, max)."""
+
+    def __init__(self, frame_step: int, max_frames: int | None, start: float | None, end: float | None):
+        if not isinstance(frame_step, int) or frame_step < 1:
+            raise UsageError(f"frame_step must be an integer >= 1, got {frame_step!r}")
+        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 0):
+            raise UsageError(f"max_frames must be an integer >= 0, got {max_frames!r}")
+        if start is not None and (not math.isfinite(start) or start < 0):
+            raise UsageError(f"start must be a time >= 0 in seconds, got {start!r}")
+        if end is not None and (not math.isfinite(end) or end <= (start or 0.0)):
+            raise UsageError(f"end must be after start, got start={start!r} end={end!r}")
+        self.step, self.max_frames, self.start, self.end = frame_step, max_frames, start, end
+        self.considered = 0
+        self.taken = 0
+
+    def done(self) -> bool:
+        return self.max_frames is not None and self.taken >= self.max_frames
+
+    def decide(self, time: float) -> str:
+        if self.done() or (self.end is not None and time >= self.end - _TIME_EPS):
+            return "stop"
+        if self.start is not None and time < self.start - _TIME_EPS:
+            return "skip"
+        k = self.considered
+        self.considered += 1
+        if k % self.step:
+            return "skip"
+        self.taken += 1
+        return "take"
+
+
+# --- iteration -----------------------------------------------------------------------
+
+# A selected frame whose pixels are converted only when asked (into ``out`` if given),
+# so batch readers write straight into the batch tensor.
+_Lazy = tuple[int, float, Callable[[torch.Tensor | None], torch.Tensor], tuple[int, int, int]]
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    *,
+    frame_step: int = 1,
+    max_frames: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    yuv: _yuv.RawYUVSpec | None = None,
+) -> Iterator[VideoFrame]:
+    """Yield the selected frames of a video, one at a time.
+
+    ``data`` is float32 ``(3, H, W)`` RGB in ``[0, 1]`` (rotation applied). ``yuv`` is
+    required for raw ``.yuv`` files. Raises ``MediaError`` for unreadable files; a stream
+    failing mid-way raises after the frames decoded before the failure.
+    """
+    for index, time, convert, _ in _iter_lazy(path, frame_step, max_frames, start, end, yuv):
+        yield VideoFrame(index=index, time=time, data=convert(None))
+
+
+def iter_batches(
+    path: str | os.PathLike,
+    batch_size: int,
+    *,
+    frame_step: int = 1,
+    max_frames: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    yuv: _yuv.RawYUVSpec | None = None,
+) -> Iterator[FrameBatch]:
+    """Like ``iter_frames`` but groups up to ``batch_size`` frames: ``data`` ``(B, 3, H, W)``.
+
+    Frames are converted straight into the batch tensor (no stacking copy). The last
+    batch may be shorter.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    buf: torch.Tensor | None = None
+    indices: list[int] = []
+    times: list[float] = []
+    for index, time, convert, shape in _iter_lazy(path, frame_step, max_frames, start, end, yuv):
+        if buf is None:
+            buf = torch.empty((batch_size, *shape), dtype=torch.float32)
+        elif tuple(buf.shape[1:]) != shape:
+            raise MediaError(
+                f"{path}: frame size changed mid-stream at frame {index} "
+                f"({buf.shape[3]}x{buf.shape[2]} -> {shape[2]}x{shape[1]})"
+            )
+        convert(buf[len(indices)])
+        indices.append(index)
+        times.append(time)
+        if len(indices) == batch_size:
+            yield FrameBatch(indices=indices, times=times, data=buf)
+            buf, indices, times = None, [], []
+    if indices and buf is not None:
+        yield FrameBatch(indices=indices, times=times, data=buf[: len(indices)])
+
+
+def _iter_lazy(path, frame_step, max_frames, start, end, yuv) -> Iterator[_Lazy]:
+    selection = _Selection(frame_step, max_frames, start, end)
+    p = _check_video_path(path, yuv)
+    if is_raw_yuv(p):
+        yield from _iter_raw(p, yuv, selection)
+    else:
+        yield from _iter_av(p, selection)
+
+
+def _iter_raw(path: Path, spec: _yuv.RawYUVSpec, selection: _Selection) -> Iterator[_Lazy]:
+    n = _yuv.count_frames(path, spec)
+    fps = spec.fps_fraction
+
+    def wanted() -> Iterator[int]:
+        # Frame i is shown at i / fps: jump straight to the first frame at or after start.
+        first = 0 if selection.start is None else max(0, math.ceil((selection.start - _TIME_EPS) * fps))
+        for i in range(first, n):
+            decision = selection.decide(float(i / fps))
+            if decision == "stop":
+                return
+            if decision == "take":
+                yield i
+
+    def bind(planes) -> Callable[[torch.Tensor | None], torch.Tensor]:
+        return lambda out: yuv_to_rgb(*planes, **options, out=out)
+
+    options = dict(bit_depth=spec.bit_depth, matrix=spec.matrix_name, full_range=spec.full_range)
+    shape = (3, spec.height, spec.width)
+    for index, planes in _yuv.read_raw_frames(path, spec, wanted()):
+        yield index, float(index / fps), bind(planes), shape
+
+
+def _bind(converter: FrameConverter, frame) -> Callable[[torch.Tensor | None], torch.Tensor]:
+    return lambda out: converter(frame, out)
+
+
+def _iter_av(path: Path, selection: _Selection) -> Iterator[_Lazy]:
+    if selection.start is not None:
+        # The time of the stream's first frame numbers the frames after a seek.
+        with _open(path) as container:
+            stream = _video_stream(container, path)
+            first = _first_frame(container, stream, path)
+            t0 = stream.start_time or 0
+            if first.pts is not None and stream.time_base:
+                first_time = float((first.pts - t0) * stream.time_base)
+                if selection.start > first_time + _TIME_EPS:
+                    target = t0 + int(selection.start / stream.time_base)
+                    seeked = yield from _decode(path, selection, seek=(target, first_time))
+                    if seeked:
+                        return
+    yield from _decode(path, selection, seek=None)
+
+
+def _decode(path: Path, selection: _Selection, seek: tuple[int, float] | None):
+    """Decode and yield the selected frames; with ``seek=(pts, first_time)`` start at the
+    key frame before ``pts``. Returns False (having yielded nothing) when seeking is not
+    possible or lands past the start, so the caller decodes from the top instead."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        fps = _stream_fps(stream) or Fraction(25)  # only numbers frames after a seek
+        time_base = stream.time_base or Fraction(1, 1_000_000)
+        t0 = stream.start_time or 0
+        if seek is not None:
+            try:
+                container.seek(seek[0], stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                return False
+        converter: FrameConverter | None = None
+        guess = _PtsGuesser()
+        decoded = 0
+        last_index = -1
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                pts = guess(frame.pts, frame.dts)
+                if pts is None:
+                    index = last_index + 1
+                    time = index / float(fps)
+                else:
+                    time = float((pts - t0) * time_base)
+                    # After a seek the decode counter is unknown: number frames from their
+                    # time (exact for constant frame rate).
+                    index = round((time - seek[1]) * fps) if seek is not None else last_index + 1
+                if (
+                    seek is not None
+                    and decoded == 1
+                    and (frame.pts is None or time > selection.start + 0.5 / float(fps))
+                ):
+                    return False  # landed past the start (or lost timestamps)
+                last_index = index
+                if converter is None:
+                    converter = FrameConverter(rotation=_rotation_cw(stream, frame))
+                decision = selection.decide(time)
+                if decision == "stop":
+                    return True
+                if decision == "take":
+                    yield index, time, _bind(converter, frame), converter.out_shape(frame)
+                    if selection.done():
+                        return True
+        except av.FFmpegError as err:
+            raise MediaError(
+                f"{path}: decoding failed after frame {last_index} ({_av_reason(err)}); "
+                "file truncated or corrupt"
+            ) from None
+        if decoded == 0:
+            raise MediaError(f"{path}: video stream has no decodable frames")
+        declared = int(stream.frames or 0)
+        if seek is None and declared and decoded < declared and _exact_count(container):
+            raise MediaError(
+                f"{path}: truncated: decoded {decoded} of {declared} frames declared by the container"
+            )
+        return True
+
+
+class _PtsGuesser:
+    """FFmpeg's ``guess_correct_pts`` (the ``best_effort_timestamp`` PyAV does not expose):
+    use the reordered pts unless it has gone backwards more often than the dts, as in AVI
+    files with packed B-frames, whose frames carry shuffled pts but increasing dts."""
+
+    def __init__(self) -> None:
+        self.faulty_pts = self.faulty_dts = 0
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
+
+    def __call__(self, pts: int | None, dts: int | None) -> int | None:
+        if dts is not None:
+            self.faulty_dts += self.last_dts is not None and dts <= self.last_dts
+            self.last_dts = dts
+        elif pts is not None:
+            self.last_dts = pts
+        if pts is not None:
+            self.faulty_pts += self.last_pts is not None and pts <= self.last_pts
+            self.last_pts = pts
+        elif dts is not None:
+            self.last_pts = dts
+        if pts is not None and (self.faulty_pts <= self.faulty_dts or dts is None):
+            return pts
+        return dts
+
+
+def _exact_count(container) -> bool:
+    names = container.format.name.split(",")
+    return any(n in _EXACT_COUNT_FORMATS for n in names)
