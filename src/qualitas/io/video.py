@@ -147,11 +147,11 @@ def _video_stream(container, path: Path):
 
 
 def _first_frame(container, stream, path: Path):
-    try:
-        for frame in container.decode(stream):
-            return frame
-    except av.FFmpegError as err:
-        raise MediaError(f"{path}: cannot decode video ({_av_reason(err)})") from None
+    errors: list[str] = []
+    for frame in _decode_tolerant(container, stream, errors):
+        return frame
+    if errors:
+        raise MediaError(f"{path}: cannot decode video ({errors[0]})")
     raise MediaError(f"{path}: video stream has no decodable frames")
 
 
@@ -380,39 +380,39 @@ def _decode(path: Path, selection: _Selection, seek: tuple[int, float] | None):
         guess = _PtsGuesser()
         decoded = 0
         last_index = -1
-        try:
-            for frame in container.decode(stream):
-                decoded += 1
-                pts = guess(frame.pts, frame.dts)
-                if pts is None:
-                    index = last_index + 1
-                    time = index / float(fps)
-                else:
-                    time = float((pts - t0) * time_base)
-                    # After a seek the decode counter is unknown: number frames from their
-                    # time (exact for constant frame rate).
-                    index = round((time - seek[1]) * fps) if seek is not None else last_index + 1
-                if (
-                    seek is not None
-                    and decoded == 1
-                    and (frame.pts is None or time > selection.start + 0.5 / float(fps))
-                ):
-                    return False  # landed past the start (or lost timestamps)
-                last_index = index
-                if converter is None:
-                    converter = FrameConverter(rotation=_rotation_cw(stream, frame))
-                decision = selection.decide(time)
-                if decision == "stop":
+        errors: list[str] = []
+        for frame in _decode_tolerant(container, stream, errors):
+            decoded += 1
+            pts = guess(frame.pts, frame.dts)
+            if pts is None:
+                index = last_index + 1
+                time = index / float(fps)
+            else:
+                time = float((pts - t0) * time_base)
+                # After a seek the decode counter is unknown: number frames from their
+                # time (exact for constant frame rate).
+                index = round((time - seek[1]) * fps) if seek is not None else last_index + 1
+            if (
+                seek is not None
+                and decoded == 1
+                and (pts is None or time > selection.start + 0.5 / float(fps))
+            ):
+                return False  # landed past the start (or lost timestamps)
+            last_index = index
+            if converter is None:
+                converter = FrameConverter(rotation=_rotation_cw(stream, frame))
+            decision = selection.decide(time)
+            if decision == "stop":
+                return True
+            if decision == "take":
+                yield index, time, _bind(converter, frame), converter.out_shape(frame)
+                if selection.done():
                     return True
-                if decision == "take":
-                    yield index, time, _bind(converter, frame), converter.out_shape(frame)
-                    if selection.done():
-                        return True
-        except av.FFmpegError as err:
+        if errors:
             raise MediaError(
-                f"{path}: decoding failed after frame {last_index} ({_av_reason(err)}); "
-                "file truncated or corrupt"
-            ) from None
+                f"{path}: decoding failed ({errors[0]}; {len(errors)} bad packet(s), {decoded} frames "
+                "decoded); file truncated or corrupt"
+            )
         if decoded == 0:
             raise MediaError(f"{path}: video stream has no decodable frames")
         declared = int(stream.frames or 0)
@@ -421,6 +421,33 @@ def _decode(path: Path, selection: _Selection, seek: tuple[int, float] | None):
                 f"{path}: truncated: decoded {decoded} of {declared} frames declared by the container"
             )
         return True
+
+
+def _decode_tolerant(container, stream, errors: list[str]) -> Iterator:
+    """Decode packet by packet; a packet that fails (truncated or corrupt) is recorded in
+    ``errors`` and skipped, so every frame the decoder can still produce (including those
+    buffered by frame threading) comes out before the caller reports the failure."""
+    codec = stream.codec_context
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)  # the last one is an empty packet that drains the decoder
+        except StopIteration:
+            return
+        except av.FFmpegError as err:  # the demuxer hit broken data
+            errors.append(_av_reason(err))
+            break
+        try:
+            frames = codec.decode(packet)
+        except av.FFmpegError as err:
+            errors.append(_av_reason(err))
+            continue
+        yield from frames
+    if errors:  # demuxing stopped early: drain what the decoder still holds
+        try:
+            yield from codec.decode(None)  # drain frames still inside the decoder
+        except av.FFmpegError as err:
+            errors.append(_av_reason(err))
 
 
 class _PtsGuesser:
