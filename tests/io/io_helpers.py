@@ -61,7 +61,9 @@ def fill_frame(frame, planes) -> None:
         buf[: arr.shape[0], : arr.shape[1]] = arr
 
 
-def encode_planes(path: Path, frames, pix_fmt: str, codec: str = "libx264", rate: int = 25, options=None, colorspace=None):
+def encode_planes(
+    path: Path, frames, pix_fmt: str, codec: str = "libx264", rate: int = 25, options=None, colorspace=None
+):
     """Encode a list of (y, u, v) plane tuples; lossless for libx264 (-qp 0) and ffv1."""
     h, w = frames[0][0].shape
     opts = {"qp": "0"} if codec == "libx264" else {}
@@ -85,7 +87,9 @@ def encode_planes(path: Path, frames, pix_fmt: str, codec: str = "libx264", rate
     return path
 
 
-def encode_rgb(path: Path, n: int, h: int = 48, w: int = 64, rate: int = 25, gop: int | None = None, movflags=None):
+def encode_rgb(
+    path: Path, n: int, h: int = 48, w: int = 64, rate: int = 25, gop: int | None = None, movflags=None
+):
     """A small libx264 yuv420p clip whose frame i is a flat grey of level 20 + 4*i (easy to identify)."""
     opts = {"crf": "18"}
     if gop:
@@ -113,14 +117,20 @@ def write_png16(path: Path, arr: np.ndarray) -> Path:
     raw = b"".join(b"\x00" + arr[r].astype(">u2").tobytes() for r in range(h))
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
     return path
 
 
 def ffmpeg(*args: str) -> None:
     import imageio_ffmpeg
 
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", *args], check=True, capture_output=True)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", *args], check=True, capture_output=True
+    )

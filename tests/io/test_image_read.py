@@ -22,7 +22,14 @@ def rgb8():
 
 
 @pytest.mark.parametrize(
-    "ext, kwargs", [("png", {}), ("bmp", {}), ("tif", {}), ("tiff", {"compression": "tiff_lzw"}), ("webp", {"lossless": True})]
+    "ext, kwargs",
+    [
+        ("png", {}),
+        ("bmp", {}),
+        ("tif", {}),
+        ("tiff", {"compression": "tiff_lzw"}),
+        ("webp", {"lossless": True}),
+    ],
 )
 def test_lossless_8bit_formats_exact(tmp_path, rgb8, ext, kwargs):
     path = tmp_path / f"x.{ext}"
@@ -94,7 +101,9 @@ def test_palette_and_bilevel(tmp_path, rgb8):
     pal.save(tmp_path / "p.png")
     img = read_image(tmp_path / "p.png")
     assert img.mode == "P"
-    np.testing.assert_array_equal(img.data.numpy() * 255, chw(np.asarray(pal.convert("RGB"))).astype(np.float32))
+    np.testing.assert_array_equal(
+        img.data.numpy() * 255, chw(np.asarray(pal.convert("RGB"))).astype(np.float32)
+    )
     Image.fromarray(rgb8[..., 0] > 127).save(tmp_path / "b.png")
     bw = read_image(tmp_path / "b.png")
     assert bw.mode == "1" and set(np.unique(bw.data.numpy()).tolist()) == {0.0, 1.0}
@@ -142,7 +151,9 @@ def _jpeg_bytes(rgb8) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("case", ["truncated", "garbage", "text", "empty", "missing", "unsupported", "folder"])
+@pytest.mark.parametrize(
+    "case", ["truncated", "garbage", "text", "empty", "missing", "unsupported", "folder"]
+)
 def test_bad_images_raise_one_line_media_error(tmp_path, rgb8, case):
     path = tmp_path / "bad.jpg"
     if case == "truncated":

@@ -113,7 +113,8 @@ def test_frame_selection(grey_clip, kwargs, indices):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"frame_step": 0}, {"frame_step": 1.5}, {"max_frames": -1}, {"start": -1.0}, {"start": 1.0, "end": 0.5}]
+    "kwargs",
+    [{"frame_step": 0}, {"frame_step": 1.5}, {"max_frames": -1}, {"start": -1.0}, {"start": 1.0, "end": 0.5}],
 )
 def test_bad_selection_arguments(grey_clip, kwargs):
     with pytest.raises(UsageError):

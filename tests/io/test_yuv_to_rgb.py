@@ -34,7 +34,9 @@ def test_odd_sizes_420(h, w):
     y, u, v = random_planes(h, w, 8, "420", seed=3)
     assert u.shape == (-(-h // 2), -(-w // 2))
     ref = reference_rgb(y, upsample(u, 2, 2, h, w), upsample(v, 2, 2, h, w), 8, "bt601")
-    out = yuv_to_rgb(torch.from_numpy(y), torch.from_numpy(u), torch.from_numpy(v), bit_depth=8, matrix="bt601")
+    out = yuv_to_rgb(
+        torch.from_numpy(y), torch.from_numpy(u), torch.from_numpy(v), bit_depth=8, matrix="bt601"
+    )
     np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=2e-6)
 
 
