@@ -97,8 +97,10 @@ def ffmpeg(args: list[str]) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def bench_speed(ref: Path, dist: Path, n_frames: int, repeat: int, threads: int) -> dict[str, float]:
-    from qualitas.runtime.score import ScoreOptions, score_paths
+def bench_speed(
+    ref: Path, dist: Path, n_frames: int, repeat: int, threads: int, breakdown: bool = False
+) -> dict[str, float]:
+    from qualitas.runtime.score import Pair, ScoreOptions, score_pairs
 
     d, r = str(dist), str(ref)
     cases = {
@@ -108,15 +110,29 @@ def bench_speed(ref: Path, dist: Path, n_frames: int, repeat: int, threads: int)
              "-f", "null", "-"]  # fmt: skip
         ),
         "qualitas psnr+ssim+ms_ssim": lambda: _check(
-            score_paths([d], ref=r, metrics=["psnr", "ssim", "ms_ssim"], options=ScoreOptions())
+            score_pairs([Pair(d, r)], ["psnr", "ssim", "ms_ssim"], ScoreOptions())[0]
         ),
         "ffmpeg libvmaf": lambda: ffmpeg(
             ["-i", d, "-i", r, "-lavfi", f"[0:v][1:v]libvmaf=n_threads={threads}", "-f", "null", "-"]
         ),
         "qualitas vmaf": lambda: _check(
-            score_paths([d], ref=r, metrics=["vmaf"], options=ScoreOptions(vmaf_threads=threads))
+            score_pairs([Pair(d, r)], ["vmaf"], ScoreOptions(vmaf_threads=threads))[0]
         ),
     }
+    if breakdown:
+        # Where the time goes: decoding + RGB conversion alone, then each metric alone.
+        def decode_only() -> None:
+            from qualitas.io.video import iter_batches
+            from qualitas.runtime.score import prefetch
+
+            for _ in zip(prefetch(iter_batches(d, 4)), prefetch(iter_batches(r, 4))):
+                pass
+
+        cases["qualitas decode+RGB both (no metric)"] = decode_only
+        for name in ("psnr", "ssim", "ms_ssim"):
+            cases[f"qualitas {name} alone"] = lambda name=name: _check(
+                score_pairs([Pair(d, r)], [name], ScoreOptions())[0]
+            )
     best: dict[str, float] = {}
     for _ in range(repeat):
         for name, fn in cases.items():
@@ -132,8 +148,8 @@ def _check(results) -> None:
 
 _RSS_SCRIPT = """
 import json, resource, sys
-from qualitas.runtime.score import ScoreOptions, score_paths
-res = score_paths([sys.argv[1]], ref=sys.argv[2], metrics=sys.argv[3].split(","), options=ScoreOptions())
+from qualitas.runtime.score import Pair, ScoreOptions, score_pairs
+res, _ = score_pairs([Pair(sys.argv[1], sys.argv[2])], sys.argv[3].split(","), ScoreOptions())
 assert res[0].error is None, res[0].error
 print(json.dumps({"frames": res[0].frames_scored,
                   "self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -163,6 +179,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="libvmaf threads (both runs)")
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS on 4K clips of two lengths")
+    ap.add_argument("--breakdown", action="store_true", help="also time decoding alone and each metric alone")
     ap.add_argument("--memory-seconds", type=float, nargs=2, default=(1.0, 4.0))
     ap.add_argument("--memory-metrics", default="psnr,ssim,ms_ssim")
     args = ap.parse_args()
@@ -170,12 +187,12 @@ def main() -> None:
     ref, dist = make_pair(args.workdir, 1920, 1080, args.seconds)
     n = int(round(args.seconds * 25))
     print(f"1080p pair: {ref.name} vs {dist.name}, {n} frames, {os.cpu_count()} CPUs")
-    fps = bench_speed(ref, dist, n, args.repeat, args.threads)
+    fps = bench_speed(ref, dist, n, args.repeat, args.threads, args.breakdown)
     base = fps["ffmpeg psnr+ssim filters"]
     vmaf_base = fps["ffmpeg libvmaf"]
-    print(f"{'case':34s} {'frames/s':>9s}")
+    print(f"{'case':40s} {'frames/s':>9s}")
     for name, value in fps.items():
-        print(f"{name:34s} {value:9.1f}")
+        print(f"{name:40s} {value:9.1f}")
     print(f"ratio qualitas psnr+ssim+ms_ssim / ffmpeg psnr+ssim: {fps['qualitas psnr+ssim+ms_ssim'] / base:.2f}x")
     print(f"ratio qualitas vmaf / ffmpeg libvmaf: {fps['qualitas vmaf'] / vmaf_base:.2f}x")
     if args.memory:
