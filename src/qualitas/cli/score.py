@@ -148,7 +148,7 @@ def _load_model_scorer(path: str, device: str):
     like a metric; until ``qualitas.runtime.models`` ships, a clear usage error.
     """
     try:
-        from qualitas.runtime import models as runtime_models
+        import qualitas.runtime.models as runtime_models
     except ModuleNotFoundError as err:
         if err.name != "qualitas.runtime.models":
             raise

@@ -32,8 +32,6 @@ from qualitas.runtime.progress import NULL_PROGRESS, Progress
 
 POOLS = ("mean", "harmonic_mean", "min", "p5")
 SIZE_POLICIES = ("scale", "error")
-FPS_TOLERANCE = 1e-3
-"""Relative difference below which two frame rates count as equal (29.97 vs 30000/1001)."""
 BATCH_PIXEL_BUDGET = 1920 * 1080 * 4
 """Automatic batch size: frames per batch so that one batch holds about this many pixels
 (4 frames of 1080p, 1 frame of 4K): enough to amortise per-call overhead, small enough that
@@ -495,7 +493,7 @@ class _Scorer:
         rinfo = probe_video(res.ref, yuv=ref_yuv) if res.ref is not None else None
         width, height = dinfo.width, dinfo.height
         if rinfo is not None:
-            self._fps_check(res, dinfo.fps, rinfo.fps)
+            self._fps_check(res, dinfo, rinfo)
             _size_check(res, (dinfo.width, dinfo.height), (rinfo.width, rinfo.height), opts.on_size_mismatch)
             width, height = rinfo.width, rinfo.height
         res.width, res.height = int(width), int(height)
@@ -542,15 +540,12 @@ class _Scorer:
         if not metrics.frame:
             res.dist_frames = res.ref_frames = None
 
-    def _fps_check(self, res: Result, dist_fps: float | None, ref_fps: float | None) -> None:
-        if not dist_fps or not ref_fps:
-            return
-        if abs(dist_fps - ref_fps) <= FPS_TOLERANCE * max(dist_fps, ref_fps):
-            return
-        msg = f"frame rates differ: distorted {dist_fps:g} fps vs reference {ref_fps:g} fps"
-        if not self.options.allow_fps_mismatch:
-            raise MediaError(f"{msg} (--allow-fps-mismatch scores them frame by frame)")
-        res.notes.append(f"{msg}; scored frame by frame (--allow-fps-mismatch)")
+    def _fps_check(self, res: Result, dist_info: Any, ref_info: Any) -> None:
+        from qualitas.io.pairing import check_fps
+
+        note = check_fps(dist_info, ref_info, allow_mismatch=self.options.allow_fps_mismatch)
+        if note:
+            res.notes.append(note)
 
     def _frame_loop(
         self,
