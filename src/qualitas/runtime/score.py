@@ -394,10 +394,22 @@ def _size_check(res: Result, dist_wh: tuple[int, int], ref_wh: tuple[int, int], 
 class _Scorer:
     """Scores pairs with a fixed set of metrics and options (one per run, thread-safe)."""
 
-    def __init__(self, metrics: _Metrics, options: ScoreOptions, progress: Progress) -> None:
+    def __init__(
+        self, metrics: _Metrics, options: ScoreOptions, progress: Progress, defaults_used: bool = False
+    ) -> None:
         self.metrics = metrics
         self.options = options
         self.progress = progress
+        self.defaults_used = defaults_used
+
+    def _call(self, name: str, metric: Callable[..., torch.Tensor], dist: torch.Tensor, ref: torch.Tensor | None):
+        """One metric on one batch; a media-level refusal (e.g. frames too small) says how to go on."""
+        try:
+            return metric(dist, ref)
+        except MediaError as err:
+            if self.defaults_used:
+                raise MediaError(f"{err} (default metrics; choose others with --metric)") from None
+            raise
 
     # -- entry point
     def score(self, dist: str, ref: str | None, names: Sequence[str], pair_error: str | None = None) -> Result:
@@ -449,7 +461,7 @@ class _Scorer:
         ref = None if ref is None else ref.to(opts.device)
         try:
             for name, metric in metrics.frame.items():
-                res.scores[name] = float(metric(dist, ref)[0])
+                res.scores[name] = float(self._call(name, metric, dist, ref)[0])
         except BaseException:
             _wait_quietly(vmaf.values())
             raise
@@ -581,7 +593,7 @@ class _Scorer:
                     ref = rb.data[:n].to(opts.device, non_blocking=True)
                     dist = _match(dist, ref_hw, opts.on_size_mismatch)
                 dist = dist.to(opts.device, non_blocking=True)
-                per_metric = {name: m(dist, ref).tolist() for name, m in metrics.frame.items()}
+                per_metric = {name: self._call(name, m, dist, ref).tolist() for name, m in metrics.frame.items()}
                 for j in range(n):
                     idx = int(db.indices[j])
                     frames[idx] = FrameScores(
@@ -701,7 +713,7 @@ def score_pairs(
 
     if opts.jobs > 1:
         progress = Progress(progress.enabled, frame_bars=False, stream=progress.stream)
-    scorer = _Scorer(built, opts, progress)
+    scorer = _Scorer(built, opts, progress, defaults_used=not metrics and not scorers)
     results: list[Result] = []
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(_torch_threads_for(opts.jobs))
