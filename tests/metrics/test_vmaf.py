@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from qualitas.errors import ConfigError, DependencyError, MediaError, UsageError
+from qualitas.io.yuv import RawYUVSpec
 from qualitas.metrics import get_metric, vmaf
 from qualitas.metrics.vmaf import VmafFrame, find_ffmpeg_with_libvmaf, score_files
 
@@ -94,12 +94,7 @@ def test_raw_yuv_input(x264_pair, tmp_path) -> None:
          "-f", "rawvideo", "-pix_fmt", "yuv420p", str(raw)],
         check=True,
     )  # fmt: skip
-    try:
-        from qualitas.io.yuv import RawYUVSpec
-
-        spec = RawYUVSpec(width=320, height=240, pix_fmt="yuv420p", fps=25.0)
-    except ImportError:  # io is built in parallel; the contract is these four attributes
-        spec = SimpleNamespace(width=320, height=240, pix_fmt="yuv420p", fps=25.0)
+    spec = RawYUVSpec(width=320, height=240, pix_fmt="yuv420p", fps="25")
     from_raw = score_files(dist, raw, yuv_ref=spec, max_frames=16)
     from_mp4 = score_files(dist, ref, max_frames=16)
     assert from_raw.pooled["mean"] == pytest.approx(from_mp4.pooled["mean"], abs=1e-6)

@@ -18,15 +18,14 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 
 from qualitas.errors import ConfigError, DependencyError, MediaError, UsageError
+from qualitas.io.video import probe_video
+from qualitas.io.yuv import RawYUVSpec
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
-
-if TYPE_CHECKING:  # pragma: no cover
-    from qualitas.io.yuv import RawYUVSpec
 
 BUILTIN_MODELS = ("vmaf_v0.6.1", "vmaf_v0.6.1neg", "vmaf_4k_v0.6.1")
 FFMPEG_ENV = "QUALITAS_FFMPEG"
@@ -94,42 +93,18 @@ def find_ffmpeg_with_libvmaf() -> str:
     return resolved
 
 
-class _Probe(NamedTuple):
-    width: int
-    height: int
-    fps: float
-
-
-def _probe(path: str, yuv: RawYUVSpec | None) -> _Probe:
-    """Display size (rotation applied, as ffmpeg's autorotate does) and frame rate."""
-    if yuv is not None:
-        return _Probe(int(yuv.width), int(yuv.height), float(yuv.fps))
-    try:
-        from qualitas.io.video import probe_video
-    except ImportError:  # io is developed in parallel; fall back to a bare PyAV probe
-        probe_video = None
-    if probe_video is not None:
-        info = probe_video(path)
-        return _Probe(int(info.width), int(info.height), float(info.fps))
-    import av
-
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            return _Probe(stream.codec_context.width, stream.codec_context.height, float(rate or 0.0))
-    except av.FFmpegError as err:
-        raise MediaError(f"{path}: cannot read video ({err})") from None
+def _probe(path: str, yuv: RawYUVSpec | None) -> tuple[int, int, float]:
+    """(width, height, fps) as displayed (rotation applied, as ffmpeg's autorotate does)."""
+    info = probe_video(path, yuv)
+    return int(info.width), int(info.height), float(info.fps)
 
 
 def _input_args(path: str, yuv: RawYUVSpec | None) -> list[str]:
     if yuv is None:
         return ["-i", path]
-    fps = float(yuv.fps)
-    return ["-f", "rawvideo", "-pix_fmt", str(yuv.pix_fmt), "-s", f"{yuv.width}x{yuv.height}",
-            "-r", f"{fps:g}", "-i", path]  # fmt: skip
+    fps = yuv.fps_fraction
+    return ["-f", "rawvideo", "-pix_fmt", yuv.pix_fmt, "-s", f"{yuv.width}x{yuv.height}",
+            "-r", f"{fps.numerator}/{fps.denominator}", "-i", path]  # fmt: skip
 
 
 def _model_option(model: str, workdir: Path) -> str:
@@ -238,14 +213,12 @@ def score_files(
         if not Path(p).is_file():
             raise MediaError(f"{p}: no such file")
     exe = find_ffmpeg_with_libvmaf()
-    pd, pr = _probe(dist, yuv_dist), _probe(ref, yuv_ref)
+    (dw, dh, dist_fps), (rw, rh, _) = _probe(dist, yuv_dist), _probe(ref, yuv_ref)
     scale_to = None
-    if (pd.width, pd.height) != (pr.width, pr.height):
+    if (dw, dh) != (rw, rh):
         if not scale_to_ref:
-            raise MediaError(
-                f"sizes differ: distorted {pd.width}x{pd.height}, reference {pr.width}x{pr.height}"
-            )
-        scale_to = (pr.width, pr.height)
+            raise MediaError(f"sizes differ: distorted {dw}x{dh}, reference {rw}x{rh}")
+        scale_to = (rw, rh)
     n_threads = threads or (os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="qualitas-vmaf-") as tmp:
         workdir = Path(tmp)
@@ -267,15 +240,15 @@ def score_files(
         if not log_path.is_file():
             raise MediaError(f"ffmpeg libvmaf wrote no log for {dist}: {_last_meaningful_line(proc.stderr)}")
         log = json.loads(log_path.read_text())
-    frames, pooled = parse_log(log, pd.fps, frame_step)
+    frames, pooled = parse_log(log, dist_fps, frame_step)
     if not frames:
         raise MediaError(f"libvmaf scored no frames for {dist} (empty or undecodable video?)")
     return VmafResult(
         frames=frames,
         pooled=pooled,
         model=model,
-        width=pr.width,
-        height=pr.height,
+        width=rw,
+        height=rh,
         scaled=scale_to is not None,
         libvmaf_version=str(log.get("version", "")),
         command=cmd,
@@ -291,7 +264,7 @@ class VMAF(Metric):
         full_reference=True,
         higher_is_better=True,
         range=(0.0, 100.0),
-        input="video files (or images), scored by libvmaf through ffmpeg; distorted scaled to the reference size",
+        input="video files (or raw .yuv), scored by libvmaf through ffmpeg; distorted scaled to the reference size",
         kind="files",
         reference="Netflix libvmaf (ffmpeg libvmaf filter), model vmaf_v0.6.1 by default; equal to ffmpeg's own run",
     )
