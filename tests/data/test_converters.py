@@ -337,3 +337,19 @@ def test_root_rebases_paths_and_manifest_roundtrip(tmp_path):
 def test_wrong_folder_names_the_expected_file(tmp_path):
     with pytest.raises(ConvertError, match="dmos.csv"):
         convert("kadid10k", tmp_path)
+
+
+def test_cli_convert_exit_status_and_csv_output(tmp_path, capsys):
+    from qualitas.cli.main import main
+
+    write(tmp_path, "dmos.csv", "dist_img,ref_img,dmos,var\nI01_01_01.png,I01.png,4.57,0.496\nI02_01_01.png,I02.png,3.0,0.1\n")
+    touch(tmp_path, "images/I01_01_01.png", "images/I01.png")
+    out = tmp_path / "m.jsonl"
+    assert main(["data", "convert", "kadid10k", str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "1 row(s) name missing files" in err and "images/I02_01_01.png" in err
+    assert len(read_manifest(out)) == 2  # kept, not dropped
+    assert main(["data", "convert", "kadid10k", str(tmp_path), "--out", str(tmp_path / "m.csv"), "--skip-missing"]) == 0
+    rows = read_manifest(tmp_path / "m.csv")
+    assert [r.path for r in rows] == ["images/I01_01_01.png"] and rows[0].std == pytest.approx(0.496**0.5)
+    assert main(["data", "convert", "kadid10", str(tmp_path), "--out", str(out)]) == 2
