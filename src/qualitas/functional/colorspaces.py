@@ -25,9 +25,9 @@ D65_WHITE_MATLAB = (0.9504, 1.0, 1.0888)
 
 
 def _mix(x: torch.Tensor, rows: tuple[tuple[float, float, float], ...]) -> torch.Tensor:
-    """Per-pixel 3x3 matrix product: (B,3,H,W) -> (B,len(rows),H,W)."""
+    """Per-pixel 3x3 matrix product: (..., 3, H, W) -> (..., len(rows), H, W)."""
     m = torch.tensor(rows, dtype=x.dtype, device=x.device)
-    return torch.einsum("oc,bchw->bohw", m, x)
+    return torch.einsum("oc,...chw->...ohw", m, x)
 
 
 def rgb_to_yiq(x: torch.Tensor) -> torch.Tensor:
