@@ -14,11 +14,19 @@ from qualitas.metrics.base import METRICS, Metric, MetricInfo
 # (isort is off here so that each engineer's line stays a separate, conflict-free line)
 # isort: off
 from qualitas.metrics import brisque  # noqa: F401
+from qualitas.metrics import ciede2000  # noqa: F401
+from qualitas.metrics import cw_ssim  # noqa: F401
+from qualitas.metrics import fsim  # noqa: F401
+from qualitas.metrics import gmsd  # noqa: F401
+from qualitas.metrics import mad  # noqa: F401
 from qualitas.metrics import niqe  # noqa: F401
+from qualitas.metrics import nlpd  # noqa: F401
 from qualitas.metrics import piqe  # noqa: F401
 from qualitas.metrics import psnr  # noqa: F401
 from qualitas.metrics import ssim  # noqa: F401
+from qualitas.metrics import vif  # noqa: F401
 from qualitas.metrics import vmaf  # noqa: F401
+from qualitas.metrics import vsi  # noqa: F401
 # isort: on
 # --- end of metric modules ------------------------------------------------------------------
 
