@@ -402,7 +402,7 @@ class _Scorer:
         self.progress = progress
         self.defaults_used = defaults_used
 
-    def _call(self, name: str, metric: Callable[..., torch.Tensor], dist: torch.Tensor, ref: torch.Tensor | None):
+    def _call(self, metric: Callable[..., torch.Tensor], dist: torch.Tensor, ref: torch.Tensor | None):
         """One metric on one batch; a media-level refusal (e.g. frames too small) says how to go on."""
         try:
             return metric(dist, ref)
@@ -461,14 +461,14 @@ class _Scorer:
         ref = None if ref is None else ref.to(opts.device)
         try:
             for name, metric in metrics.frame.items():
-                res.scores[name] = float(self._call(name, metric, dist, ref)[0])
+                res.scores[name] = float(self._call(metric, dist, ref)[0])
         except BaseException:
             _wait_quietly(vmaf.values())
             raise
         res.frames_scored = 1
         for name, fut in vmaf.items():
-            vres = fut.result()
-            res.scores[name] = float(vres.frames[0][2]) if vres.frames else float(vres.pooled)
+            vres = _files_result(name, fut)
+            res.scores[name] = float(vres.frames[0].score)
 
     # -- files metrics (VMAF): a separate process over the whole files
     def _start_files_metrics(self, res: Result, metrics: _Metrics) -> dict[str, Future]:
@@ -533,7 +533,7 @@ class _Scorer:
                     f"scored the first {min(counts)}"
                 )
         for name, fut in vmaf.items():
-            vres = fut.result()
+            vres = _files_result(name, fut)
             for index, time, score in vres.frames:
                 fs = frames.get(int(index))
                 if fs is None:
@@ -593,7 +593,7 @@ class _Scorer:
                     ref = rb.data[:n].to(opts.device, non_blocking=True)
                     dist = _match(dist, ref_hw, opts.on_size_mismatch)
                 dist = dist.to(opts.device, non_blocking=True)
-                per_metric = {name: self._call(name, m, dist, ref).tolist() for name, m in metrics.frame.items()}
+                per_metric = {name: self._call(m, dist, ref).tolist() for name, m in metrics.frame.items()}
                 for j in range(n):
                     idx = int(db.indices[j])
                     frames[idx] = FrameScores(
@@ -622,6 +622,14 @@ def _expected_frames(counts: Sequence[int | None], opts: ScoreOptions) -> int | 
         return opts.max_frames
     n = math.ceil(min(known) / opts.frame_step)
     return n if opts.max_frames is None else min(n, opts.max_frames)
+
+
+def _files_result(name: str, fut: Future) -> Any:
+    """Result of a files metric; its media errors are prefixed with the metric name."""
+    try:
+        return fut.result()
+    except MediaError as err:
+        raise MediaError(f"{name}: {err}") from None
 
 
 def _wait_quietly(futures: Iterable[Future]) -> None:
