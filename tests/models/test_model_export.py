@@ -76,3 +76,14 @@ def test_fr_iqa_trace():
     traced = torch.jit.trace(model, (d, r))
     with torch.no_grad():
         torch.testing.assert_close(traced(d, r), model(d, r))
+
+
+@pytest.mark.parametrize("fusion", ["diff6", "siamese"])
+def test_fr_torch_export_with_dynamic_batch(fusion):
+    model = build_model("fr_iqa", backbone="test_resnet", fusion=fusion).eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    d, r = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    program = torch.export.export(model, (d, r), dynamic_shapes=({0: batch}, {0: batch}))
+    d3, r3 = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(d3, r3), model(d3, r3))

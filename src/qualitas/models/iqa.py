@@ -105,7 +105,9 @@ class SiameseFusion(nn.Module):
     def forward(self, dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         # One backbone call on the stacked batch: half the launches, same weights.
         feats = self.backbone(self.normalize(torch.cat([dist, ref], dim=0)))
-        f_d, f_r = feats.chunk(2, dim=0)
+        # reshape, not chunk: chunk's split sizes would pin the batch size in torch.export
+        pair = feats.reshape(2, -1, feats.shape[-1])
+        f_d, f_r = pair[0], pair[1]
         return torch.cat([f_d, f_r - f_d], dim=1)
 
 
