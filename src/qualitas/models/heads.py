@@ -11,6 +11,8 @@ from qualitas.errors import ConfigError
 from qualitas.registry import Registry
 
 HEADS: Registry[Callable[..., nn.Module]] = Registry("heads")
+"""Head classes ``cls(in_features, *, hidden, dropout[, num_bins, bin_values])`` with a class
+attribute ``output`` ("score" | "distribution") and a ``bins`` buffer (``None`` for scores)."""
 
 
 def expected_score(probs: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:

@@ -104,6 +104,8 @@ def insert_temporal_shift(net: nn.Module, num_segments: int, shift_div: int = 8)
 # Pooling over time: (B, T, C) -> (B, C)
 
 TEMPORAL_POOLS: Registry[Callable[..., nn.Module]] = Registry("temporal_pools")
+"""Pooling classes ``cls(in_features, *, hidden)`` mapping ``(B, T, C) -> (B, out_features)``
+and exposing ``out_features``."""
 
 
 @TEMPORAL_POOLS.register("mean")
