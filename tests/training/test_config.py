@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from train_helpers import make_image_dataset, overrides
 
 from qualitas.errors import ConfigError, UsageError
 from qualitas.training.config import TrainConfig, apply_overrides, load_config, parse_override
@@ -101,3 +102,12 @@ def test_cli_reports_config_errors_on_one_line(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip().count("\n") == 0 and "did you mean 'trainer.max_epochs'" in err
+
+
+def test_unknown_monitor_is_a_config_error(tmp_path):
+    from qualitas.training.run import train
+
+    man = make_image_dataset(tmp_path / "d", contents=("astronaut", "coffee", "chelsea"), levels=3, size=32)
+    cfg = load_config(CONFIGS / "nr_iqa_koniq.yaml", overrides(man, "trainer.monitor=sroc"))
+    with pytest.raises(ConfigError, match="unknown trainer.monitor 'sroc' \\(did you mean 'srocc'\\?\\)"):
+        train(cfg, out=tmp_path / "run")

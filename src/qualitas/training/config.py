@@ -119,7 +119,7 @@ class TrainerConfig:
     checkpoint_every_n_epochs: int = 0
     """Keep a periodic checkpoint every N epochs (0: only best and last)."""
     monitor: str = "srocc"
-    """Validation metric for the best checkpoint (srocc, plcc, krocc, rmse, *_fitted, loss)."""
+    """Validation figure for the best checkpoint: srocc, krocc, plcc, rmse or their *_fitted."""
     log_every_n_steps: int = 10
     gradient_clip_val: float = 0.0
     accumulate_grad_batches: int = 1

@@ -42,6 +42,7 @@ from qualitas.data.sampling import ClipSampling
 from qualitas.data.splits import assign_splits, leaked_groups
 from qualitas.data.transforms import InputSize
 from qualitas.errors import ConfigError, UsageError
+from qualitas.registry import did_you_mean
 from qualitas.training.config import DataConfig, TrainConfig, load_config
 
 log = logging.getLogger("qualitas.training")
@@ -323,6 +324,9 @@ def new_run_dir(cfg: TrainConfig, out: str | Path | None) -> Path:
     inherited = os.environ.get(_RUN_DIR_ENV)
     if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
         return Path(inherited)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        # Each process of torchrun/srun would pick its own time-stamped folder.
+        raise UsageError("multi-process launches (torchrun, srun) need --out RUN_DIR, the same for every process")
     base = Path(cfg.run.out) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     p, n = base, 1
     while p.exists():
@@ -420,7 +424,7 @@ def train(
         VisdomLogger,
     )
     from qualitas.training.datamodule import QualityDataModule
-    from qualitas.training.task import QualityTask, metric_mode
+    from qualitas.training.task import FIGURES, QualityTask, metric_mode
 
     resume_ckpt = None
     if resume is not None:
@@ -453,7 +457,13 @@ def train(
             report = load_matching_weights(model, cfg.run.finetune_from)
             if _is_global_zero():
                 atomic_write_text(run_dir / "finetune.json", json.dumps(report, indent=1))
-        monitor = cfg.trainer.monitor if "/" in cfg.trainer.monitor else f"val/{cfg.trainer.monitor}"
+        monitor_name = cfg.trainer.monitor.removeprefix("val/")
+        if monitor_name not in FIGURES:
+            raise ConfigError(
+                f"unknown trainer.monitor '{cfg.trainer.monitor}'{did_you_mean(monitor_name, list(FIGURES))}; "
+                f"choose one of {', '.join(FIGURES)}"
+            )
+        monitor = f"val/{monitor_name}"
         info = {
             "model": {"name": cfg.model["name"], "kwargs": dict(cfg.model_kwargs)},
             "spec": spec.to_dict(),

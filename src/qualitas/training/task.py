@@ -23,6 +23,8 @@ from qualitas.training.config import OptimizerConfig, SchedulerConfig
 
 TARGETS = ("mos", "votes", "rank")
 LOWER_IS_BETTER = ("rmse", "rmse_fitted", "loss")
+FIGURES = ("srocc", "krocc", "plcc", "rmse", "srocc_fitted", "krocc_fitted", "plcc_fitted", "rmse_fitted")
+"""Validation figures (qualitas.evaluation.evaluate); any can be ``trainer.monitor``."""
 
 
 def lr_factor(
@@ -242,6 +244,9 @@ class QualityTask(L.LightningModule):
         pred, mos = pred[ok], mos[ok]
         out: dict[str, float] = {"n": float(len(pred))}
         if len(pred) < 3 or self.evaluate_fn is None:
+            # Too few items for a correlation: NaN keeps the monitored key present (a NaN
+            # never becomes the best checkpoint).
+            out.update(dict.fromkeys(FIGURES, float("nan")))
             return out
         figures = self.evaluate_fn(pred.numpy(), mos.numpy())
         for key, value in figures.items():
