@@ -266,3 +266,16 @@ def test_check_records_finds_every_problem(media, tmp_path):
     fr = check_records(recs[7:8], media, full_reference=True)
     assert fr.counts == {"missing file": 1}
     json.dumps(rep.to_dict())  # serialisable for data_problems.json
+
+
+def test_full_reference_clips_use_the_same_frames(media):
+    recs = [Record(path="v.mp4", ref="v.mp4", mos=1.0)]
+    ds = VideoDataset(recs, media, train=True, full_reference=True, sampling=ClipSampling("uniform", 4),
+                      input_size=InputSize("crop", (16, 16)))
+    torch.manual_seed(0)
+    for _ in range(4):
+        s = ds[0]
+        assert torch.equal(s["input"], s["ref"])  # same random frames and the same crop
+    f = FrameFolderDataset([Record(path="frames", ref="frames", mos=1.0)], media, train=True,
+                           full_reference=True, sampling=ClipSampling("clip", 3, step=3))[0]
+    assert torch.equal(f["input"], f["ref"])

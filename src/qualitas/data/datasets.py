@@ -234,15 +234,21 @@ class QualityDataset(Dataset):
     def _path(self, rel: str) -> Path:
         return resolve_under(self.root, rel)
 
-    def _media(self, rel: str, rec_index: int, clip: int) -> torch.Tensor:
+    def _select(self, rec: Record, clip: int) -> list[int] | None:
+        """Frames to load for this sample (None for images); drawn once so the distorted
+        and the reference clip use the same frame indices."""
+        return None
+
+    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
         raise NotImplementedError
 
     def _inputs(self, rec: Record, rec_index: int, clip: int) -> dict[str, torch.Tensor]:
-        dist = self._media(rec.path, rec_index, clip)
+        frames = self._select(rec, clip)
+        dist = self._media(rec.path, frames)
         if not self.full_reference:
             (dist,) = size_sample([dist], self.input_size, train=self.train)
             return {"input": dist}
-        ref = self._media(rec.ref, rec_index, clip)  # type: ignore[arg-type]
+        ref = self._media(rec.ref, frames)  # type: ignore[arg-type]
         if dist.shape[-2:] != ref.shape[-2:]:
             dist = match_to(dist, tuple(ref.shape[-2:]))
         if dist.shape != ref.shape:
@@ -276,7 +282,7 @@ class QualityDataset(Dataset):
 class ImageDataset(QualityDataset):
     """Still images (NR, or FR with ``ref``)."""
 
-    def _media(self, rel: str, rec_index: int, clip: int) -> torch.Tensor:
+    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
         return load_image(self._path(rel))
 
 
@@ -291,8 +297,8 @@ class _ClipDataset(QualityDataset):
     def _total(self, path: Path) -> int:
         raise NotImplementedError
 
-    def _indices(self, path: Path, clip: int) -> list[int]:
-        total = self._total(path)
+    def _select(self, rec: Record, clip: int) -> list[int]:
+        total = self._total(self._path(rec.path))
         if self.train:
             return self.sampling.indices(total, train=True)
         clips = self.sampling.eval_clips(total, self.eval_clips)
@@ -312,9 +318,9 @@ class VideoDataset(_ClipDataset):
     def _total(self, path: Path) -> int:
         return self.frame_counts.get(str(path)) or self._probe(path)[0]
 
-    def _media(self, rel: str, rec_index: int, clip: int) -> torch.Tensor:
+    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
         path = self._path(rel)
-        return load_video_frames(path, self._indices(path, clip), fps=self._probe(path)[1])
+        return load_video_frames(path, frames or [0], fps=self._probe(path)[1])
 
 
 @DATASETS.register("frames")
@@ -324,17 +330,17 @@ class FrameFolderDataset(_ClipDataset):
     def _total(self, path: Path) -> int:
         return len(list_frames(path))
 
-    def _media(self, rel: str, rec_index: int, clip: int) -> torch.Tensor:
+    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
         path = self._path(rel)
-        frames = list_frames(path)
-        if not frames:
+        files = list_frames(path)
+        if not files:
             raise MediaError(f"{path}: no frame images in folder")
-        idx = self._indices(path, clip)
         cache: dict[int, torch.Tensor] = {}
         out = []
-        for i in idx:
+        for i in frames or [0]:
+            i = min(i, len(files) - 1)  # a reference folder with fewer frames repeats its last
             if i not in cache:
-                cache[i] = load_image(frames[i])
+                cache[i] = load_image(files[i])
             out.append(cache[i])
         return torch.stack(out)
 
@@ -382,7 +388,7 @@ class PairDataset(QualityDataset):
             return [(i, 0) for i in range(len(self.pairs))]
         return super()._build_items()
 
-    def _media(self, rel: str, rec_index: int, clip: int) -> torch.Tensor:
+    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
         return load_image(self._path(rel))
 
     def __getitem__(self, index: int) -> dict | None:
