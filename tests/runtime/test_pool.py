@@ -63,7 +63,7 @@ def test_default_metrics_and_resolution():
 
 
 def test_prefetch_preserves_order_and_reraises():
-    assert list(prefetch(iter(range(50)), depth=2)) == list(range(50))
+    assert list(prefetch(iter(range(50)))) == list(range(50))
 
     def broken():
         yield 1
@@ -86,9 +86,9 @@ def test_prefetch_stops_its_thread_when_abandoned():
             i += 1
 
     before = threading.active_count()
-    it = prefetch(endless(), depth=1)
+    it = prefetch(endless())
     assert next(it) == 0
     it.close()
     time.sleep(0.05)
     assert threading.active_count() == before
-    assert len(produced) <= 3  # it stayed at most `depth` items ahead
+    assert len(produced) <= 2  # it stayed at most one item ahead

@@ -237,29 +237,32 @@ _DONE = object()
 
 
 class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in prefetch(it)``
-    """Iterate ``iterable`` in a background thread, ``depth`` items ahead.
+    """Iterate ``iterable`` in a background thread, one item ahead.
 
-    Exceptions in the producer are re-raised in the consumer. ``close()`` (also called on
-    exhaustion, on error and by ``with``) stops and joins the producer even if iteration
-    never started, so no thread outlives its use. PyAV and torch release the GIL in their
-    heavy parts, so decoding really runs in parallel with the metrics.
+    The producer makes item k+1 while the consumer works on item k, and starts on k+2 only
+    once k+1 has been taken, so at most two items are alive at a time (memory matters:
+    one 4K frame in float32 RGB is 100 MB). Exceptions in the producer are re-raised in the
+    consumer. ``close()`` (also called on exhaustion, on error and by ``with``) stops and
+    joins the producer even if iteration never started, so no thread outlives its use.
+    PyAV and torch release the GIL in their heavy parts, so decoding really runs in
+    parallel with the metrics.
     """
 
-    def __init__(self, iterable: Iterable[T], depth: int = 1) -> None:
+    def __init__(self, iterable: Iterable[T]) -> None:
         self._iterable = iterable
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._taken = threading.Semaphore(0)
         self._stop = threading.Event()
         self._finished = False
         self._thread = threading.Thread(target=self._produce, name="qualitas-decode", daemon=True)
         self._thread.start()
 
     def _put(self, item: object) -> bool:
+        """Hand ``item`` over and wait until the consumer has taken it (False: stopped)."""
+        self._queue.put(item)  # never blocks: the previous item was taken
         while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
+            if self._taken.acquire(timeout=0.05):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def _produce(self) -> None:
@@ -279,6 +282,7 @@ class prefetch(Iterator[T]):  # noqa: N801 - used like a function: ``for b in pr
         if self._finished:
             raise StopIteration
         item = self._queue.get()
+        self._taken.release()
         if item is _DONE:
             self.close()
             raise StopIteration
