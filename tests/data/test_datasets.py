@@ -126,7 +126,9 @@ def test_center_crop_resize_and_pad():
     assert r.shape == (3, 10, 14)
     (p,) = size_sample([torch.ones(3, 20, 40)], InputSize("pad", (32, 32)), train=False)
     assert p.shape == (3, 32, 32)
-    assert p[:, :8].sum() == 0 and p[:, 24:].sum() == 0 and torch.allclose(p[:, 8:24], torch.ones(3, 16, 32))  # aspect kept
+    assert (
+        p[:, :8].sum() == 0 and p[:, 24:].sum() == 0 and torch.allclose(p[:, 8:24], torch.ones(3, 16, 32))
+    )  # aspect kept
     (u,) = size_sample([torch.rand(3, 10, 12)], InputSize("crop", (16, 16)), train=False)
     assert u.shape == (3, 16, 16)  # too small: upscaled to fit
 
@@ -143,7 +145,9 @@ def test_fragments_take_native_patches_from_every_cell():
         assert 16 * i <= y <= 16 * i + 8 and 16 * j <= xx <= 16 * j + 8
         assert torch.equal(f[:, 8 * i : 8 * i + 8, 8 * j : 8 * j + 8], x[:, y : y + 8, xx : xx + 8])
     clip = torch.rand(5, 3, 64, 64)  # a clip: same positions on every frame
-    out = apply_sizing(clip, sizing_params(64, 64, policy, train=True, generator=torch.Generator().manual_seed(0)))
+    out = apply_sizing(
+        clip, sizing_params(64, 64, policy, train=True, generator=torch.Generator().manual_seed(0))
+    )
     assert out.shape == (5, 3, 32, 32)
 
 
@@ -199,8 +203,12 @@ def test_frame_folder_matches_video_sampling(media):
 
 
 def test_pairs_from_groups_and_explicit_pairs(media):
-    recs = [Record(path="ref.png", mos=5.0, group="a"), Record(path="dist.png", mos=2.0, group="a"),
-            Record(path="small.png", mos=2.0, group="a"), Record(better="ref.png", worse="small.png")]
+    recs = [
+        Record(path="ref.png", mos=5.0, group="a"),
+        Record(path="dist.png", mos=2.0, group="a"),
+        Record(path="small.png", mos=2.0, group="a"),
+        Record(better="ref.png", worse="small.png"),
+    ]
     assert sorted(pairs_from_groups(recs)) == [("ref.png", "dist.png"), ("ref.png", "small.png")]
     ds = PairDataset(recs, media, train=True, input_size=InputSize("crop", (16, 16)))
     assert len(ds) == 3
@@ -211,7 +219,11 @@ def test_pairs_from_groups_and_explicit_pairs(media):
 
 
 def test_decode_failures_are_dropped_and_counted(media):
-    recs = [Record(path="ref.png", mos=1.0), Record(path="broken.png", mos=2.0), Record(path="dist.png", mos=3.0)]
+    recs = [
+        Record(path="ref.png", mos=1.0),
+        Record(path="broken.png", mos=2.0),
+        Record(path="dist.png", mos=3.0),
+    ]
     ds = ImageDataset(recs, media, train=False, input_size=InputSize("crop", (16, 16)))
     assert ds[1] is None and ds.failures["broken.png"] == 1
     batch = collate_skip([ds[i] for i in range(3)])
@@ -270,12 +282,23 @@ def test_check_records_finds_every_problem(media, tmp_path):
 
 def test_full_reference_clips_use_the_same_frames(media):
     recs = [Record(path="v.mp4", ref="v.mp4", mos=1.0)]
-    ds = VideoDataset(recs, media, train=True, full_reference=True, sampling=ClipSampling("uniform", 4),
-                      input_size=InputSize("crop", (16, 16)))
+    ds = VideoDataset(
+        recs,
+        media,
+        train=True,
+        full_reference=True,
+        sampling=ClipSampling("uniform", 4),
+        input_size=InputSize("crop", (16, 16)),
+    )
     torch.manual_seed(0)
     for _ in range(4):
         s = ds[0]
         assert torch.equal(s["input"], s["ref"])  # same random frames and the same crop
-    f = FrameFolderDataset([Record(path="frames", ref="frames", mos=1.0)], media, train=True,
-                           full_reference=True, sampling=ClipSampling("clip", 3, step=3))[0]
+    f = FrameFolderDataset(
+        [Record(path="frames", ref="frames", mos=1.0)],
+        media,
+        train=True,
+        full_reference=True,
+        sampling=ClipSampling("clip", 3, step=3),
+    )[0]
     assert torch.equal(f["input"], f["ref"])

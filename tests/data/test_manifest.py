@@ -16,7 +16,15 @@ from qualitas.data.manifest import (
 )
 
 ROWS = [
-    {"path": "d/a.png", "ref": "r/a.png", "mos": 3.5, "std": 0.4, "group": "a", "split": "train", "dist_type": "blur"},
+    {
+        "path": "d/a.png",
+        "ref": "r/a.png",
+        "mos": 3.5,
+        "std": 0.4,
+        "group": "a",
+        "split": "train",
+        "dist_type": "blur",
+    },
     {"path": "d/b.png", "votes": [0, 1, 4, 2, 1], "group": "b", "split": "val"},
     {"better": "d/a.png", "worse": "d/b.png"},
 ]
@@ -25,8 +33,16 @@ ROWS = [
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_round_trip(tmp_path, suffix):
     path = tmp_path / f"m{suffix}"
-    write_manifest([Record(**{k: v for k, v in r.items() if k != "dist_type"}, extra=(
-        {"dist_type": r["dist_type"]} if "dist_type" in r else {})) for r in ROWS], path)
+    write_manifest(
+        [
+            Record(
+                **{k: v for k, v in r.items() if k != "dist_type"},
+                extra=({"dist_type": r["dist_type"]} if "dist_type" in r else {}),
+            )
+            for r in ROWS
+        ],
+        path,
+    )
     recs = read_manifest(path)
     assert [r.path for r in recs] == ["d/a.png", "d/b.png", ""]
     assert recs[0].mos == 3.5 and recs[0].std == 0.4 and recs[0].ref == "r/a.png"

@@ -9,7 +9,9 @@ from qualitas.data.splits import assign_splits, content_key, grouped_random_spli
 
 
 def _records(groups: int, per: int) -> list[Record]:
-    return [Record(path=f"g{g}/{i}.png", mos=float(i), group=f"g{g}") for g in range(groups) for i in range(per)]
+    return [
+        Record(path=f"g{g}/{i}.png", mos=float(i), group=f"g{g}") for g in range(groups) for i in range(per)
+    ]
 
 
 def test_grouped_split_keeps_each_content_in_one_split():
@@ -42,7 +44,9 @@ def test_content_falls_back_to_reference_then_path():
 
 
 def test_split_field_wins_and_mixed_is_an_error():
-    recs = [Record(path=f"{i}.png", mos=1.0, split=s) for i, s in enumerate(["train", "test", "val", "train"])]
+    recs = [
+        Record(path=f"{i}.png", mos=1.0, split=s) for i, s in enumerate(["train", "test", "val", "train"])
+    ]
     assert assign_splits(recs) == {"train": [0, 3], "val": [2], "test": [1]}
     recs[1].split = None
     with pytest.raises(ManifestError, match="1 of 4 records have no 'split'"):

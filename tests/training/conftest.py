@@ -16,8 +16,9 @@ def image_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def vote_data(tmp_path_factory) -> Path:
-    return make_image_dataset(tmp_path_factory.mktemp("blur_votes"), contents=CONTENTS[:4], levels=5,
-                              votes=True)
+    return make_image_dataset(
+        tmp_path_factory.mktemp("blur_votes"), contents=CONTENTS[:4], levels=5, votes=True
+    )
 
 
 @pytest.fixture(scope="session")

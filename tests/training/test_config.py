@@ -14,16 +14,29 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_overrides_are_typed_and_nested():
-    cfg = load_config(CONFIGS / "nr_iqa_koniq.yaml", [
-        "trainer.max_epochs=3", "data.batch_size=8", "optimizer.lr=1e-3", "data.input_size.size=[64, 48]",
-        "model.backbone=test_resnet", "run.finetune_from=null", "trainer.devices=[0, 1]",
-        "data.split_ratios={train: 0.8, val: 0.2}",
-    ])
+    cfg = load_config(
+        CONFIGS / "nr_iqa_koniq.yaml",
+        [
+            "trainer.max_epochs=3",
+            "data.batch_size=8",
+            "optimizer.lr=1e-3",
+            "data.input_size.size=[64, 48]",
+            "model.backbone=test_resnet",
+            "run.finetune_from=null",
+            "trainer.devices=[0, 1]",
+            "data.split_ratios={train: 0.8, val: 0.2}",
+        ],
+    )
     assert cfg.trainer.max_epochs == 3 and cfg.data.batch_size == 8
     assert cfg.optimizer.lr == pytest.approx(1e-3)  # YAML 1.1 reads "1e-3" as a string: still a float
     assert cfg.data.input_size.size == [64, 48]
-    assert cfg.model == {"name": "nr_iqa", "backbone": "test_resnet", "pretrained_path": None,
-                         "hidden": 256, "dropout": 0.1}
+    assert cfg.model == {
+        "name": "nr_iqa",
+        "backbone": "test_resnet",
+        "pretrained_path": None,
+        "hidden": 256,
+        "dropout": 0.1,
+    }
     assert cfg.trainer.devices == [0, 1]
     assert cfg.data.split_ratios == {"train": 0.8, "val": 0.2}
 
@@ -39,14 +52,20 @@ def test_override_parsing():
     assert raw == {"trainer": {"max_epochs": 1}}  # input untouched
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("trainer.max_epoch=3", "unknown config key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)"),
-    ("data.input_size.sise=[1,1]", "did you mean 'data.input_size.size'?"),
-    ("optimzer.lr=0.1", "unknown config key 'optimzer' (did you mean 'optimizer'?)"),
-    ("data.batch_size=abc", "data.batch_size: expected an integer, got 'abc'"),
-    ("trainer.deterministic=3", "trainer.deterministic: expected true or false"),
-    ("data.score_range=5", "data.score_range: expected a list"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "trainer.max_epoch=3",
+            "unknown config key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)",
+        ),
+        ("data.input_size.sise=[1,1]", "did you mean 'data.input_size.size'?"),
+        ("optimzer.lr=0.1", "unknown config key 'optimzer' (did you mean 'optimizer'?)"),
+        ("data.batch_size=abc", "data.batch_size: expected an integer, got 'abc'"),
+        ("trainer.deterministic=3", "trainer.deterministic: expected true or false"),
+        ("data.score_range=5", "data.score_range: expected a list"),
+    ],
+)
 def test_bad_keys_and_types_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_config(CONFIGS / "nr_iqa_koniq.yaml", [override])

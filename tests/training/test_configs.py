@@ -14,14 +14,22 @@ from qualitas.training.run import load_trained, train
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 ONE_EPOCH = ["trainer.max_epochs=1", "data.batch_size=4", "data.input_size.resize_short=0"]
 IMG = ["data.input_size.size=[32,32]"]
-CLIP = ["data.input_size.size=[24,24]", "data.sampling.num_frames=4", "model.num_segments=4",
-        "data.split_ratios={train: 0.5, val: 0.25, test: 0.25}"]
+CLIP = [
+    "data.input_size.size=[24,24]",
+    "data.sampling.num_frames=4",
+    "model.num_segments=4",
+    "data.split_ratios={train: 0.5, val: 0.25, test: 0.25}",
+]
 
 
 def test_every_config_is_covered():
     assert {p.name for p in CONFIGS.glob("*.yaml")} == {
-        "nr_iqa_koniq.yaml", "fr_iqa_kadid.yaml", "nr_vqa_konvid_tsm.yaml", "rankiqa_pretrain.yaml",
-        "rankiqa_finetune.yaml", "emd_ava.yaml",
+        "nr_iqa_koniq.yaml",
+        "fr_iqa_kadid.yaml",
+        "nr_vqa_konvid_tsm.yaml",
+        "rankiqa_pretrain.yaml",
+        "rankiqa_finetune.yaml",
+        "emd_ava.yaml",
     }
 
 
@@ -62,8 +70,9 @@ def test_nr_vqa_tsm_config(video_data, tmp_path, frames):
 def test_rankiqa_pretrain_then_finetune(image_data, tmp_path):
     pre = _run("rankiqa_pretrain.yaml", image_data, tmp_path / "pre", *IMG, "trainer.limit_train_batches=3")
     assert pre.metrics["dataset"] == "pairs" and pre.metrics["val"]["n"] > 0
-    fine = _run("rankiqa_finetune.yaml", image_data, tmp_path / "fine", *IMG,
-                f"run.finetune_from={pre.run_dir}")
+    fine = _run(
+        "rankiqa_finetune.yaml", image_data, tmp_path / "fine", *IMG, f"run.finetune_from={pre.run_dir}"
+    )
     report = json.loads((fine.run_dir / "finetune.json").read_text())
     assert report["loaded"] and not report["mismatched"]
     assert "finetune_from" in (fine.run_dir / "train.log").read_text()

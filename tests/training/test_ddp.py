@@ -23,11 +23,26 @@ def test_ddp_validation_covers_every_item_once(image_data, tmp_path):
     rows = [r for r in rows if r["group"] in ("rocket", "coffee")]
     man = write_jsonl(rows, image_data.parent / "ddp.jsonl")
     out = tmp_path / "ddp"
-    args = [sys.executable, "-m", "qualitas", "train", str(REPO / "configs" / "nr_iqa_koniq.yaml"),
-            "--out", str(out)]
-    for o in overrides(man, "data.input_size.size=[32,32]", "data.input_size.resize_short=0",
-                       "data.batch_size=2", "data.val_batch_size=2", "trainer.max_epochs=1",
-                       "trainer.devices=2", "trainer.strategy=ddp", "trainer.limit_train_batches=2"):
+    args = [
+        sys.executable,
+        "-m",
+        "qualitas",
+        "train",
+        str(REPO / "configs" / "nr_iqa_koniq.yaml"),
+        "--out",
+        str(out),
+    ]
+    for o in overrides(
+        man,
+        "data.input_size.size=[32,32]",
+        "data.input_size.resize_short=0",
+        "data.batch_size=2",
+        "data.val_batch_size=2",
+        "trainer.max_epochs=1",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.limit_train_batches=2",
+    ):
         args += ["-o", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

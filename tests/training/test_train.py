@@ -19,9 +19,16 @@ from qualitas.training.config import load_config
 from qualitas.training.run import load_matching_weights, load_trained, prepare_data, read_checkpoint, train
 
 NR = "configs/nr_iqa_koniq.yaml"
-FAST = ["data.input_size.size=[40,40]", "data.input_size.resize_short=0", "data.batch_size=8",
-        "loss=l1", "optimizer.lr=2.0e-3", "optimizer.backbone_lr_mult=1.0", "scheduler.warmup_epochs=0",
-        "data.split_ratios={train: 0.6, val: 0.2, test: 0.2}"]
+FAST = [
+    "data.input_size.size=[40,40]",
+    "data.input_size.resize_short=0",
+    "data.batch_size=8",
+    "loss=l1",
+    "optimizer.lr=2.0e-3",
+    "optimizer.backbone_lr_mult=1.0",
+    "scheduler.warmup_epochs=0",
+    "data.split_ratios={train: 0.6, val: 0.2, test: 0.2}",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +48,17 @@ def test_short_training_learns_blur_ranking(trained_run):
     assert metrics["val"]["srocc"] > 0.9
     assert metrics["val"]["n"] == 8 and metrics["test"]["n"] == 8
     assert metrics["epochs"] == 10
-    for name in ("config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "csv/metrics.csv",
-                 "history.json", "splits.json", "predictions_val.jsonl", "training_curves.png", "train.log"):
+    for name in (
+        "config.yaml",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "csv/metrics.csv",
+        "history.json",
+        "splits.json",
+        "predictions_val.jsonl",
+        "training_curves.png",
+        "train.log",
+    ):
         assert (trained_run / name).is_file(), name
     assert list((trained_run / "tb").glob("events.out.tfevents.*"))
     # No content in two splits.
@@ -72,7 +88,9 @@ def test_load_trained_reproduces_validation_predictions(trained_run, image_data)
     x = torch.stack([read_image(root / r["path"]).data[:, 4:44, 4:44] for r in rows])  # centre crop
     with torch.no_grad():
         pred = model(x) * info["score_norm"]["scale"] + info["score_norm"]["shift"]
-    assert torch.allclose(pred.double(), torch.tensor([r["pred"] for r in rows], dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(
+        pred.double(), torch.tensor([r["pred"] for r in rows], dtype=torch.float64), atol=1e-4
+    )
 
 
 @pytest.mark.slow
@@ -87,8 +105,19 @@ def test_eval_cli_writes_metrics_predictions_and_plot(trained_run, tmp_path, cap
     # Another manifest: every row scored.
     out2 = tmp_path / "all.json"
     man = Path(res["manifest"])
-    assert main(["eval", str(trained_run / "checkpoints" / "best.ckpt"), "--manifest", str(man),
-                 "--out", str(out2)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(trained_run / "checkpoints" / "best.ckpt"),
+                "--manifest",
+                str(man),
+                "--out",
+                str(out2),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out2.read_text())["n"] == 40
 
 
@@ -168,10 +197,21 @@ def test_bad_rows_are_all_reported_before_training(image_data, tmp_path):
         prepare_data(cfg.data, full_reference=False, target="mos", run_dir=tmp_path)
     msg = str(err.value)
     assert "6 of 40 rows are bad" in msg and "\n" not in msg
-    for part in ("missing file 2", "bad score 2", "unreadable media 1", "path outside root 1", "data.on_error=skip"):
+    for part in (
+        "missing file 2",
+        "bad score 2",
+        "unreadable media 1",
+        "path outside root 1",
+        "data.on_error=skip",
+    ):
         assert part in msg
     problems = json.loads((tmp_path / "data_problems.json").read_text())
-    assert problems["counts"] == {"missing file": 2, "bad score": 2, "unreadable media": 1, "path outside root": 1}
+    assert problems["counts"] == {
+        "missing file": 2,
+        "bad score": 2,
+        "unreadable media": 1,
+        "path outside root": 1,
+    }
     cfg = load_config(NR, overrides(man, "data.on_error=skip"))
     data = prepare_data(cfg.data, full_reference=False, target="mos")
     assert len(data.records) == 34
@@ -188,17 +228,26 @@ def test_sample_that_fails_to_decode_is_skipped_and_counted(image_data, tmp_path
     victim = root / rows[0]["path"]  # a training image: header fine, pixel data cut off
     victim.write_bytes(victim.read_bytes()[:200])
     man = write_jsonl(rows, root / "manifest.jsonl")
-    res = train(load_config(NR, overrides(man, *FAST, "trainer.max_epochs=2")),
-                out=tmp_path / "run")
+    res = train(load_config(NR, overrides(man, *FAST, "trainer.max_epochs=2")), out=tmp_path / "run")
     assert res.metrics["skipped_samples"] == 2  # once per epoch
     assert res.metrics["val"]["n"] == 8
 
 
 @pytest.mark.slow
 def test_bf16_mixed_precision_runs_on_cpu(image_data, tmp_path):
-    res = train(load_config(NR, overrides(image_data, *FAST, "trainer.max_epochs=1",
-                                          "trainer.precision=bf16-mixed", "trainer.limit_train_batches=2")),
-                out=tmp_path / "bf16")
+    res = train(
+        load_config(
+            NR,
+            overrides(
+                image_data,
+                *FAST,
+                "trainer.max_epochs=1",
+                "trainer.precision=bf16-mixed",
+                "trainer.limit_train_batches=2",
+            ),
+        ),
+        out=tmp_path / "bf16",
+    )
     assert res.metrics["val"]["n"] == 8
     assert all(v == v for v in res.metrics["val"].values())  # no NaN
 

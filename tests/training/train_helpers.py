@@ -51,8 +51,9 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def make_image_dataset(root: Path, *, contents=CONTENTS, levels: int = LEVELS, size: int = 48,
-                       votes: bool = False) -> Path:
+def make_image_dataset(
+    root: Path, *, contents=CONTENTS, levels: int = LEVELS, size: int = 48, votes: bool = False
+) -> Path:
     """NR/FR images: ``ref/<c>.png`` and ``dist/<c>_<level>.png``; manifest rows have ref+group."""
     rows = []
     for c in contents:
@@ -60,12 +61,19 @@ def make_image_dataset(root: Path, *, contents=CONTENTS, levels: int = LEVELS, s
         _save(img, root / "ref" / f"{c}.png")
         for lv in range(levels):
             _save(blur(img, lv), root / "dist" / f"{c}_{lv}.png")
-            row = {"path": f"dist/{c}_{lv}.png", "ref": f"ref/{c}.png", "mos": mos_of(lv), "group": c,
-                   "dist_level": lv}
+            row = {
+                "path": f"dist/{c}_{lv}.png",
+                "ref": f"ref/{c}.png",
+                "mos": mos_of(lv),
+                "group": c,
+                "dist_level": lv,
+            }
             if votes:  # 5-bin histogram centred on the MOS
                 m = mos_of(lv)
-                row["votes"] = [round(10 * float(np.exp(-((b - m) ** 2)))) + (1 if b == round(m) else 0)
-                                for b in range(1, 6)]
+                row["votes"] = [
+                    round(10 * float(np.exp(-((b - m) ** 2)))) + (1 if b == round(m) else 0)
+                    for b in range(1, 6)
+                ]
                 row.pop("mos")
             rows.append(row)
     return write_jsonl(rows, root / "manifest.jsonl")
@@ -86,8 +94,15 @@ def _write_video(path: Path, frames: np.ndarray, fps: int = 10) -> None:
             out.mux(pkt)
 
 
-def make_video_dataset(root: Path, *, contents=CONTENTS[:4], levels: int = 4, size: int = 32,
-                       num_frames: int = 12, frames_too: bool = True) -> Path:
+def make_video_dataset(
+    root: Path,
+    *,
+    contents=CONTENTS[:4],
+    levels: int = 4,
+    size: int = 32,
+    num_frames: int = 12,
+    frames_too: bool = True,
+) -> Path:
     """Short videos (a pan over a photo) blurred per level; optional pre-extracted frame folders."""
     rows = []
     for c in contents:
@@ -102,13 +117,21 @@ def make_video_dataset(root: Path, *, contents=CONTENTS[:4], levels: int = 4, si
             rows.append({"path": f"videos/{c}_{lv}.mp4", "mos": mos_of(2 * lv), "group": c})
     manifest = write_jsonl(rows, root / "manifest.jsonl")
     if frames_too:
-        write_jsonl([{**r, "path": r["path"].replace("videos/", "frames/").replace(".mp4", "")} for r in rows],
-                    root / "frames.jsonl")
+        write_jsonl(
+            [{**r, "path": r["path"].replace("videos/", "frames/").replace(".mp4", "")} for r in rows],
+            root / "frames.jsonl",
+        )
     return manifest
 
 
-TINY = ["model.backbone=test_resnet", "model.hidden=16", "data.num_workers=0", "trainer.accelerator=cpu",
-        "trainer.progress_bar=false", "trainer.log_every_n_steps=1"]
+TINY = [
+    "model.backbone=test_resnet",
+    "model.hidden=16",
+    "data.num_workers=0",
+    "trainer.accelerator=cpu",
+    "trainer.progress_bar=false",
+    "trainer.log_every_n_steps=1",
+]
 """Overrides that make any config tiny: 0.4M-parameter backbone, no workers, CPU."""
 
 

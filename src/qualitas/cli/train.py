@@ -14,12 +14,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train a quality model from one YAML config (docs/configs.md).",
     )
     p.add_argument("config", nargs="?", help="YAML config (optional with --resume: the run's config.yaml)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. -o trainer.max_epochs=3 -o data.batch_size=8")
-    p.add_argument("--resume", metavar="RUN_DIR_OR_CKPT",
-                   help="continue a run (weights, optimizer, scheduler, epoch) from its last checkpoint")
-    p.add_argument("--splits", type=int, default=0, metavar="N",
-                   help="train on N seeded random splits; report median and mean ± std of SROCC/PLCC")
+    p.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. -o trainer.max_epochs=3 -o data.batch_size=8",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR_OR_CKPT",
+        help="continue a run (weights, optimizer, scheduler, epoch) from its last checkpoint",
+    )
+    p.add_argument(
+        "--splits",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train on N seeded random splits; report median and mean ± std of SROCC/PLCC",
+    )
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: run.out/run.name-<time>)")
     p.set_defaults(func=run)
 

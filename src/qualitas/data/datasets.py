@@ -70,8 +70,10 @@ class ScoreNorm:
         if kind == "none":
             return cls()
         if kind == "minmax":
-            lo, hi = score_range if score_range is not None else (
-                (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
+            lo, hi = (
+                score_range
+                if score_range is not None
+                else ((float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0))
             )
             return cls("minmax", float(lo), float(hi - lo) if hi > lo else 1.0)
         if len(vals) < 2:
@@ -462,7 +464,12 @@ class CheckReport:
         )
 
     def to_dict(self) -> dict:
-        return {"total": self.total, "bad_rows": len(self.bad_lines), "counts": self.counts, "problems": self.problems}
+        return {
+            "total": self.total,
+            "bad_rows": len(self.bad_lines),
+            "counts": self.counts,
+            "problems": self.problems,
+        }
 
 
 def _readable(path: Path, kind: str, check_media: str) -> tuple[str | None, int | None]:

@@ -89,15 +89,15 @@ class ClipSampling:
 
     def __post_init__(self) -> None:
         if self.mode not in SAMPLING_MODES:
-            raise ConfigError(f"unknown sampling mode '{self.mode}'; choose one of {', '.join(SAMPLING_MODES)}")
+            raise ConfigError(
+                f"unknown sampling mode '{self.mode}'; choose one of {', '.join(SAMPLING_MODES)}"
+            )
         if self.num_frames < 0 or self.step < 1:
             raise ConfigError("sampling needs num_frames >= 0 and step >= 1")
         if self.mode != "step" and self.num_frames < 1:
             raise ConfigError(f"sampling mode '{self.mode}' needs num_frames >= 1")
 
-    def indices(
-        self, total: int, *, train: bool, generator: torch.Generator | None = None
-    ) -> list[int]:
+    def indices(self, total: int, *, train: bool, generator: torch.Generator | None = None) -> list[int]:
         """Frame indices (sorted, in ``[0, total)``) for a video of ``total`` frames."""
         if self.mode == "uniform":
             return uniform_segments(total, self.num_frames, train=train, generator=generator)

@@ -48,7 +48,9 @@ class InputSize:
 
     def __post_init__(self) -> None:
         if self.mode not in SIZING_MODES:
-            raise ConfigError(f"unknown input size mode '{self.mode}'; choose one of {', '.join(SIZING_MODES)}")
+            raise ConfigError(
+                f"unknown input size mode '{self.mode}'; choose one of {', '.join(SIZING_MODES)}"
+            )
         if self.mode in ("resize", "crop", "pad"):
             if self.size is None or len(self.size) != 2 or min(self.size) < 1:
                 raise ConfigError(f"input size mode '{self.mode}' needs size: [H, W] with positive values")
@@ -99,7 +101,9 @@ def resize(x: torch.Tensor, hw: tuple[int, int], *, mode: str = "bilinear") -> t
         return x
     lead = x.shape[:-3]
     flat = x.reshape(-1, *x.shape[-3:])
-    out = F.interpolate(flat, size=hw, mode=mode, align_corners=False, antialias=mode in ("bilinear", "bicubic"))
+    out = F.interpolate(
+        flat, size=hw, mode=mode, align_corners=False, antialias=mode in ("bilinear", "bicubic")
+    )
     return out.clamp_(0.0, 1.0).reshape(*lead, x.shape[-3], *hw)
 
 
@@ -187,7 +191,9 @@ def size_sample(
     h, w = tensors[0].shape[-2:]
     for t in tensors[1:]:
         if tuple(t.shape[-2:]) != (h, w):
-            raise ValueError(f"tensors of one sample differ in size: {tuple(t.shape)} vs {tuple(tensors[0].shape)}")
+            raise ValueError(
+                f"tensors of one sample differ in size: {tuple(t.shape)} vs {tuple(tensors[0].shape)}"
+            )
     params = sizing_params(int(h), int(w), policy, train=train, generator=generator)
     return [apply_sizing(t, params) for t in tensors]
 

@@ -54,7 +54,9 @@ class ThroughputMonitor(L.Callback):
             if dt > 0 and n:
                 rate = n / dt
                 self._ema = rate if self._ema is None else 0.9 * self._ema + 0.1 * rate
-                pl_module.log("sps", self._ema * trainer.world_size, prog_bar=True, on_step=True, on_epoch=False)
+                pl_module.log(
+                    "sps", self._ema * trainer.world_size, prog_bar=True, on_step=True, on_epoch=False
+                )
         self._t_end = now
 
     def summary(self) -> dict[str, float]:
@@ -119,8 +121,12 @@ class PredictionWriter(L.Callback):
         names = self.paths.get(stage, [])
         lines = []
         for item, pred, mos in zip(res["item"], res["pred"], res["mos"]):
-            row = {"item": item, "path": names[item] if item < len(names) else None, "pred": pred,
-                   "mos": mos if math.isfinite(mos) else None}
+            row = {
+                "item": item,
+                "path": names[item] if item < len(names) else None,
+                "pred": pred,
+                "mos": mos if math.isfinite(mos) else None,
+            }
             lines.append(json.dumps(row))
         coverage = {"indices": res["index"], "ranks": res["rank"], "received": res["received"]}
         atomic_write_text(self.run_dir / f"predictions_{stage}.jsonl", "\n".join(lines) + "\n")
@@ -145,6 +151,4 @@ class VisdomLogger(L.Callback):
         if not trainer.is_global_zero:
             return
         for key, value in _plain(trainer.callback_metrics).items():
-            self.viz.line(
-                X=[trainer.current_epoch], Y=[value], win=key, update="append", opts={"title": key}
-            )
+            self.viz.line(X=[trainer.current_epoch], Y=[value], win=key, update="append", opts={"title": key})

@@ -28,14 +28,25 @@ log = logging.getLogger("qualitas.training")
 def input_size_from(d: dict) -> InputSize:
     size = d.get("size")
     return InputSize(
-        mode=d.get("mode", "none"), size=tuple(size) if size else None, resize_short=int(d.get("resize_short", 0)),
-        grid=int(d.get("grid", 7)), patch=int(d.get("patch", 32)), hflip=False,
+        mode=d.get("mode", "none"),
+        size=tuple(size) if size else None,
+        resize_short=int(d.get("resize_short", 0)),
+        grid=int(d.get("grid", 7)),
+        patch=int(d.get("patch", 32)),
+        hflip=False,
     )
 
 
 @torch.no_grad()
-def predict_scores(model: torch.nn.Module, info: dict, dataset, *, batch_size: int = 8, num_workers: int = 0,
-                   device: str | torch.device = "cpu") -> tuple[list[int], list[float], list[float], int]:
+def predict_scores(
+    model: torch.nn.Module,
+    info: dict,
+    dataset,
+    *,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[list[int], list[float], list[float], int]:
     """Predict every item of ``dataset`` in MOS units, clips averaged per item.
 
     Returns ``(items, predictions, mos, skipped)``.
@@ -43,8 +54,9 @@ def predict_scores(model: torch.nn.Module, info: dict, dataset, *, batch_size: i
     from qualitas.data.datasets import collate_skip
 
     norm = ScoreNorm.from_dict(info.get("score_norm", {}))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_skip)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_skip
+    )
     idx, item, pred, mos, skipped = [], [], [], [], 0
     fr = bool(info.get("full_reference"))
     for batch in loader:
@@ -94,19 +106,29 @@ def evaluate_run(
     root = Path(root) if root is not None else manifest.parent
     records = read_manifest(manifest)
     target = info.get("target", "mos")
-    report = check_records(records, root, need="votes" if target == "votes" else "mos",
-                           full_reference=bool(info.get("full_reference")))
+    report = check_records(
+        records,
+        root,
+        need="votes" if target == "votes" else "mos",
+        full_reference=bool(info.get("full_reference")),
+    )
     if report.problems:
         log.warning("%s; those rows are not evaluated", report.summary(str(manifest)))
     bad = report.bad_lines
     good = [r for i, r in enumerate(records) if i not in bad]
     if split is None and own:
-        parts = assign_splits(good, info.get("split_ratios") or {"train": 0.7, "val": 0.1, "test": 0.2},
-                              int(info.get("split_seed", 0)))
+        parts = assign_splits(
+            good,
+            info.get("split_ratios") or {"train": 0.7, "val": 0.1, "test": 0.2},
+            int(info.get("split_seed", 0)),
+        )
         split = "test" if parts["test"] else "val"
     if split not in (None, "all"):
-        parts = assign_splits(good, info.get("split_ratios") or {"train": 0.7, "val": 0.1, "test": 0.2},
-                              int(info.get("split_seed", 0)))
+        parts = assign_splits(
+            good,
+            info.get("split_ratios") or {"train": 0.7, "val": 0.1, "test": 0.2},
+            int(info.get("split_seed", 0)),
+        )
         if split not in parts:
             raise UsageError(f"--split must be train, val, test or all, got '{split}'")
         good = [good[i] for i in parts[split]]
@@ -117,13 +139,20 @@ def evaluate_run(
     cls = DATASETS.get("image" if name == "pairs" else name)
     sampling = info.get("sampling") or {}
     ds = cls(
-        good, root, train=False, input_size=input_size_from(info.get("input_size") or {}),
-        score_norm=ScoreNorm.from_dict(info.get("score_norm", {})), full_reference=bool(info.get("full_reference")),
-        sampling=ClipSampling(**sampling) if sampling else ClipSampling(), eval_clips=int(info.get("eval_clips", 1)),
-        frame_counts=report.frame_counts, vote_bins=info.get("vote_bins"),
+        good,
+        root,
+        train=False,
+        input_size=input_size_from(info.get("input_size") or {}),
+        score_norm=ScoreNorm.from_dict(info.get("score_norm", {})),
+        full_reference=bool(info.get("full_reference")),
+        sampling=ClipSampling(**sampling) if sampling else ClipSampling(),
+        eval_clips=int(info.get("eval_clips", 1)),
+        frame_counts=report.frame_counts,
+        vote_bins=info.get("vote_bins"),
     )
-    items, pred, mos, skipped = predict_scores(model, info, ds, batch_size=batch_size, num_workers=num_workers,
-                                               device=device)
+    items, pred, mos, skipped = predict_scores(
+        model, info, ds, batch_size=batch_size, num_workers=num_workers, device=device
+    )
     pt, mt = torch.tensor(pred), torch.tensor(mos)
     ok = torch.isfinite(pt) & torch.isfinite(mt)
     figures = evaluate(pt[ok].numpy(), mt[ok].numpy()) if int(ok.sum()) >= 3 else {}
@@ -136,7 +165,8 @@ def evaluate_run(
         "bad_rows": len(bad),
         "metrics": {k: float(v) for k, v in figures.items() if isinstance(v, (int, float))},
         "predictions": [
-            {"path": good[i].path, "pred": p, "mos": m if m == m else None} for i, p, m in zip(items, pred, mos)
+            {"path": good[i].path, "pred": p, "mos": m if m == m else None}
+            for i, p, m in zip(items, pred, mos)
         ],
     }
     if out is not None:
@@ -146,8 +176,12 @@ def evaluate_run(
             try:
                 from qualitas.evaluation.plots import scatter
 
-                scatter(pt[ok].numpy(), mt[ok].numpy(), out.with_suffix(".png"),
-                        title=f"{Path(info['checkpoint']).name} on {manifest.name}")
+                scatter(
+                    pt[ok].numpy(),
+                    mt[ok].numpy(),
+                    out.with_suffix(".png"),
+                    title=f"{Path(info['checkpoint']).name} on {manifest.name}",
+                )
                 results["plot"] = str(out.with_suffix(".png"))
             except ImportError as err:
                 log.warning("scatter plot not written: %s", err)

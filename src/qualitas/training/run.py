@@ -130,8 +130,12 @@ def prepare_data(
         raise ConfigError(f"data.score_range must be [lo, hi] with lo < hi, got {data.score_range}")
     need = {"mos": "mos", "votes": "votes", "rank": "rank"}[target]
     report = check_records(
-        records, root, need=need, score_range=score_range,  # type: ignore[arg-type]
-        check_media=data.check_media, full_reference=full_reference,
+        records,
+        root,
+        need=need,
+        score_range=score_range,  # type: ignore[arg-type]
+        check_media=data.check_media,
+        full_reference=full_reference,
     )
     if report.problems:
         if run_dir is not None and _is_global_zero():
@@ -174,16 +178,20 @@ def prepare_data(
     if len(datasets["val"]) == 0:
         raise DataError(f"{manifest}: no validation rows with a score")
     if run_dir is not None and _is_global_zero():
-        listing = {s: [records[i].path or f"{records[i].better}>{records[i].worse}" for i in idx]
-                   for s, idx in splits.items()}
+        listing = {
+            s: [records[i].path or f"{records[i].better}>{records[i].worse}" for i in idx]
+            for s, idx in splits.items()
+        }
         atomic_write_text(run_dir / "splits.json", json.dumps(listing, indent=1))
     return PreparedData(records, splits, datasets, norm, name, report, manifest, root)
 
 
 def _is_global_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0 and int(
-        os.environ.get("LOCAL_RANK", 0) or 0
-    ) == 0 and int(os.environ.get("NODE_RANK", 0) or 0) == 0
+    return (
+        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0
+        and int(os.environ.get("LOCAL_RANK", 0) or 0) == 0
+        and int(os.environ.get("NODE_RANK", 0) or 0) == 0
+    )
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -223,7 +231,7 @@ def model_state(ckpt: dict) -> dict[str, torch.Tensor]:
     """The network's weights from a Lightning checkpoint (``model.`` prefix removed) or a state dict."""
     sd = ckpt.get("state_dict", ckpt)
     if any(k.startswith("model.") for k in sd):
-        sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+        sd = {k[len("model.") :]: v for k, v in sd.items() if k.startswith("model.")}
     return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
 
 
@@ -249,8 +257,14 @@ def load_matching_weights(model: nn.Module, path: str | Path) -> dict[str, list[
         "missing": sorted(set(own) - set(src)),
         "unexpected": sorted(set(src) - set(own)),
     }
-    log.info("finetune_from %s: %d tensors loaded, %d skipped for shape, %d missing, %d unexpected",
-             path, len(take), len(mismatched), len(out["missing"]), len(out["unexpected"]))
+    log.info(
+        "finetune_from %s: %d tensors loaded, %d skipped for shape, %d missing, %d unexpected",
+        path,
+        len(take),
+        len(mismatched),
+        len(out["missing"]),
+        len(out["unexpected"]),
+    )
     for m in mismatched:
         log.info("  skipped (shape): %s", m)
     for m in out["missing"]:
@@ -278,8 +292,10 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     model = model_from_spec(info["spec"])
     missing, unexpected = model.load_state_dict(model_state(ckpt), strict=False)
     if missing or unexpected:
-        raise UsageError(f"{ckpt_path}: weights do not match the model card ({len(missing)} missing, "
-                         f"{len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]})")
+        raise UsageError(
+            f"{ckpt_path}: weights do not match the model card ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]})"
+        )
     model.eval().to(device)
     info["checkpoint"] = str(ckpt_path)
     info["epoch"] = int(ckpt.get("epoch", -1))
@@ -326,7 +342,9 @@ def new_run_dir(cfg: TrainConfig, out: str | Path | None) -> Path:
         return Path(inherited)
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
         # Each process of torchrun/srun would pick its own time-stamped folder.
-        raise UsageError("multi-process launches (torchrun, srun) need --out RUN_DIR, the same for every process")
+        raise UsageError(
+            "multi-process launches (torchrun, srun) need --out RUN_DIR, the same for every process"
+        )
     base = Path(cfg.run.out) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     p, n = base, 1
     while p.exists():
@@ -360,15 +378,29 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, *, monitor: 
     t = cfg.trainer
     ckpt_dir = run_dir / "checkpoints"
     cbs = list(callbacks)
-    cbs.append(ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_last=True,
-        auto_insert_metric_name=False, enable_version_counter=False,
-    ))
+    cbs.append(
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            save_last=True,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
+    )
     if t.checkpoint_every_n_epochs > 0:
-        cbs.append(ModelCheckpoint(
-            dirpath=ckpt_dir, filename="epoch{epoch:03d}", every_n_epochs=t.checkpoint_every_n_epochs,
-            save_top_k=-1, auto_insert_metric_name=False, enable_version_counter=False,
-        ))
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="epoch{epoch:03d}",
+                every_n_epochs=t.checkpoint_every_n_epochs,
+                save_top_k=-1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
     loggers = [CSVLogger(run_dir, name="", version="csv")]
     try:
         loggers.append(TensorBoardLogger(run_dir, name="", version="tb", default_hp_metric=False))
@@ -486,13 +518,23 @@ def train(
             "config": cfg.to_dict(),
         }
         task = QualityTask(
-            model, loss, target=target, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
-            score_norm=data.score_norm, evaluate_fn=evaluate, info=info,
+            model,
+            loss,
+            target=target,
+            optimizer=cfg.optimizer,
+            scheduler=cfg.scheduler,
+            score_norm=data.score_norm,
+            evaluate_fn=evaluate,
+            info=info,
         )
         dm = QualityDataModule(
-            data.datasets["train"], data.datasets["val"], data.datasets["test"],
-            batch_size=cfg.data.batch_size, val_batch_size=cfg.data.val_batch_size,
-            num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory,
+            data.datasets["train"],
+            data.datasets["val"],
+            data.datasets["test"],
+            batch_size=cfg.data.batch_size,
+            val_batch_size=cfg.data.val_batch_size,
+            num_workers=cfg.data.num_workers,
+            pin_memory=cfg.data.pin_memory,
         )
         paths = {s: [r.path for r in ds.records] if ds is not None else [] for s, ds in data.datasets.items()}
         throughput = ThroughputMonitor()
@@ -506,15 +548,19 @@ def train(
         trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
         best = run_dir / "checkpoints" / "best.ckpt"
         best_ckpt = best if best.is_file() else run_dir / "checkpoints" / "last.ckpt"
-        val = _figures_of(trainer.validate(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False,
-                                           weights_only=True), "val")
+        val = _figures_of(
+            trainer.validate(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
+            "val",
+        )
         # Prefer the task's float64 figures (logged values pass through float32); under
         # ddp_spawn the task here is not the one that ran, so fall back to the logged ones.
         val = task.eval_results.get("val", {}).get("figures") or val
         test = {}
         if data.datasets["test"] is not None:
-            test = _figures_of(trainer.test(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False,
-                                            weights_only=True), "test")
+            test = _figures_of(
+                trainer.test(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
+                "test",
+            )
             test = task.eval_results.get("test", {}).get("figures") or test
         metrics = {
             "best_checkpoint": str(best_ckpt),
@@ -579,8 +625,14 @@ def train_splits(cfg: TrainConfig, n: int, *, out: str | Path | None = None) -> 
         )
         res = train(c, out=parent / f"split{i:02d}")
         fig = res.metrics["test"] or res.metrics["val"]
-        runs.append({"run_dir": str(res.run_dir), "split_seed": c.data.split_seed,
-                     "on": "test" if res.metrics["test"] else "val", **fig})
+        runs.append(
+            {
+                "run_dir": str(res.run_dir),
+                "split_seed": c.data.split_seed,
+                "on": "test" if res.metrics["test"] else "val",
+                **fig,
+            }
+        )
     summary: dict[str, Any] = {"n": n, "runs": runs}
     for key in ("srocc", "plcc"):
         vals = [r[key] for r in runs if key in r and math.isfinite(r[key])]

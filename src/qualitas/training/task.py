@@ -75,7 +75,9 @@ def dedupe_and_aggregate(
     keep[1:] = index[1:] != index[:-1]
     index, item, pred, mos = index[keep], item[keep], pred[keep], mos[keep]
     items, inverse = torch.unique(item, sorted=True, return_inverse=True)
-    count = torch.zeros(len(items), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(pred, dtype=torch.float64))
+    count = torch.zeros(len(items), dtype=torch.float64).index_add_(
+        0, inverse, torch.ones_like(pred, dtype=torch.float64)
+    )
     mean = torch.zeros(len(items), dtype=torch.float64).index_add_(0, inverse, pred.double()) / count
     item_mos = torch.zeros(len(items), dtype=torch.float64).index_put_((inverse,), mos.double())
     return items, mean, item_mos, index
@@ -215,14 +217,18 @@ class QualityTask(L.LightningModule):
         local["rank"] = torch.full((len(local["index"]),), self.global_rank, dtype=torch.long)
         self._eval_buffer = []
         parts = _gather_objects(local)
-        merged = {k: torch.cat([p[k] for p in parts]).to(torch.float64 if k in ("pred", "mos") else torch.long)
-                  for k in local}
+        merged = {
+            k: torch.cat([p[k] for p in parts]).to(torch.float64 if k in ("pred", "mos") else torch.long)
+            for k in local
+        }
         # The rank that predicted each unique index (first occurrence after sorting).
         order = torch.argsort(merged["index"], stable=True)
         idx_sorted = merged["index"][order]
         first = torch.ones_like(idx_sorted, dtype=torch.bool)
         first[1:] = idx_sorted[1:] != idx_sorted[:-1]
-        items, pred, mos, uniq = dedupe_and_aggregate(merged["index"], merged["item"], merged["pred"], merged["mos"])
+        items, pred, mos, uniq = dedupe_and_aggregate(
+            merged["index"], merged["item"], merged["pred"], merged["mos"]
+        )
         self.eval_results[stage] = {
             "index": uniq.tolist(),
             "rank": merged["rank"][order][first].tolist(),
@@ -236,7 +242,13 @@ class QualityTask(L.LightningModule):
         figures = self._figures(pred, mos)
         for key, value in figures.items():
             # Identical on every rank already (computed on the gathered set): no sync.
-            self.log(f"{stage}/{key}", value, prog_bar=key in ("srocc", "plcc"), sync_dist=False, rank_zero_only=False)
+            self.log(
+                f"{stage}/{key}",
+                value,
+                prog_bar=key in ("srocc", "plcc"),
+                sync_dist=False,
+                rank_zero_only=False,
+            )
         self.eval_results[stage]["figures"] = figures
 
     def _figures(self, pred: torch.Tensor, mos: torch.Tensor) -> dict[str, float]:
