@@ -207,3 +207,23 @@ def test_jobs_and_frame_options(tmp_path, make_video):
     assert [r["path"] for r in results] == [str(d) for d in dists]
     assert all([f["index"] for f in r["frames"]] == [0, 2, 4] for r in results)
     assert results[0]["scores"]["psnr"] > results[1]["scores"]["psnr"]
+
+
+def test_raw_yuv_flags_apply_to_yuv_inputs_only(tmp_path, make_video):
+    w, h, n = 192, 176, 3
+    rng = np.random.default_rng(1)
+    ref = rng.integers(16, 235, size=(n, w * h * 3 // 2), dtype=np.uint8)
+    ref.tofile(tmp_path / "ref.yuv")
+    np.clip(ref.astype(int) + 2, 0, 255).astype(np.uint8).tofile(tmp_path / "dist.yuv")
+    out = tmp_path / "y.json"
+    argv = ["score", str(tmp_path / "dist.yuv"), "--ref", str(tmp_path / "ref.yuv"), "--metric", "psnr",
+            "--size", f"{w}x{h}", "--fps", "25", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    res = _strict_json(out.read_text())["results"][0]
+    assert res["kind"] == "video" and res["frames_scored"] == n and (res["width"], res["height"]) == (w, h)
+    assert 35 < res["scores"]["psnr"] < 60
+    # Without --size the raw file cannot be read: a per-file error that names the flags.
+    assert main([*argv[:6], "--out", str(out), "--quiet"]) == 1
+    assert "--size" in _strict_json(out.read_text())["results"][0]["error"]
+    # --pix-fmt without --size is a usage error.
+    assert main([*argv[:6], "--pix-fmt", "yuv420p", "--quiet"]) == 2

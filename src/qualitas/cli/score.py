@@ -88,7 +88,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("raw .yuv inputs")
     g.add_argument("--size", type=_size, metavar="WxH", help="frame size of raw .yuv inputs")
-    g.add_argument("--pix-fmt", default="yuv420p", help="pixel format of raw .yuv inputs (default yuv420p)")
+    g.add_argument("--pix-fmt", help="pixel format of raw .yuv inputs (default yuv420p)")
     g.add_argument("--fps", type=_positive_float, default=None, help="frame rate of raw .yuv inputs")
     g.add_argument("--ref-size", type=_size, metavar="WxH", help="raw .yuv reference size (default --size)")
     g.add_argument("--ref-pix-fmt", help="raw .yuv reference pixel format (default --pix-fmt)")
@@ -120,8 +120,8 @@ def _split_metrics(values: list[str] | None) -> list[str] | None:
 def _yuv_specs(args: argparse.Namespace):
     """Raw YUV specs for dist and ref (``None`` when no --size was given)."""
     if args.size is None and args.ref_size is None:
-        if args.ref_pix_fmt or args.ref_fps or args.fps:
-            raise UsageError("--fps/--ref-fps/--ref-pix-fmt describe raw .yuv inputs and need --size WxH")
+        if args.pix_fmt or args.ref_pix_fmt or args.ref_fps or args.fps:
+            raise UsageError("--pix-fmt/--fps/--ref-pix-fmt/--ref-fps describe raw .yuv inputs and need --size WxH")
         return None, None
     from qualitas.io.yuv import RawYUVSpec
 
@@ -130,8 +130,9 @@ def _yuv_specs(args: argparse.Namespace):
             return None
         return RawYUVSpec(width=size[0], height=size[1], pix_fmt=pix_fmt, fps=fps or 25.0)
 
-    dist = spec(args.size, args.pix_fmt, args.fps)
-    ref = spec(args.ref_size or args.size, args.ref_pix_fmt or args.pix_fmt, args.ref_fps or args.fps)
+    pix_fmt = args.pix_fmt or "yuv420p"
+    dist = spec(args.size, pix_fmt, args.fps)
+    ref = spec(args.ref_size or args.size, args.ref_pix_fmt or pix_fmt, args.ref_fps or args.fps)
     return dist, ref
 
 

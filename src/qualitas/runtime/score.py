@@ -66,6 +66,12 @@ class ScoreOptions:
     raise_errors: bool = False
     """Re-raise per-file errors instead of recording them (``--debug``)."""
 
+    def yuv_for(self, path: str | os.PathLike, *, is_ref: bool = False) -> Any:
+        """The raw-YUV spec that applies to ``path``: only ``.yuv`` files get one."""
+        if not str(path).lower().endswith(".yuv"):
+            return None
+        return (self.ref_yuv or self.yuv) if is_ref else self.yuv
+
     def validate(self) -> None:
         """Raise :class:`UsageError` for out-of-range values."""
         if self.pool not in POOLS:
@@ -349,17 +355,16 @@ def _build_metrics(names: Sequence[str], device: str, scorers: Mapping[str, Any]
     return _Metrics(infos, frame, files)
 
 
-def _kind_of(path: str | os.PathLike, yuv: Any) -> str:
+def _kind_of(path: str | os.PathLike) -> str:
+    """``"image"`` or ``"video"`` by extension (raw ``.yuv`` is a video); MediaError otherwise."""
     from qualitas.io.media import media_kind
 
-    if yuv is not None and str(path).lower().endswith(".yuv"):
-        return "video"
     return media_kind(path)
 
 
-def _guess_kind(path: str | os.PathLike, yuv: Any) -> str | None:
+def _guess_kind(path: str | os.PathLike) -> str | None:
     try:
-        return _kind_of(path, yuv)
+        return _kind_of(path)
     except INPUT_ERRORS:
         return None
 
@@ -418,7 +423,7 @@ class _Scorer:
     # -- entry point
     def score(self, dist: str, ref: str | None, names: Sequence[str], pair_error: str | None = None) -> Result:
         opts = self.options
-        res = Result(path=str(dist), ref=None if ref is None else str(ref), kind=_guess_kind(dist, opts.yuv))
+        res = Result(path=str(dist), ref=None if ref is None else str(ref), kind=_guess_kind(dist))
         if pair_error:
             res.error = pair_error
             return res
@@ -432,13 +437,12 @@ class _Scorer:
         return res
 
     def _score_into(self, res: Result, names: Sequence[str]) -> None:
-        opts = self.options
         _check_readable(res.path, "")
-        kind = _kind_of(res.path, opts.yuv)
+        kind = _kind_of(res.path)
         res.kind = kind
         if res.ref is not None:
             _check_readable(res.ref, "reference ")
-            ref_kind = _kind_of(res.ref, opts.ref_yuv or opts.yuv)
+            ref_kind = _kind_of(res.ref)
             if ref_kind != kind:
                 raise MediaError(f"cannot compare a {kind} with a {ref_kind} reference: {res.ref}")
         metrics = self.metrics.subset(names)
@@ -491,8 +495,8 @@ class _Scorer:
                 # score_files trims both files to their first `max_frames` decoded frames before
                 # subsampling; the frame readers stop after `max_frames` *selected* frames.
                 "max_frames": None if opts.max_frames is None else (opts.max_frames - 1) * opts.frame_step + 1,
-                "yuv_dist": opts.yuv,
-                "yuv_ref": opts.ref_yuv or opts.yuv,
+                "yuv_dist": opts.yuv_for(res.path),
+                "yuv_ref": None if res.ref is None else opts.yuv_for(res.ref, is_ref=True),
             }
             if opts.vmaf_model is not None:
                 kwargs["model"] = opts.vmaf_model
@@ -504,8 +508,9 @@ class _Scorer:
         from qualitas.io.video import iter_batches, probe_video
 
         opts = self.options
-        ref_yuv = opts.ref_yuv or opts.yuv
-        dinfo = probe_video(res.path, yuv=opts.yuv)
+        dist_yuv = opts.yuv_for(res.path)
+        ref_yuv = None if res.ref is None else opts.yuv_for(res.ref, is_ref=True)
+        dinfo = probe_video(res.path, yuv=dist_yuv)
         rinfo = probe_video(res.ref, yuv=ref_yuv) if res.ref is not None else None
         width, height = dinfo.width, dinfo.height
         if rinfo is not None:
@@ -523,7 +528,7 @@ class _Scorer:
             )
             kw = {"frame_step": opts.frame_step, "max_frames": opts.max_frames, "batch_size": batch}
             try:
-                dist_it = iter_batches(res.path, yuv=opts.yuv, **kw)
+                dist_it = iter_batches(res.path, yuv=dist_yuv, **kw)
                 ref_it = iter_batches(res.ref, yuv=ref_yuv, **kw) if res.ref is not None else None
                 with self.progress.frames(total, Path(res.path).name) as bar:
                     counts = self._frame_loop(res, metrics, dist_it, ref_it, (height, width), frames, bar)
@@ -704,7 +709,7 @@ def score_pairs(
     opts.validate()
     if has_ref is None:
         has_ref = any(p.ref is not None for p in pairs)
-    kinds = {_guess_kind(p.dist, opts.yuv) for p in pairs if p.error is None}
+    kinds = {_guess_kind(p.dist) for p in pairs if p.error is None}
     kinds.discard(None)
     if not metrics and scorers:
         all_names: list[str] = []
@@ -720,7 +725,7 @@ def score_pairs(
     def names_for(pair: Pair) -> list[str]:
         if metrics or scorers:
             return run_names
-        kind = _guess_kind(pair.dist, opts.yuv) or "image"
+        kind = _guess_kind(pair.dist) or "image"
         return default_metrics(kind, has_ref)
 
     if opts.jobs > 1:
