@@ -119,6 +119,7 @@ def main() -> None:
         "moment filter channels-last": (lambda: separable_filter2d(stack_cl, window), 1),
     }  # fmt: skip
     for device in devices:
+        jobs[f"uint8 -> float conversion only [{device}]"] = (metric_job((), device), n)
         for names in (("psnr",), ("psnr_y",), ("ssim",), ("ms_ssim",), ("psnr", "ssim", "ms_ssim")):
             jobs[f"qualitas {'+'.join(names)} [{device}, frames pre-decoded]"] = (metric_job(names, device), n)
 

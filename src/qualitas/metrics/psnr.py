@@ -30,7 +30,7 @@ def mse(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     diff = dist - ref
     # Row sums in the input precision (pairwise summation, ~1e-7 relative), then float64 for
     # the mean over millions of pixels, which must not lose the small MSE of good pairs.
-    rows = diff.square().sum(dim=-1).to(torch.float64)
+    rows = diff.square_().sum(dim=-1).to(torch.float64)
     return rows.flatten(1).sum(dim=1) / math.prod(diff.shape[1:])
 
 

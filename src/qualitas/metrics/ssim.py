@@ -37,8 +37,7 @@ def _to_gray255(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected (B,3,H,W) or (B,1,H,W), got {tuple(x.shape)}")
     x = x.to(dtype)
-    gray = rgb_to_gray_matlab(x) if x.shape[1] == 3 else x
-    return gray * L
+    return rgb_to_gray_matlab(x, scale=L) if x.shape[1] == 3 else x * L
 
 
 def ssim_downsample_factor(height: int, width: int) -> int:
