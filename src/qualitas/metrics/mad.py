@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from qualitas.functional.color import rgb_to_gray_matlab
-from qualitas.functional.fr_filters import check_pair, imfilter_same
+from qualitas.functional.filters import pad_symmetric
+from qualitas.functional.fr_filters import check_pair
 from qualitas.functional.loggabor import mad_gabor_bank
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
 
@@ -72,23 +73,34 @@ def _block_stats(x: torch.Tensor, cells: int, orders: int) -> tuple[torch.Tensor
     xc = x[..., : ch * STEP, : cw * STEP].reshape(n, c, ch, STEP, cw, STEP)
     mu_c = xc.mean(dim=(3, 5))
     dev = xc - mu_c[:, :, :, None, :, None]
-    cell_m = [None, None] + [dev.pow(k).sum(dim=(3, 5)) for k in range(2, orders + 1)]
+    dev2 = dev * dev
+    cell_m = {2: dev2.sum(dim=(3, 5))}
+    if orders >= 3:
+        cell_m[3] = (dev2 * dev).sum(dim=(3, 5))
+    if orders >= 4:
+        cell_m[4] = (dev2 * dev2).sum(dim=(3, 5))
     mu_b = F.avg_pool2d(mu_c, cells, stride=1)
 
-    def unfold(t: torch.Tensor) -> torch.Tensor:
-        return F.unfold(t.reshape(n * c, 1, ch, cw), cells).view(n, c, cells * cells, nh, nw)
+    def blocks(t: torch.Tensor) -> torch.Tensor:
+        """(N,C,ch,cw) cell map -> (N,C,nH,nW,cells,cells) strided view of each block's cells."""
+        return t.unfold(2, cells, 1).unfold(3, cells, 1)
 
-    d = unfold(mu_c) - mu_b[:, :, None]
-    cm = [None, None] + [unfold(t) for t in cell_m[2:]]
+    def box_sum(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, cells, stride=1) * (cells * cells)
+
     npix = STEP * STEP
+    d = blocks(mu_c) - mu_b[..., None, None]
+    d2 = d * d
+    m2 = box_sum(cell_m[2]) + npix * d2.sum(dim=(-2, -1))
+    out = [m2]
+    if orders >= 3:
+        cm2 = blocks(cell_m[2])
+        out.append(box_sum(cell_m[3]) + (d * (npix * d2 + 3 * cm2)).sum(dim=(-2, -1)))
+    if orders >= 4:
+        cm3 = blocks(cell_m[3])
+        out.append(box_sum(cell_m[4]) + (d2 * (npix * d2 + 6 * cm2) + 4 * d * cm3).sum(dim=(-2, -1)))
     total = float(npix * cells * cells)
-    out = []
-    for k in range(2, orders + 1):
-        acc = npix * d.pow(k)
-        for j in range(2, k + 1):
-            acc = acc + math.comb(k, j) * d.pow(k - j) * cm[j]
-        out.append(acc.sum(dim=2) / total)
-    return mu_b, out
+    return mu_b, [m / total for m in out]
 
 
 def _expand(stat: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -98,8 +110,8 @@ def _expand(stat: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def _ical_std(err: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MAD's ``ical_std(err, ref)``: std of err (16x16), min std of ref over four 8x8
-    sub-blocks, mean of ref (16x16); all (B,1,H,W)."""
+    """MAD's ``ical_std(err, ref)`` on the block grid: std of err (16x16), min std of ref
+    over four 8x8 sub-blocks, mean of ref (16x16); (B,1,H,W) -> three (B,1,nH,nW)."""
     h, w = err.shape[-2:]
     _, (var_err,) = _block_stats(err, BLOCK // STEP, 2)
     std_err = (var_err * (256 / 255)).sqrt()
@@ -120,12 +132,12 @@ def _ical_std(err: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch
     std_min = torch.minimum(std8, torch.where(rows_ok, down, inf))
     std_min = torch.minimum(std_min, torch.where(cols_ok, right, inf))
     std_min = torch.minimum(std_min, torch.where(rows_ok & cols_ok, diag, inf))
-    return _expand(std_err, h, w), _expand(std_min, h, w), _expand(mean_ref, h, w)
+    return std_err, std_min, mean_ref
 
 
 def _ical_stat(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MAD's ``ical_stat``: 16x16 block std (N-1), skewness and kurtosis (population)."""
-    h, w = x.shape[-2:]
+    """MAD's ``ical_stat`` on the block grid: 16x16 block std (N-1), skewness and kurtosis
+    (population); (N,C,H,W) -> three (N,C,nH,nW)."""
     _, (var, c3, c4) = _block_stats(x, BLOCK // STEP, 4)
     std_pop = var.sqrt()
     nz = std_pop > 0
@@ -133,7 +145,7 @@ def _ical_stat(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     skw = torch.where(nz, c3 / safe**3, torch.zeros_like(c3))
     krt = torch.where(nz, c4 / safe**4, torch.zeros_like(c4))
     std = (var * (256 / 255)).sqrt()
-    return _expand(std, h, w), _expand(skw, h, w), _expand(krt, h, w)
+    return std, skw, krt
 
 
 def _crop_rms(x: torch.Tensor) -> torch.Tensor:
@@ -151,20 +163,21 @@ def hi_index(ref: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     lum = torch.fft.ifft2(torch.fft.ifftshift(spec, dim=(-2, -1))).real
     ref_l, dst_l = lum[:, :1], lum[:, 1:]
     std_2, std_1, m1_1 = _ical_std(dst_l - ref_l, ref_l)
-    with torch.no_grad():
-        ci_ref = torch.log(std_1 / m1_1)
-        ci_dst = torch.log(std_2 / m1_1)
-    # Negative or small block means: MATLAB's log gives complex/-inf there and those
-    # entries are excluded; the comparisons below only ever see real values (see docs).
-    ci_dst = torch.where(m1_1 < G_LUM, float("-inf"), ci_dst)
-    ci_ref = torch.where(m1_1 < G_LUM, float("nan"), ci_ref)
+    # MATLAB: the log of a negative block mean (possible after the CSF) is complex, and
+    # relational operators compare real parts; all such blocks, and those darker than
+    # G, get Ci_dst = -inf and are never selected. torch gives NaN there: same outcome.
+    ci_ref = torch.log(std_1 / m1_1)
+    ci_dst = torch.where(m1_1 < G_LUM, float("-inf"), torch.log(std_2 / m1_1))
     sel1 = (ci_ref > CI_THRESH) & (ci_dst > C_SLOPE * (ci_ref - CI_THRESH) + CD_THRESH)
     sel2 = (ci_ref <= CI_THRESH) & (ci_dst > CD_THRESH)
     msk = torch.zeros_like(ci_dst)
     msk = torch.where(sel1, (ci_dst - (C_SLOPE * (ci_ref - CI_THRESH) + CD_THRESH)) / MS_SCALE, msk)
     msk = torch.where(sel2, (ci_dst - CD_THRESH) / MS_SCALE, msk)
-    box = torch.full((BLOCK, BLOCK), 1.0 / BLOCK**2, dtype=ref.dtype, device=ref.device)
-    lmse = imfilter_same((ref - dst) ** 2, box, padding="symmetric")
+    # Pixels that no block covers keep msk = 0, as the MEX leaves their statistics at 0.
+    msk = _expand(msk, h, w)
+    # imfilter(e.^2, ones(16)/256, 'symmetric', 'same', 'conv'): taps -7..+8 around each
+    # pixel; a stride-1 average pool on the padded map is the same sum, much faster.
+    lmse = F.avg_pool2d(pad_symmetric((ref - dst) ** 2, 7, 8, 7, 8), BLOCK, stride=1)
     return _crop_rms(msk * lmse) * 200.0
 
 
@@ -174,14 +187,14 @@ def lo_index(ref: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     bank = mad_gabor_bank(h, w, device=ref.device)  # (5, 4, H, W)
     spec = torch.fft.fft2(torch.cat([ref, dst], dim=0)[:, 0])  # (2B, H, W)
     weights = torch.tensor(SCALE_WEIGHTS, dtype=ref.dtype) / sum(SCALE_WEIGHTS)
-    mp = torch.zeros(b, 1, h, w, dtype=ref.dtype, device=ref.device)
+    mp = torch.zeros((), dtype=ref.dtype, device=ref.device)  # block grid, broadcast on first add
     for s in range(bank.shape[0]):
         # One scale at a time bounds memory: (2B, 4, H, W) magnitudes.
         mag = torch.fft.ifft2(spec[:, None] * bank[s][None]).abs()
         std, skw, krt = _ical_stat(mag)
         d = (std[:b] - std[b:]).abs() + 2 * (skw[:b] - skw[b:]).abs() + (krt[:b] - krt[b:]).abs()
-        mp += weights[s].item() * d.sum(dim=1, keepdim=True)
-    return _crop_rms(mp)
+        mp = mp + weights[s].item() * d.sum(dim=1, keepdim=True)
+    return _crop_rms(_expand(mp, h, w))
 
 
 def mad(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
