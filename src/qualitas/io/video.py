@@ -28,7 +28,7 @@ import torch
 
 from qualitas.errors import MediaError, UsageError, one_line
 from qualitas.io import yuv as _yuv
-from qualitas.io._convert import FrameConverter, frame_matrix, pix_fmt_bits, yuv_to_rgb
+from qualitas.io._convert import FrameConverter, pix_fmt_bits, yuv_to_rgb
 from qualitas.io.media import VIDEO_EXTENSIONS, check_readable, is_raw_yuv
 
 __all__ = ["FrameBatch", "VideoFrame", "VideoInfo", "iter_batches", "iter_frames", "probe_video"]
@@ -44,7 +44,8 @@ class VideoInfo:
     """What ``probe_video`` reports. ``width``/``height`` are the displayed size (rotation
     applied); ``rotation`` is the clockwise rotation in degrees (0/90/180/270) applied to
     the stored frames; ``num_frames`` is ``None`` when neither the container nor the
-    duration gives it; ``matrix`` the YUV->RGB matrix used (``"bt709"``, ``"bt601"``, ...)."""
+    duration gives it; ``matrix`` the YUV->RGB matrix used (``"bt709"``, ``"bt601"``, ...;
+    ``"rgb"`` for RGB sources)."""
 
     width: int
     height: int
@@ -204,7 +205,7 @@ def _info(path: Path, container, stream, first) -> VideoInfo:
         rotation=rotation,
         codec=stream.codec_context.name,
         fps_fraction=fps,
-        matrix=settings[0] if settings[0] != "rgb" else frame_matrix(0, first.height),
+        matrix=settings[0],
         full_range=settings[1],
         path=str(path),
     )
