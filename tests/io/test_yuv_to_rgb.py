@@ -59,3 +59,11 @@ def test_out_of_gamut_is_clamped_and_out_buffer_used():
     out = yuv_to_rgb(y, u, v, bit_depth=8, matrix="bt709", out=buf)
     assert out.data_ptr() == buf.data_ptr()
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_non_contiguous_out_and_numpy_inputs():
+    y, u, v = random_planes(8, 6, 8, "420", seed=2)
+    expected = yuv_to_rgb(torch.from_numpy(y), torch.from_numpy(u), torch.from_numpy(v), bit_depth=8)
+    strided = torch.zeros(3, 6, 8).transpose(1, 2)  # (3, 8, 6) view, not contiguous
+    got = yuv_to_rgb(y, u, v, bit_depth=8, out=strided)
+    assert got is strided and torch.equal(strided, expected)
