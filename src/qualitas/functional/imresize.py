@@ -72,16 +72,25 @@ def resize_contributions(
     return weights[:, keep], idx[:, keep]
 
 
-def _resize_axis(x: torch.Tensor, dim: int, out_length: int, scale: float, kernel: str, antialiasing: bool):
-    in_length = x.shape[dim]
-    weights, indices = resize_contributions(in_length, out_length, scale, kernel, antialiasing)
+def _resize_rows(x: torch.Tensor, out_length: int, scale: float, kernel: str, antialiasing: bool):
+    """Resize dim -2 of ``x`` (..., H, W): one row gather and multiply-add per tap."""
+    weights, indices = resize_contributions(x.shape[-2], out_length, scale, kernel, antialiasing)
     w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
     idx = torch.as_tensor(indices, device=x.device)
-    x = x.movedim(dim, -1)
-    # Gather the P taps of every output sample: (..., in) -> (..., out, P), then weight and sum.
-    gathered = x[..., idx]
-    out = (gathered * w).sum(dim=-1)
-    return out.movedim(-1, dim)
+    # Whole rows are copied per tap (contiguous), which is several times faster than one
+    # gather of all (out, P) taps at once.
+    out = x.index_select(-2, idx[:, 0]) * w[:, 0, None]
+    for p in range(1, idx.shape[1]):
+        out.add_(x.index_select(-2, idx[:, p]) * w[:, p, None])
+    return out
+
+
+def _resize_axis(x: torch.Tensor, dim: int, out_length: int, scale: float, kernel: str, antialiasing: bool):
+    if dim == -2:
+        return _resize_rows(x, out_length, scale, kernel, antialiasing)
+    # Columns: transpose so that they become rows (one copy), resize, transpose back.
+    xt = x.transpose(-1, -2).contiguous()
+    return _resize_rows(xt, out_length, scale, kernel, antialiasing).transpose(-1, -2).contiguous()
 
 
 def imresize(

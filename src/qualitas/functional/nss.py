@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from scipy.special import gamma as _gamma_fn
 
 from qualitas.functional.color import rgb_to_gray_matlab
-from qualitas.functional.filters import gaussian_kernel1d, separable_filter2d
+from qualitas.functional.filters import gaussian_kernel1d
 
 # Shape grid of the LIVE code: gam = 0.2:0.001:10 (9801 values).
 SHAPE_GRID = np.round(0.2 + 0.001 * np.arange(9801), 3)
@@ -89,15 +89,32 @@ def mscn(
     """
     if padding not in ("replicate", "zeros"):
         raise ValueError(f"padding must be 'replicate' or 'zeros', got {padding!r}")
-    k = gaussian_kernel1d(window, sigma, dtype=img.dtype, device=img.device)
+    taps = [float(v) for v in gaussian_kernel1d(window, sigma, dtype=torch.float64)]
     half = window // 2
-    # Both moments go through one grouped filter call.
+    # Both moments go through one filter call.
     maps = torch.stack([img, img * img], dim=1)
     mode = "replicate" if padding == "replicate" else "constant"
     maps = F.pad(maps, (half, half, half, half), mode=mode)
-    mu, mu2 = separable_filter2d(maps, k).unbind(dim=1)
+    mu, mu2 = _filter_valid(maps, taps).unbind(dim=1)
     std = torch.sqrt((mu2 - mu * mu).abs())
     return (img - mu) / (std + c), std
+
+
+def _filter_valid(x: torch.Tensor, taps: list[float]) -> torch.Tensor:
+    """Separable 'valid' correlation of (..., H, W) with ``taps`` along H then W.
+
+    Shifted in-place multiply-adds: on CPU in float64 this is about twice as fast as
+    ``conv2d``, whose float64 path has no optimised kernel.
+    """
+    n = len(taps)
+    h, w = x.shape[-2] - n + 1, x.shape[-1] - n + 1
+    y = x[..., 0:h, :] * taps[0]
+    for i in range(1, n):
+        y.add_(x[..., i : i + h, :], alpha=taps[i])
+    z = y[..., 0:w] * taps[0]
+    for i in range(1, n):
+        z.add_(y[..., i : i + w], alpha=taps[i])
+    return z
 
 
 def fit_ggd(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,14 +149,20 @@ def fit_aggd_index(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     count only in the overall moments), ``rhat`` normalised by the asymmetry and matched
     on the shape grid. ``shape_index`` indexes :data:`SHAPE_GRID`.
     """
-    neg = x < 0
-    pos = x > 0
-    sq = x.square()
+    n = x.shape[-1]
+    # Few passes and one temporary: the negative part xn = min(x, 0) gives the left moments,
+    # the totals give the right ones (zeros count in neither side, only in n).
+    xn = x.clamp(max=0.0)
+    sq_total = torch.linalg.vecdot(x, x)
+    sq_left = torch.linalg.vecdot(xn, xn)
+    n_left = torch.count_nonzero(xn, dim=-1)
+    n_right = torch.count_nonzero(x, dim=-1) - n_left
+    abs_sum = x.sum(dim=-1) - 2.0 * xn.sum(dim=-1)  # |x| = x - 2 min(x, 0)
     # 0/0 -> NaN when a side is empty, as MATLAB's mean([]).
-    left_std = torch.sqrt((sq * neg).sum(-1) / neg.sum(-1))
-    right_std = torch.sqrt((sq * pos).sum(-1) / pos.sum(-1))
+    left_std = torch.sqrt(sq_left / n_left)
+    right_std = torch.sqrt((sq_total - sq_left) / n_right)
     gamma_hat = left_std / right_std
-    r_hat = x.abs().mean(-1).square() / sq.mean(-1)
+    r_hat = (abs_sum / n).square() / (sq_total / n)
     r_hat_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
     idx = _nearest_on_grid(r_hat_norm, _table("aggd_ratio", x))
     return idx, left_std, right_std

@@ -32,9 +32,23 @@ BLOCK = 16
 ACTIVITY_THRESHOLD = 0.1
 IMPAIRED_THRESHOLD = 0.1
 SEGMENT = 6
-# 0-based columns: centre = columns 8, 9 (1-based); surround drops columns 8 and 10 (1-based).
-_CENTRE_COLS = [7, 8]
-_SURROUND_COLS = [c for c in range(BLOCK) if c not in (7, 9)]
+
+
+def _sliding_std(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Unbiased std of every run of ``n`` samples along the last dim: (..., L) -> (..., L-n+1).
+
+    Two-pass (mean, then squared deviations) like MATLAB's ``std``, with shifted slices:
+    much faster than ``unfold(...).std(-1)`` over a 6-long innermost dim.
+    """
+    m = x.shape[-1] - n + 1
+    total = x[..., 0:m].clone()
+    for k in range(1, n):
+        total += x[..., k : k + m]
+    mean = total / n
+    ss = (x[..., 0:m] - mean).square()
+    for k in range(1, n):
+        ss += (x[..., k : k + m] - mean).square()
+    return (ss / (n - 1)).sqrt()
 
 
 def piqe_blocks(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -64,12 +78,14 @@ def piqe_blocks(x: torch.Tensor) -> dict[str, torch.Tensor]:
     edges = torch.stack(
         [blocks[..., 0, :], blocks[..., :, -1], blocks[..., -1, :], blocks[..., :, 0]], dim=-2
     )
-    segments = edges.unfold(-1, SEGMENT, 1)  # (B, N, 4 edges, 11 segments, 6)
-    artifact = (segments.std(dim=-1) < IMPAIRED_THRESHOLD).flatten(-2).any(dim=-1)
+    seg_std = _sliding_std(edges, SEGMENT)  # (B, N, 4 edges, 11 segments)
+    artifact = (seg_std < IMPAIRED_THRESHOLD).flatten(-2).any(dim=-1)
 
     sigma = variance.sqrt()
-    centre_std = blocks[..., _CENTRE_COLS].flatten(-2).std(dim=-1)
-    surround_std = blocks[..., _SURROUND_COLS].flatten(-2).std(dim=-1)
+    # 0-based: centre = columns 7, 8; the surround drops columns 7 and 9 (see module doc).
+    centre_std = blocks[..., 7:9].flatten(-2).std(dim=-1)
+    surround = torch.cat([blocks[..., :7], blocks[..., 8:9], blocks[..., 10:]], dim=-1)
+    surround_std = surround.flatten(-2).std(dim=-1)
     ratio = centre_std / surround_std
     ratio = torch.where(torch.isnan(ratio), torch.zeros_like(ratio), ratio)
     beta = (sigma - ratio).abs() / torch.maximum(sigma, ratio)
