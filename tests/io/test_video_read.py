@@ -207,3 +207,15 @@ def test_bad_video_files(tmp_path, case):
         with pytest.raises(MediaError) as err:
             call()
         assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_pts_guess_prefers_dts_when_pts_go_backwards():
+    from qualitas.io.video import _PtsGuesser
+
+    # Decoder output of an AVI with packed B-frames: pts shuffled, dts increasing.
+    guess = _PtsGuesser()
+    pts = [1, 2, 3, 5, 4, 6, 8, 7, 9]
+    got = [guess(p, d) for p, d in zip(pts, range(1, 10))]
+    assert got == [1, 2, 3, 5, 5, 6, 7, 8, 9]  # as FFmpeg's best_effort_timestamp
+    clean = _PtsGuesser()
+    assert [clean(p, None) for p in (0, 2, 1, 3)] == [0, 2, 1, 3]  # no dts: pts kept

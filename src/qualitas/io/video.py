@@ -347,6 +347,7 @@ def _bind(converter: FrameConverter, frame) -> Callable[[torch.Tensor | None], t
 
 
 def _iter_av(path: Path, selection: _Selection) -> Iterator[_Lazy]:
+    seek = None
     if selection.start is not None:
         # The time of the stream's first frame numbers the frames after a seek.
         with _open(path) as container:
@@ -356,10 +357,11 @@ def _iter_av(path: Path, selection: _Selection) -> Iterator[_Lazy]:
             if first.pts is not None and stream.time_base:
                 first_time = float((first.pts - t0) * stream.time_base)
                 if selection.start > first_time + _TIME_EPS:
-                    target = t0 + int(selection.start / stream.time_base)
-                    seeked = yield from _decode(path, selection, seek=(target, first_time))
-                    if seeked:
-                        return
+                    seek = (t0 + int(selection.start / stream.time_base), first_time)
+    if seek is not None:
+        seeked = yield from _decode(path, selection, seek=seek)
+        if seeked:
+            return
     yield from _decode(path, selection, seek=None)
 
 
