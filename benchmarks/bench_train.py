@@ -47,7 +47,7 @@ def make_images(root: Path, n: int = 48, size: int = 256) -> Path:
     return man
 
 
-def make_videos(root: Path, copies: int = 2) -> tuple[Path, Path]:
+def make_videos(root: Path, copies: int = 5) -> tuple[Path, Path]:
     """The shared clips (re-encoded 320 px wide, H.264) and their frames as JPEG folders."""
     import av
 
@@ -150,6 +150,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
+    ap.add_argument("--video-steps", type=int, default=6, help="training batches per video run")
+    ap.add_argument("--only", choices=("images", "videos"), help="run one part")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     if args.threads:
@@ -160,36 +162,38 @@ def main() -> int:
     out: dict = {"torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        man = make_images(root)
-        out["nr_iqa_resnet18_224"] = train_throughput(
-            "configs/nr_iqa_koniq.yaml",
-            man,
-            root / "run_img",
-            args.steps,
-            ["data.batch_size=8", "data.input_size.size=[224,224]", "data.input_size.resize_short=0"],
-        )
-        print("resnet18 NR-IQA 224px:", out["nr_iqa_resnet18_224"], flush=True)
-        mv, mf = make_videos(root)
-        for name, m, ds in (("video_on_the_fly", mv, "video"), ("frame_folders", mf, "frames")):
-            out[name] = {"loader_clips_per_s": loader_throughput(m, ds, 10, 8, 2)}
-            out[name].update(
-                train_throughput(
-                    "configs/nr_vqa_konvid_tsm.yaml",
-                    m,
-                    root / f"run_{name}",
-                    max(2, args.steps // 3),
-                    [
-                        "model.backbone=resnet18",
-                        "data.batch_size=2",
-                        "data.input_size.size=[224,224]",
-                        "data.input_size.resize_short=0",
-                        "trainer.precision=32-true",
-                        f"data.dataset={ds}",
-                        "data.eval_clips=1",
-                    ],
-                )
+        if args.only != "videos":
+            man = make_images(root)
+            out["nr_iqa_resnet18_224"] = train_throughput(
+                "configs/nr_iqa_koniq.yaml",
+                man,
+                root / "run_img",
+                args.steps,
+                ["data.batch_size=8", "data.input_size.size=[224,224]", "data.input_size.resize_short=0"],
             )
-            print(name, out[name], flush=True)
+            print("resnet18 NR-IQA 224px:", out["nr_iqa_resnet18_224"], flush=True)
+        if args.only != "images":
+            mv, mf = make_videos(root)
+            for name, m, ds in (("video_on_the_fly", mv, "video"), ("frame_folders", mf, "frames")):
+                out[name] = {"loader_clips_per_s": loader_throughput(m, ds, 10, 8, 2)}
+                out[name].update(
+                    train_throughput(
+                        "configs/nr_vqa_konvid_tsm.yaml",
+                        m,
+                        root / f"run_{name}",
+                        args.video_steps,
+                        [
+                            "model.backbone=resnet18",
+                            "data.batch_size=2",
+                            "data.input_size.size=[224,224]",
+                            "data.input_size.resize_short=0",
+                            "trainer.precision=32-true",
+                            f"data.dataset={ds}",
+                            "data.eval_clips=1",
+                        ],
+                    )
+                )
+                print(name, out[name], flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
