@@ -219,3 +219,25 @@ def test_pts_guess_prefers_dts_when_pts_go_backwards():
     assert got == [1, 2, 3, 5, 5, 6, 7, 8, 9]  # as FFmpeg's best_effort_timestamp
     clean = _PtsGuesser()
     assert [clean(p, None) for p in (0, 2, 1, 3)] == [0, 2, 1, 3]  # no dts: pts kept
+
+
+def test_rgb_source_goes_through_swscale_exactly(tmp_path):
+    rgb = np.random.default_rng(7).integers(0, 256, (3, 24, 40, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.mkv"
+    with av.open(str(path), "w") as c:
+        st = c.add_stream("ffv1", rate=25)
+        st.width, st.height, st.pix_fmt = 40, 24, "bgr0"
+        for i, arr in enumerate(rgb):
+            f = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            f.pts = i
+            for pkt in st.encode(f):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    info = probe_video(path)
+    assert info.pix_fmt == "bgr0" and info.matrix == "rgb"
+    got = [f.data for f in iter_frames(path)]
+    for g, arr in zip(got, rgb):
+        np.testing.assert_array_equal(g.numpy() * 255.0, arr.transpose(2, 0, 1).astype(np.float32))
+    batch = next(iter_batches(path, 3)).data
+    assert torch.equal(batch, torch.stack(got))

@@ -242,9 +242,8 @@ class FrameConverter:
         """Convert one ``av.VideoFrame``; writes into ``out`` ``(3, H, W)`` when given."""
         if out is None:
             out = torch.empty(self.out_shape(frame), dtype=torch.float32)
-        target = (
-            out if self.rotation == 0 else torch.empty((3, frame.height, frame.width), dtype=torch.float32)
-        )
+        plain = self.rotation == 0 and out.is_contiguous()  # numpy views below must alias it
+        target = out if plain else torch.empty((3, frame.height, frame.width), dtype=torch.float32)
         name = frame.format.name
         if name in _PLANAR_YUV:
             matrix, full, bits = self.settings(frame)
@@ -253,7 +252,7 @@ class FrameConverter:
             yuv_to_rgb(y, u, v, bit_depth=bits, matrix=matrix, full_range=full, out=target)
         else:
             self._swscale(frame, target)
-        if self.rotation:
+        if not plain:
             out.copy_(rotate_cw(target, self.rotation))
         return out
 
@@ -265,6 +264,7 @@ class FrameConverter:
         wide = int(frame.format.components[0].bits) > 8
         rgb = self._reformatter.reformat(frame, format="gbrp16le" if wide else "gbrp")
         dtype = np.dtype("<u2") if wide else np.dtype(np.uint8)
+        res = out.numpy()  # ``out`` is contiguous here (see __call__)
+        top = np.float32(65535.0 if wide else 255.0)
         for channel, plane_index in ((0, 2), (1, 0), (2, 1)):  # gbrp planes are G, B, R
-            out[channel].copy_(plane_tensor(rgb.planes[plane_index], dtype))
-        out.div_(65535.0 if wide else 255.0)
+            np.divide(plane_tensor(rgb.planes[plane_index], dtype).numpy(), top, out=res[channel])
