@@ -72,7 +72,7 @@ def delta_e2000(lab_ref: torch.Tensor, lab_dist: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(tl**2 + tc**2 + th**2 + rt * tc * th)
 
 
-def ciede2000(dist: torch.Tensor, ref: torch.Tensor, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def ciede2000(dist: torch.Tensor, ref: torch.Tensor, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Mean CIEDE2000 of ``dist`` vs ``ref`` (B,3,H,W) sRGB in [0,1] -> (B,); 0 when identical."""
     check_pair(dist, ref, name="ciede2000", min_size=MIN_SIZE)
     b = ref.shape[0]

@@ -70,7 +70,7 @@ def laplacian_pyramid(x: torch.Tensor, levels: int = N_LEVELS) -> list[torch.Ten
     return pyr
 
 
-def nlpd(dist: torch.Tensor, ref: torch.Tensor, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def nlpd(dist: torch.Tensor, ref: torch.Tensor, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """NLPD of ``dist`` vs ``ref`` (B,3,H,W) in [0,1] -> (B,); 0 when identical, larger is worse."""
     check_pair(dist, ref, name="nlpd", min_size=MIN_SIZE)
     b = ref.shape[0]
