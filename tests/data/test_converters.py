@@ -353,3 +353,12 @@ def test_cli_convert_exit_status_and_csv_output(tmp_path, capsys):
     rows = read_manifest(tmp_path / "m.csv")
     assert [r.path for r in rows] == ["images/I01_01_01.png"] and rows[0].std == pytest.approx(0.496**0.5)
     assert main(["data", "convert", "kadid10", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_label_paths_escaping_the_root_are_reported(tmp_path):
+    ds = tmp_path / "ds"
+    touch(tmp_path, "secret.png")
+    write(ds, "label.txt", "../secret.png,3.0\n")
+    res = convert("rankiqa", ds)
+    assert res.missing_rows == 1 and "outside the root" in res.missing_examples[0]
+    assert convert("rankiqa", ds, skip_missing=True).records == []

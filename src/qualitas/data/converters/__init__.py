@@ -87,10 +87,13 @@ def convert(
                     gone.append(value)
                 setattr(rec, f, rel)
             else:
-                if not (folder / value).exists():
+                rebased = posixpath.normpath(posixpath.join(prefix, value))
+                if rebased == ".." or rebased.startswith("../"):
+                    # A label file pointing outside the dataset: never let it through as valid.
+                    gone.append(f"{value} (outside the root)")
+                elif not (folder / value).exists():
                     gone.append(value)
-                if prefix != ".":
-                    setattr(rec, f, posixpath.normpath(posixpath.join(prefix, value)))
+                setattr(rec, f, rebased)
         if gone:
             result.missing_rows += 1
             if len(result.missing_examples) < max_examples:
