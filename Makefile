@@ -15,7 +15,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml $(CONSTRAINTS)
 	$(PIP) install --quiet -c $(CONSTRAINTS) torch torchvision
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[train,export,dev]"
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[train,export,openvino,data,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
