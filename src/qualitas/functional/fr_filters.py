@@ -27,7 +27,9 @@ def check_pair(dist: torch.Tensor, ref: torch.Tensor, *, name: str, min_size: in
         if x.dim() != 4 or x.shape[1] != 3:
             raise MediaError(f"{name} needs RGB frames (B,3,H,W); the {label} input is {tuple(x.shape)}")
     if dist.shape != ref.shape:
-        raise MediaError(f"{name}: distorted {tuple(dist.shape)} and reference {tuple(ref.shape)} differ in size")
+        raise MediaError(
+            f"{name}: distorted {tuple(dist.shape)} and reference {tuple(ref.shape)} differ in size"
+        )
     h, w = dist.shape[-2:]
     if min(h, w) < min_size:
         raise MediaError(f"{name} needs frames of at least {min_size}x{min_size} pixels, got {w}x{h}")
@@ -92,7 +94,11 @@ def filter2_valid(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 def fspecial_gaussian(
-    size: tuple[int, int], sigma: float, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+    size: tuple[int, int],
+    sigma: float,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """MATLAB ``fspecial('gaussian', [rows cols], sigma)``: (rows, cols), sums to 1."""
     rows, cols = size

@@ -54,7 +54,9 @@ def max_pyramid_height(rows: int, cols: int) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _level_masks(rows: int, cols: int, level: int, nbands: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+def _level_masks(
+    rows: int, cols: int, level: int, nbands: int
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """Per-band complex masks applied to the centred full-size spectrum to get the bands
     of pyramid ``level`` (1-based), and the crop windows taken before it.
 

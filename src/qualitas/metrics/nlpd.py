@@ -59,7 +59,9 @@ def laplacian_pyramid(x: torch.Tensor, levels: int = N_LEVELS) -> list[torch.Ten
         odd_w = 2 * low.shape[-1] - j.shape[-1]
         # upsample: replicate-pad by 1, zero-stuff x2 (times 4), filter (zero borders), crop.
         padded = F.pad(low, (1, 1, 1, 1), mode="replicate")
-        up = torch.zeros(*padded.shape[:-2], 2 * padded.shape[-2], 2 * padded.shape[-1], dtype=x.dtype, device=x.device)
+        up = torch.zeros(
+            *padded.shape[:-2], 2 * padded.shape[-2], 2 * padded.shape[-1], dtype=x.dtype, device=x.device
+        )
         up[..., ::2, ::2] = 4 * padded
         up = imfilter_same(up, kernel, padding="zeros")
         r, c = up.shape[-2:]
