@@ -17,8 +17,8 @@ import torch
 
 from qualitas.functional.colorspaces import rgb_to_lab_vsi, rgb_to_lmn
 from qualitas.functional.fr_filters import check_pair, conv2_same_decimate
+from qualitas.functional.imresize import imresize
 from qualitas.functional.loggabor import vsi_log_gabor
-from qualitas.functional.matlab_imresize import imresize_bilinear
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
 from qualitas.metrics.fsim import downsample_factor, real_power, scharr_magnitude
 
@@ -40,7 +40,7 @@ def _minmax(x: torch.Tensor) -> torch.Tensor:
 def sdsp(x: torch.Tensor) -> torch.Tensor:
     """SDSP saliency of RGB (B,3,H,W) on 0..255 (float64) -> (B,1,H,W) in [0, 1]."""
     h, w = x.shape[-2:]
-    small = imresize_bilinear(x, (SDSP_SIZE, SDSP_SIZE))
+    small = imresize(x, size=(SDSP_SIZE, SDSP_SIZE), kernel="linear")
     lab = rgb_to_lab_vsi(small / 255.0)
     lg = vsi_log_gabor(SDSP_SIZE, SDSP_SIZE, OMEGA0, SIGMA_F, device=x.device)
     band = torch.fft.ifft2(torch.fft.fft2(lab) * lg).real
@@ -49,7 +49,7 @@ def sdsp(x: torch.Tensor) -> torch.Tensor:
     sd = torch.exp(-(idx[:, None] ** 2 + idx[None, :] ** 2) / SIGMA_D**2)
     ab = _minmax(lab[:, 1:3].flatten(0, 1).unsqueeze(1)).view(-1, 2, SDSP_SIZE, SDSP_SIZE)
     sc = 1 - torch.exp(-ab.square().sum(dim=1, keepdim=True) / SIGMA_C**2)
-    return _minmax(imresize_bilinear(sf * sd * sc, (h, w)))
+    return _minmax(imresize(sf * sd * sc, size=(h, w), kernel="linear"))
 
 
 def vsi(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
