@@ -6,14 +6,16 @@ Usage::
 
 Without arguments it uses ../shared/media/videos/bigbuckbunny.mp4 (1280x720) and a
 1920x1080 libx264 upscale of it made with the ffmpeg from imageio-ffmpeg (in a temp dir).
-For each file it reports frames/s of, interleaved in one run so that load on the
-machine hits all modes alike (best of R repeats):
+For each file it reports wall-clock frames/s and CPU milliseconds per frame (process
+CPU time, FFmpeg's decoder threads included; steadier than wall time on a shared
+machine), interleaved in one run so that load hits all modes alike (best of R repeats):
 
 - ``pyav-decode``: PyAV decode only, no pixel conversion (upper bound),
 - ``pyav-rgb24+float``: the usual user code, ``frame.to_ndarray("rgb24")`` then a float tensor,
 - ``qualitas-swscale``: the swscale fallback path of ``FrameConverter``,
 - ``qualitas``: ``iter_frames`` (planar YUV -> float RGB in torch),
-- ``qualitas-batches8``: ``iter_batches(batch_size=8)``.
+- ``qualitas-batches8``: ``iter_batches(batch_size=8)``,
+- ``qualitas-batches8-reuse``: the same with ``reuse_buffer=True``.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ def _qualitas_swscale(path: Path, frames: int) -> int:
         _convert._PLANAR_YUV.update(saved)
 
 
-def _batches(path: Path, frames: int) -> int:
-    return sum(len(b.indices) for b in iter_batches(path, 8, max_frames=frames))
+def _batches(path: Path, frames: int, reuse: bool = False) -> int:
+    return sum(len(b.indices) for b in iter_batches(path, 8, max_frames=frames, reuse_buffer=reuse))
 
 
 MODES = {
@@ -71,6 +73,7 @@ MODES = {
     "qualitas-swscale": _qualitas_swscale,
     "qualitas": _qualitas,
     "qualitas-batches8": _batches,
+    "qualitas-batches8-reuse": lambda p, n: _batches(p, n, reuse=True),
 }
 
 
@@ -97,18 +100,23 @@ def main() -> None:
         print(f"torch threads: {torch.get_num_threads()}, frames per run: {args.frames}")
         for path in videos:
             best = {m: 0.0 for m in MODES}
+            cpu = {m: float("inf") for m in MODES}
             for _ in range(args.repeats):
                 for name, fn in MODES.items():
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     n = fn(path, args.frames)
                     best[name] = max(best[name], n / (time.perf_counter() - t0))
+                    cpu[name] = min(cpu[name], (time.process_time() - c0) * 1000.0 / n)
             base = best["pyav-rgb24+float"]
             with av.open(str(path)) as c:
                 s = c.streams.video[0]
                 desc = f"{s.width}x{s.height} {s.codec_context.name} {s.codec_context.pix_fmt}"
             print(f"\n{path.name} ({desc})")
             for name in MODES:
-                print(f"  {name:20s} {best[name]:8.1f} fps  ({best[name] / base:4.2f}x pyav-rgb24+float)")
+                print(
+                    f"  {name:24s} {best[name]:8.1f} fps ({best[name] / base:4.2f}x pyav-rgb24+float)"
+                    f"  {cpu[name]:6.2f} CPU ms/frame"
+                )
 
 
 if __name__ == "__main__":

@@ -241,3 +241,13 @@ def test_rgb_source_goes_through_swscale_exactly(tmp_path):
         np.testing.assert_array_equal(g.numpy() * 255.0, arr.transpose(2, 0, 1).astype(np.float32))
     batch = next(iter_batches(path, 3)).data
     assert torch.equal(batch, torch.stack(got))
+
+
+def test_batches_reuse_buffer(grey_clip):
+    fresh = [b.data.clone() for b in iter_batches(grey_clip, 8)]
+    ptrs, copies = set(), []
+    for b in iter_batches(grey_clip, 8, reuse_buffer=True):
+        ptrs.add(b.data.data_ptr())
+        copies.append(b.data.clone())
+    assert len(ptrs) == 1  # one buffer for all batches
+    assert all(torch.equal(a, b) for a, b in zip(fresh, copies))

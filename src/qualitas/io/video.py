@@ -281,20 +281,28 @@ def iter_batches(
     start: float | None = None,
     end: float | None = None,
     yuv: _yuv.RawYUVSpec | None = None,
+    reuse_buffer: bool = False,
 ) -> Iterator[FrameBatch]:
     """Like ``iter_frames`` but groups up to ``batch_size`` frames: ``data`` ``(B, 3, H, W)``.
 
     Frames are converted straight into the batch tensor (no stacking copy). The last
-    batch may be shorter.
+    batch may be shorter. ``reuse_buffer=True`` fills the same tensor for every batch
+    (valid only until the next batch is requested): it saves the operating system's cost
+    of handing out fresh memory for each batch (page faults, about 5 ms per 1080p frame
+    on the development machine) for callers that consume each batch before the next.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     buf: torch.Tensor | None = None
+    spare: torch.Tensor | None = None
     indices: list[int] = []
     times: list[float] = []
     for index, time, convert, shape in _iter_lazy(path, frame_step, max_frames, start, end, yuv):
         if buf is None:
-            buf = torch.empty((batch_size, *shape), dtype=torch.float32)
+            if spare is not None and tuple(spare.shape[1:]) == shape:
+                buf = spare
+            else:
+                buf = torch.empty((batch_size, *shape), dtype=torch.float32)
         elif tuple(buf.shape[1:]) != shape:
             raise MediaError(
                 f"{path}: frame size changed mid-stream at frame {index} "
@@ -305,6 +313,7 @@ def iter_batches(
         times.append(time)
         if len(indices) == batch_size:
             yield FrameBatch(indices=indices, times=times, data=buf)
+            spare = buf if reuse_buffer else None
             buf, indices, times = None, [], []
     if indices and buf is not None:
         yield FrameBatch(indices=indices, times=times, data=buf[: len(indices)])
