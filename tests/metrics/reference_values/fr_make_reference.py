@@ -9,7 +9,8 @@ The MATLAB sources are NOT part of qualitas (their licences forbid redistributio
 research-only). To regenerate, put them in one folder and run::
 
     apt-get install -y octave octave-image octave-signal liboctave-dev  # mkoctfile
-    .venv/bin/python tests/metrics/reference_values/fr_make_reference.py --refs /path/to/matlab_refs
+    .venv/bin/python tests/metrics/reference_values/fr_make_reference.py --refs /path/to/matlab_refs \
+        [--pyiqa /tmp/pyiqa-venv/bin/python]   # optional cross-check, stored under "pyiqa_crosscheck"
 
 where the folder holds (public mirrors of the authors' releases):
 
@@ -154,7 +155,9 @@ def run_octave(refs: Path) -> dict[str, dict[str, float]]:
                 "mxArray *tmpArr = mxCreateDoubleMatrix(colLen, rowLen, mxREAL); TMP = mxGetPr(tmpArr);",
             ).replace("mxDestroyArray(TMP);", "mxDestroyArray(tmpArr);")
             (build / src).write_text(code)
-            subprocess.run(["mkoctfile", "--mex", str(build / src), "-o", str(build / Path(src).stem)], check=True)
+            subprocess.run(
+                ["mkoctfile", "--mex", str(build / src), "-o", str(build / Path(src).stem)], check=True
+            )
         # Octave orders complex numbers by modulus where MATLAB's relational operators use the
         # real part only. MAD_index takes the log of block means that the CSF filtering can
         # make negative; those entries are then set to -inf and never selected in MATLAB, but
@@ -177,7 +180,9 @@ def run_octave(refs: Path) -> dict[str, dict[str, float]]:
             )
         driver = OCTAVE_DRIVER.format(refs=refs, data=tmpd)
         # build/ (compiled MEX, patched MAD_index.m) goes first on the path.
-        (tmpd / "driver.m").write_text(driver.replace("files = dir(", f"addpath('{build}');\nfiles = dir(", 1))
+        (tmpd / "driver.m").write_text(
+            driver.replace("files = dir(", f"addpath('{build}');\nfiles = dir(", 1)
+        )
         subprocess.run(["octave", "--no-gui", "--quiet", str(tmpd / "driver.m")], check=True)
         values: dict[str, dict[str, float]] = {}
         for line in (tmpd / "out.txt").read_text().splitlines():
@@ -186,10 +191,50 @@ def run_octave(refs: Path) -> dict[str, dict[str, float]]:
     return values
 
 
+PYIQA_SNIPPET = r"""
+import importlib.util, json, sys
+import numpy as np, torch, pyiqa
+spec = importlib.util.spec_from_file_location("recipe", sys.argv[1])
+recipe = importlib.util.module_from_spec(spec); spec.loader.exec_module(recipe)
+names = {"vif": ("vif", {}), "gmsd": ("gmsd", {}), "fsim": ("fsim", {"chromatic": False}),
+         "fsimc": ("fsim", {}), "vsi": ("vsi", {}), "mad": ("mad", {}), "nlpd": ("nlpd", {}),
+         "cw_ssim": ("cw_ssim", {})}
+out = {}
+for key, (dist, ref) in recipe.make_pairs().items():
+    d = torch.from_numpy(dist).permute(2, 0, 1)[None].float() / 255
+    r = torch.from_numpy(ref).permute(2, 0, 1)[None].float() / 255
+    for ours, (name, opts) in names.items():
+        with torch.no_grad():
+            out.setdefault(key, {})[ours] = float(pyiqa.create_metric(name, **opts)(d, r).flatten()[0])
+print(json.dumps(out))
+"""
+
+
+def run_pyiqa(python: Path) -> dict[str, dict[str, float]]:
+    """The same pairs through pyiqa (a cross-check, not a reference), in its own venv."""
+    res = subprocess.run(
+        [str(python), "-c", PYIQA_SNIPPET, str(Path(__file__).resolve())],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--refs", type=Path, required=True, help="folder with the MATLAB reference sources")
+    ap.add_argument("--refs", type=Path, help="folder with the MATLAB reference sources")
+    ap.add_argument("--pyiqa", type=Path, help="python of a venv with pyiqa: add its scores as a cross-check")
     args = ap.parse_args(argv)
+    if args.refs is None:
+        # Only refresh the pyiqa cross-check of an existing file.
+        doc = json.loads(OUT.read_text())
+        if args.pyiqa is None:
+            ap.error("give --refs and/or --pyiqa")
+        doc["pyiqa_crosscheck"] = run_pyiqa(args.pyiqa)
+        OUT.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {OUT}")
+        return 0
     values = run_octave(args.refs.resolve())
     octave = subprocess.run(["octave", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     doc = {
@@ -213,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "*_rgb = uint8 RGB as doubles (0..255)",
         "values": values,
     }
+    if args.pyiqa is not None:
+        doc["pyiqa_crosscheck"] = run_pyiqa(args.pyiqa)
     OUT.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     print(f"wrote {OUT}")
     return 0
