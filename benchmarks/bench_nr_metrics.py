@@ -14,7 +14,10 @@ pyiqa is installed in its own throw-away venv (``--pyiqa-venv``, created on firs
 time, which is not possible here, so its cache is seeded with the same LIVE parameters
 qualitas ships (``mu_prisparam``/``cov_prisparam``; the BRISQUE ``allmodel`` vectors).
 
-    .venv/bin/python benchmarks/bench_nr_metrics.py [--frames 8] [--batch 4] [--repeat 3]
+    .venv/bin/python benchmarks/bench_nr_metrics.py [--frames 8] [--batch 4] [--repeat 3] [--threads 1]
+
+One torch thread by default: on a shared machine, idle OpenMP threads spinning inflate both
+wall and CPU time unevenly; the CPU time per image then is the work itself.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ import json, sys, time
 import numpy as np, torch, pyiqa
 frames = torch.from_numpy(np.load(sys.argv[1])).permute(0, 3, 1, 2).float() / 255
 batch, device = int(sys.argv[2]), sys.argv[3]
+if int(sys.argv[4]) > 0:
+    torch.set_num_threads(int(sys.argv[4]))
 out = {}
 for name in ("niqe", "brisque", "piqe"):
     m = pyiqa.create_metric(name, device=device)
@@ -139,8 +144,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads in both libraries (0: torch default)"
+    )
     parser.add_argument("--pyiqa-venv", type=Path, default=Path(tempfile.gettempdir()) / "pyiqa-venv")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     py = ensure_pyiqa(args.pyiqa_venv)
     frames_np = make_frames(args.frames)
     npy = Path(tempfile.mkdtemp(prefix="qualitas-nr-bench-")) / "frames.npy"
@@ -155,7 +165,7 @@ def main() -> None:
                 "qualitas": time_qualitas(frames, args.batch, device),
                 "pyiqa": json.loads(
                     subprocess.run(
-                        [str(py), "-c", _PYIQA_WORKER, str(npy), str(args.batch), device],
+                        [str(py), "-c", _PYIQA_WORKER, str(npy), str(args.batch), device, str(args.threads)],
                         check=True,
                         capture_output=True,
                         text=True,

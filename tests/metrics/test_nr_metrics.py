@@ -32,6 +32,16 @@ def _recipes():
     return sys.modules[name]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # These metrics run many short whole-image reductions; on the shared 2-core test machine
+    # each multi-threaded region waits for a busy core, so one thread is several times faster.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def reference() -> dict:
     return json.loads((REFERENCE_DIR / "nr_reference_values.json").read_text())

@@ -127,7 +127,7 @@ class NIQE(Metric):
         name="niqe",
         full_reference=False,
         higher_is_better=False,
-        range=(0.0, 100.0),
+        range=(0.0, float("inf")),
         input="RGB frames, at least 96x96; computed on MATLAB rgb2gray rounded to 8 bits",
         reference=(
             "LIVE MATLAB release computequality.m + modelparameters.mat (Mittal et al. 2013); "
