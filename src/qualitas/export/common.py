@@ -1,0 +1,141 @@
+"""Pieces every exporter shares: example inputs, dynamic axes, and the runner contract.
+
+A *runner* is what each format module returns from ``load_<format>(path, card, device)``:
+a callable ``runner(*inputs) -> Tensor`` taking the graph inputs as ``float32`` tensors
+(``dist`` and, for full-reference models, ``ref``; ``(B,3,H,W)`` or ``(B,T,3,H,W)`` in
+``[0, 1]``) and returning the raw graph output on the CPU: ``(B,)`` scores or ``(B, N)``
+probabilities. Verification and the scoring runtime use nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+
+from qualitas.errors import QualitasError
+from qualitas.export.card import ModelCard
+
+
+class ExportError(QualitasError):
+    """An export, a load of an exported file, or a parity check failed (exit status 1)."""
+
+
+DEFAULT_DYNAMIC_HW = (128, 128)
+"""Example height/width when the model takes any size (the size policy fixes none)."""
+MAX_BATCH = 4096
+
+
+class Runner(Protocol):
+    """A loaded exported model: graph inputs in, raw output ``(B,)`` / ``(B, N)`` out (CPU)."""
+
+    format: str
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor: ...
+
+
+def input_shape(card: ModelCard, batch: int, hw: tuple[int, int] | None = None, frames: int | None = None) -> tuple:
+    """Shape of one graph input: ``(B,3,H,W)`` or ``(B,T,3,H,W)``."""
+    h, w = hw or example_hw(card)
+    c = card.input.channels
+    if card.video:
+        t = frames or card.input.num_frames or (card.clips.num_frames if card.clips else 8)
+        return (batch, t, c, h, w)
+    return (batch, c, h, w)
+
+
+def example_hw(card: ModelCard) -> tuple[int, int]:
+    if card.input.height and card.input.width:
+        return int(card.input.height), int(card.input.width)
+    size = card.input.size_policy
+    if size.get("mode") in ("resize", "crop", "pad") and size.get("size"):
+        return int(size["size"][0]), int(size["size"][1])
+    if size.get("mode") == "fragments":
+        side = int(size.get("grid", 7)) * int(size.get("patch", 32))
+        return side, side
+    return DEFAULT_DYNAMIC_HW
+
+
+def example_inputs(card: ModelCard, batch: int = 2, *, seed: int = 0, **shape: Any) -> tuple[torch.Tensor, ...]:
+    """Random ``[0, 1]`` inputs for every graph input (same shape for ``dist`` and ``ref``)."""
+    g = torch.Generator().manual_seed(seed)
+    s = input_shape(card, batch, **shape)
+    return tuple(torch.rand(s, generator=g) for _ in card.input.names)
+
+
+def axes_of(card: ModelCard) -> dict[str, int]:
+    """Axis index of each named dimension of a graph input."""
+    if card.video:
+        return {"batch": 0, "frames": 1, "height": 3, "width": 4}
+    return {"batch": 0, "height": 2, "width": 3}
+
+
+def wanted_dynamic(card: ModelCard, dynamic: bool) -> set[str]:
+    """Dimensions to export as dynamic: batch always; height/width with ``--dynamic`` or
+    when the size policy does not fix them; clip length with ``--dynamic`` unless the
+    model needs exactly ``num_frames`` (TSM)."""
+    out = {"batch"}
+    if dynamic or card.input.size_policy.get("mode", "none") == "none":
+        out |= {"height", "width"}
+    if card.video and dynamic and not (card.clips and card.clips.fixed_num_frames):
+        out.add("frames")
+    return out
+
+
+def torch_dynamic_shapes(card: ModelCard, names: set[str]) -> tuple[dict[int, Any], ...]:
+    """``dynamic_shapes`` for ``torch.export``: one shared ``batch`` Dim (FR inputs must
+    agree), ``Dim.AUTO`` elsewhere so that a model that needs a fixed size (e.g. a GRU
+    over frames) specialises instead of failing; :func:`observed_dynamic` reads back what
+    stayed dynamic."""
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=MAX_BATCH)
+    spec: dict[int, Any] = {}
+    for name, axis in axes_of(card).items():
+        if name in names:
+            spec[axis] = batch if name == "batch" else Dim.AUTO
+    return tuple(dict(spec) for _ in card.input.names)
+
+
+def observed_dynamic(card: ModelCard, shape: Sequence[Any]) -> set[str]:
+    """Named dims that are symbolic (not ``int``) in an exported input shape."""
+    return {name for name, axis in axes_of(card).items() if not isinstance(shape[axis], int)}
+
+
+def card_for_shapes(card: ModelCard, dynamic: set[str], example: tuple[torch.Tensor, ...]) -> ModelCard:
+    """Record in the card which dims are dynamic; fixed ones get the exported size."""
+    shape = tuple(example[0].shape)
+    axes = axes_of(card)
+    changes: dict[str, Any] = {
+        "dynamic_batch": "batch" in dynamic,
+        "dynamic_hw": "height" in dynamic and "width" in dynamic,
+        "height": None if "height" in dynamic else int(shape[axes["height"]]),
+        "width": None if "width" in dynamic else int(shape[axes["width"]]),
+    }
+    if card.video:
+        changes["num_frames"] = None if "frames" in dynamic else int(shape[axes["frames"]])
+    return card.with_input(**changes)
+
+
+def to_numpy(x: torch.Tensor):
+    return x.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+def to_mos(card: ModelCard, raw: torch.Tensor) -> torch.Tensor:
+    """Raw graph output -> scores ``(B,)`` in MOS units, as the card says.
+
+    Distribution heads: expected score ``probs @ bins``; score heads: ``y * scale + shift``
+    (the inverse of the MOS normalisation fitted in training).
+    """
+    raw = raw.float()
+    if card.output.kind == "distribution":
+        bins = torch.tensor(card.output.bins, dtype=torch.float32, device=raw.device)
+        if raw.ndim != 2 or raw.shape[1] != bins.numel():
+            raise ExportError(f"model output {tuple(raw.shape)} does not match the card's {bins.numel()} bins")
+        return raw @ bins
+    if raw.ndim == 2 and raw.shape[1] == 1:
+        raw = raw[:, 0]
+    if raw.ndim != 1:
+        raise ExportError(f"model output {tuple(raw.shape)} is not one score per item")
+    return raw * card.output.scale + card.output.shift

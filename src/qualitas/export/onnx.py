@@ -1,0 +1,113 @@
+"""ONNX export (``torch.onnx.export``, the ``torch.export``-based exporter) and an ONNX
+Runtime runner.
+
+Batch is always dynamic; height/width and clip length are exported with ``Dim.AUTO`` when
+asked for, and the card records what stayed dynamic (read back from the graph inputs).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from qualitas.errors import DependencyError
+from qualitas.export.card import ModelCard
+from qualitas.export.common import ExportError, axes_of, card_for_shapes, to_numpy, torch_dynamic_shapes
+
+FILE = "model.onnx"
+
+
+def export_onnx(
+    model: nn.Module,
+    card: ModelCard,
+    folder: Path,
+    example: tuple[torch.Tensor, ...],
+    *,
+    dynamic: set[str],
+    opset: int | None = None,
+    file: str = FILE,
+) -> ModelCard:
+    """Write ``folder/file``; returns the card with the input shapes and export details."""
+    _require("onnx", "onnxscript")
+    kwargs = {} if opset is None else {"opset_version": int(opset)}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # exporter chatter (deprecations, dispatch notes)
+            program = torch.onnx.export(
+                model,
+                example,
+                dynamo=True,
+                input_names=list(card.input.names),
+                output_names=[card.output.name],
+                dynamic_shapes=torch_dynamic_shapes(card, dynamic),
+                verbose=False,
+                **kwargs,
+            )
+    except Exception as err:  # noqa: BLE001 - any exporter failure becomes one clear line
+        raise ExportError(f"ONNX export failed: {type(err).__name__}: {_first_line(err)}") from err
+    path = Path(folder) / file
+    program.save(str(path))
+    proto = program.model_proto
+    inputs = {i.name: i for i in proto.graph.input}
+    dims = inputs[card.input.names[0]].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+    observed = {name for name, ax in axes_of(card).items() if isinstance(shape[ax], str)}
+    opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    return card_for_shapes(card, observed, example).with_export(
+        format="onnx", file=file, opset=opset_used, exporter="torch.onnx.export(dynamo=True)"
+    )
+
+
+class OnnxRunner:
+    """ONNX Runtime session; CUDA provider when ``device`` is ``cuda`` and available."""
+
+    format = "onnx"
+
+    def __init__(self, path: str | Path, card: ModelCard, device: str = "cpu") -> None:
+        ort = _require("onnxruntime")
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise DependencyError(
+                    "ONNX Runtime has no CUDA provider here: install onnxruntime-gpu, or use --device cpu"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ExportError(f"{path}: ONNX Runtime cannot load it ({_first_line(err)})") from None
+        self.names = [i.name for i in self.session.get_inputs()]
+        if self.names != list(card.input.names):
+            raise ExportError(f"{path}: graph inputs {self.names} do not match the card's {list(card.input.names)}")
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        feeds = {n: to_numpy(x) for n, x in zip(self.names, inputs)}
+        (out,) = self.session.run(None, feeds)[:1]
+        return torch.from_numpy(out)
+
+
+def load_onnx(path: str | Path, card: ModelCard, device: str = "cpu") -> OnnxRunner:
+    return OnnxRunner(path, card, device)
+
+
+def _require(*modules: str):
+    import importlib
+
+    mod = None
+    for name in modules:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            raise DependencyError(f"ONNX export/runtime needs '{name}': pip install 'qualitas[export]'") from None
+    return mod
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__

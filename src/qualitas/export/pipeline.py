@@ -1,0 +1,126 @@
+"""``export_model``: trained run -> exported file + ``model.json`` (+ parity, + int8).
+
+The network exported is the one training built and trained (rebuilt from the checkpoint's
+model card, weights loaded strictly): there is no export-only copy of any model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from qualitas.errors import UsageError
+from qualitas.export.card import ModelCard, write_card
+from qualitas.export.common import ExportError, example_inputs, to_mos, wanted_dynamic
+from qualitas.export.formats import FORMATS
+from qualitas.export.verify import DEFAULT_TOLERANCE, ParityReport, check_parity, verification_cases
+
+log = logging.getLogger("qualitas.export")
+
+QUANTIZE = ("int8", "int8-dynamic")
+
+
+@dataclass
+class Source:
+    """A trained model and its deployment card (no export details yet)."""
+
+    model: nn.Module
+    card: ModelCard
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    card: ModelCard
+    parity: ParityReport | None = None
+    quantization: object | None = None
+    """:class:`qualitas.export.quantize.QuantReport` with ``--quantize``."""
+
+    @property
+    def path(self) -> Path:
+        return self.folder / str(self.card.file)
+
+
+def load_source(path: str | Path, *, name: str | None = None) -> Source:
+    """A run directory (its best checkpoint) or a ``.ckpt`` -> the trained model + card."""
+    from qualitas.training.run import load_trained  # reads the checkpoint; no Lightning import
+
+    model, info = load_trained(path, device="cpu")
+    return Source(model.eval(), ModelCard.from_training(info["spec"], info, name=name))
+
+
+def export_model(
+    source: str | Path | Source,
+    fmt: str,
+    out: str | Path,
+    *,
+    opset: int | None = None,
+    dynamic: bool = False,
+    verify: bool = False,
+    quantize: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    name: str | None = None,
+) -> ExportResult:
+    """Export ``source`` to ``out/`` in format ``fmt`` and write ``out/model.json``.
+
+    ``verify``: compare with PyTorch on random and real inputs; a largest absolute output
+    difference above ``tolerance`` raises :class:`ExportError` (after writing the card,
+    which records the failure). ``quantize="int8"`` (ONNX only): static int8 with ONNX
+    Runtime, calibrated on the verification inputs; the card then points at
+    ``model.int8.onnx`` and the score change is reported instead of checked.
+    """
+    fmt_entry = FORMATS.get(fmt)
+    if quantize is not None and quantize not in QUANTIZE:
+        raise UsageError(f"--quantize must be one of {', '.join(QUANTIZE)}, got '{quantize}'")
+    if quantize is not None and fmt != "onnx":
+        raise UsageError("--quantize int8 applies to --format onnx (ONNX Runtime quantisation)")
+    if opset is not None and fmt not in ("onnx", "openvino"):
+        raise UsageError("--opset applies to --format onnx and openvino")
+    src = source if isinstance(source, Source) else load_source(source, name=name)
+    model, card = src.model.eval().cpu(), src.card
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    example = example_inputs(card, 2)
+    card = fmt_entry.export(model, card, folder, example, dynamic=wanted_dynamic(card, dynamic), opset=opset)
+    card = card.with_export(
+        source=str(card.trained_on.get("checkpoint", "")),
+        exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        torch_version=torch.__version__,
+    )
+    result = ExportResult(folder, card)
+    need_cases = verify or quantize is not None
+    cases, notes = verification_cases(card) if need_cases else ([], [])
+    if verify:
+        runner = fmt_entry.load(folder / str(card.file), card, "cpu")
+        result.parity = check_parity(model, runner, cases, tolerance=tolerance, notes=notes)
+        card = card.with_export(parity=result.parity.to_dict())
+    if quantize is not None:
+        from qualitas.export.quantize import calibration_inputs, quantize_onnx, score_change
+
+        method = "dynamic" if quantize == "int8-dynamic" else "static"
+        int8_file = "model.int8.onnx"
+        quantize_onnx(folder / str(card.file), folder / int8_file, card, calibration_inputs(cases), method=method)
+        runner8 = fmt_entry.load(folder / int8_file, card, "cpu")
+        report = score_change(model, runner8, lambda raw: to_mos(card, raw), cases, method)
+        result.quantization = report
+        card = card.with_export(
+            file=int8_file,
+            fp32_file=card.file,
+            quantized={"dtype": "int8", **report.to_dict(), "calibration_inputs": len(calibration_inputs(cases))},
+        )
+    result.card = card
+    write_card(card, folder)
+    if result.parity is not None and not result.parity.ok:
+        raise ExportError(
+            f"parity check failed: max |diff| {result.parity.max_abs_diff:.3g} > {tolerance:g} "
+            f"({fmt} vs PyTorch; details in {folder / 'model.json'})"
+        )
+    return result
