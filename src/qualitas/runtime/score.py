@@ -321,12 +321,15 @@ class _Metrics:
     infos: dict[str, MetricInfo]
     frame: dict[str, Callable[..., torch.Tensor]]
     files: list[str]
+    file_scorers: dict[str, Any] = field(default_factory=dict)
+    """``kind="files"`` scorers that are not registered metrics (video models, ``--model``)."""
 
     def subset(self, names: Sequence[str]) -> _Metrics:
         return _Metrics(
             {n: self.infos[n] for n in names},
             {n: m for n, m in self.frame.items() if n in names},
             [n for n in self.files if n in names],
+            {n: m for n, m in self.file_scorers.items() if n in names},
         )
 
 
@@ -334,25 +337,32 @@ def _build_metrics(names: Sequence[str], device: str, scorers: Mapping[str, Any]
     """Instantiate registered metrics ``names`` plus ready-made ``scorers`` (e.g. a model).
 
     A scorer is anything with ``info: MetricInfo`` (``kind="frames"``) that is callable as
-    ``scorer(dist (B,3,H,W), ref (B,3,H,W) | None) -> (B,)``, exactly like a frame metric.
+    ``scorer(dist (B,3,H,W), ref (B,3,H,W) | None) -> (B,)``, exactly like a frame metric,
+    or (``kind="files"``, e.g. a video model scoring clips) has ``score_files(dist, ref,
+    **options)`` returning an object with ``frames: [(index, time, score)]`` like VMAF's.
     """
     from qualitas.metrics import get_metric
 
     infos = {n: metric_info(n) for n in names}
     frame = {n: get_metric(n, device=device) for n, i in infos.items() if i.kind == "frames"}
+    file_scorers: dict[str, Any] = {}
     for name, scorer in (scorers or {}).items():
         info = getattr(scorer, "info", None)
-        if not isinstance(info, MetricInfo) or info.kind != "frames" or not callable(scorer):
-            raise UsageError(f"'{name}' cannot be scored frame by frame by this runtime")
         if name in infos:
             raise UsageError(f"'{name}' is both a metric and a model name")
+        if isinstance(info, MetricInfo) and info.kind == "files" and callable(getattr(scorer, "score_files", None)):
+            infos[name] = info
+            file_scorers[name] = scorer
+            continue
+        if not isinstance(info, MetricInfo) or info.kind != "frames" or not callable(scorer):
+            raise UsageError(f"'{name}' cannot be scored frame by frame by this runtime")
         infos[name] = info
         frame[name] = scorer
     files = [n for n, i in infos.items() if i.kind == "files"]
     unknown = [n for n, i in infos.items() if i.kind not in ("frames", "files")]
     if unknown:
         raise UsageError(f"metric '{unknown[0]}' has an unsupported kind '{infos[unknown[0]].kind}'")
-    return _Metrics(infos, frame, files)
+    return _Metrics(infos, frame, files, file_scorers)
 
 
 def _kind_of(path: str | os.PathLike) -> str:
@@ -487,6 +497,17 @@ class _Scorer:
         opts = self.options
         out: dict[str, Future] = {}
         for name in metrics.files:
+            if name in metrics.file_scorers:  # a model scoring whole files (video clips)
+                out[name] = _run_in_thread(
+                    metrics.file_scorers[name].score_files,
+                    res.path,
+                    res.ref,
+                    frame_step=opts.frame_step,
+                    max_frames=opts.max_frames,
+                    yuv_dist=opts.yuv_for(res.path),
+                    yuv_ref=None if res.ref is None else opts.yuv_for(res.ref, is_ref=True),
+                )
+                continue
             if name != "vmaf":  # the only files metric so far; a new one needs its call here
                 raise UsageError(f"metric '{name}' runs on files but the runtime does not know how to call it")
             kwargs: dict[str, Any] = {
