@@ -30,6 +30,7 @@ def test_every_config_is_covered():
         "rankiqa_pretrain.yaml",
         "rankiqa_finetune.yaml",
         "emd_ava.yaml",
+        "importance_faces.yaml",  # exercised by tests/importance/test_dataset_train.py
     }
 
 

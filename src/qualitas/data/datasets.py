@@ -552,3 +552,7 @@ def check_records(
             if frames is not None:
                 report.frame_counts[str(p)] = frames
     return report
+
+
+# Datasets registered by other modules (explicit imports; they import this module back).
+from qualitas.data import importance as _importance  # noqa: E402, F401

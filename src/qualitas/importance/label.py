@@ -77,8 +77,8 @@ class LabelSet:
     """Importance ground truth of a sequence of frames."""
 
     frames: list[str]
-    raw: np.ndarray
-    """``(N, gh, gw)`` float32 raw block importance."""
+    raw: list[np.ndarray]
+    """Per frame, ``(gh, gw)`` float32 raw block importance (frames may differ in size)."""
     objective_enhanced: list[float]
     objective_cheap: list[float]
     block: int
@@ -89,20 +89,26 @@ class LabelSet:
     meta: dict = field(default_factory=dict)
 
     @property
-    def normalised(self) -> np.ndarray:
-        return normalise(torch.from_numpy(self.raw), self.norm).numpy()
+    def normalised(self) -> list[np.ndarray]:
+        """Per frame, ``(gh, gw)`` importance normalised with ``norm``."""
+        return [normalise(torch.from_numpy(r), self.norm).numpy() for r in self.raw]
 
     @property
-    def classes(self) -> np.ndarray:
-        """``(N, gh, gw)`` uint8 classes (K bins of max-normalised importance)."""
-        return quantise(normalise(torch.from_numpy(self.raw), "max"), self.k).numpy().astype(np.uint8)
+    def classes(self) -> list[np.ndarray]:
+        """Per frame, ``(gh, gw)`` uint8 classes (K bins of max-normalised importance)."""
+        return [
+            quantise(normalise(torch.from_numpy(r), "max"), self.k).numpy().astype(np.uint8) for r in self.raw
+        ]
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``importance.npz`` (raw, normalised, classes) and ``frames.json``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / "importance.tmp.npz"
-        np.savez_compressed(tmp, raw=self.raw, normalised=self.normalised, classes=self.classes)
+        arrays = {}
+        for name, values in (("raw", self.raw), ("normalised", self.normalised), ("classes", self.classes)):
+            arrays.update({f"{name}_{i:06d}": v for i, v in enumerate(values)})
+        np.savez_compressed(tmp, **arrays)
         tmp.replace(out / "importance.npz")
         info = {
             "frames": self.frames,
@@ -125,7 +131,7 @@ class LabelSet:
             raise UsageError(f"{d}: not an importance label folder (needs frames.json and importance.npz)")
         info = json.loads((d / "frames.json").read_text())
         with np.load(d / "importance.npz", allow_pickle=False) as z:
-            raw = z["raw"]
+            raw = [z[f"raw_{i:06d}"] for i in range(len(info["frames"]))]
         known = {"frames", "objective_enhanced", "objective_cheap", "block", "scale", "mode", "norm", "k"}
         return cls(
             frames=list(info["frames"]),
@@ -153,17 +159,9 @@ def label_frames(
     norm: str = "max",
     k: int = 10,
 ) -> LabelSet:
-    """Label low-resolution frames ``(name, (3, h, w))`` one at a time.
-
-    All frames must share a size (one grid shape per label set).
-    """
+    """Label low-resolution frames ``(name, (3, h, w))`` one at a time."""
     names, grids, obj_e, obj_c = [], [], [], []
-    shape = None
     for name, lr in frames:
-        if shape is None:
-            shape = tuple(lr.shape)
-        elif tuple(lr.shape) != shape:
-            raise UsageError(f"{name}: frame size {tuple(lr.shape)} differs from the first frame's {shape}")
         x = lr.unsqueeze(0)
         with torch.no_grad():
             e, u = enhance(x).clamp(0, 1), cheap(x).clamp(0, 1)
@@ -176,4 +174,89 @@ def label_frames(
         obj_c.append(float(vc[0]))
     if not names:
         raise UsageError("no frames to label")
-    return LabelSet(names, np.stack(grids).astype(np.float32), obj_e, obj_c, block, scale, mode, norm, k)
+    return LabelSet(names, grids, obj_e, obj_c, block, scale, mode, norm, k)
+
+
+def iter_lowres(
+    inputs: list[str | Path],
+    *,
+    downscale: int = 1,
+    frame_step: int = 1,
+    max_frames: int | None = None,
+) -> Iterable[tuple[str, str, torch.Tensor]]:
+    """``(name, group, low-res frame (3, h, w))`` from images, videos or folders of them.
+
+    ``downscale > 1`` makes the low-quality input from pristine media (antialiased bicubic,
+    :func:`qualitas.importance.enhancers.bicubic_down`); ``1`` takes the media as it is.
+    ``group`` is the source file (frames of one video share it).
+    """
+    from qualitas.importance.enhancers import bicubic_down
+    from qualitas.io.image import IMAGE_EXTENSIONS, read_image
+    from qualitas.io.media import media_kind
+    from qualitas.io.video import iter_frames
+
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UsageError(f"input not found: {p}")
+    for f in files:
+        if media_kind(f) == "image":
+            frames = [(f.stem, read_image(f).data)]
+        else:
+            frames = (
+                (f"{f.stem}_{fr.index:06d}", fr.data)
+                for fr in iter_frames(f, frame_step=frame_step, max_frames=max_frames)
+            )
+        for name, x in frames:
+            if downscale > 1:
+                x = bicubic_down(x[None], downscale)[0]
+            yield name, f.name, x
+
+
+def label_media(
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    objective: Objective,
+    enhance: Callable[[torch.Tensor], torch.Tensor],
+    cheap: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    scale: int,
+    downscale: int = 1,
+    block: int = 16,
+    mode: str = "grad_x_diff",
+    norm: str = "max",
+    k: int = 10,
+    frame_step: int = 1,
+    max_frames: int | None = None,
+    meta: dict | None = None,
+) -> LabelSet:
+    """Label media and save everything under ``out_dir``: the low-res frames as
+    ``frames/<name>.png``, ``importance.npz`` and ``frames.json`` (see :class:`LabelSet`)."""
+    from PIL import Image
+
+    out = Path(out_dir)
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    groups: list[str] = []
+
+    def frames() -> Iterable[tuple[str, torch.Tensor]]:
+        for name, group, x in iter_lowres(
+            inputs, downscale=downscale, frame_step=frame_step, max_frames=max_frames
+        ):
+            rel = f"frames/{name}.png"
+            arr = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+            Image.fromarray(arr).save(out / rel)
+            groups.append(group)
+            # Label exactly what was saved (8-bit), so the dataset reproduces the labels.
+            yield rel, torch.from_numpy(arr).permute(2, 0, 1).float() / 255
+
+    labels = label_frames(
+        frames(), objective, enhance, cheap, scale=scale, block=block, mode=mode, norm=norm, k=k
+    )
+    labels.meta = {**(meta or {}), "groups": groups, "downscale": downscale}
+    labels.save(out)
+    return labels

@@ -132,6 +132,9 @@ class QualityTask(L.LightningModule):
         spec = getattr(model, "spec", None)
         self.full_reference = bool(getattr(spec, "full_reference", False))
         self.distribution = getattr(spec, "output", "score") == "distribution"
+        # Dense outputs (importance grids, docs/importance.md) are evaluated per item against
+        # the target grid: "pred" holds the item's block SROCC, "mos" its top-20% IoU.
+        self.dense = str(getattr(spec, "output", "score")).startswith("grid")
         self._eval_buffer: list[dict[str, torch.Tensor]] = []
         self.eval_results: dict[str, dict] = {}
         """Last gathered evaluation per stage: indices, items, predictions, ranks."""
@@ -188,6 +191,19 @@ class QualityTask(L.LightningModule):
         if int(batch.get("size", 0)) == 0:
             return
         out = self._raw(batch)
+        if self.dense:
+            from qualitas.importance.metrics import item_figures
+
+            fig = item_figures(out, batch["target"])
+            self._eval_buffer.append(
+                {
+                    "index": batch["index"].detach().cpu().long(),
+                    "item": batch["item"].detach().cpu().long(),
+                    "pred": fig["srocc"],
+                    "mos": fig["topk_iou"],
+                }
+            )
+            return
         self._eval_buffer.append(
             {
                 "index": batch["index"].detach().cpu().long(),
@@ -252,6 +268,10 @@ class QualityTask(L.LightningModule):
         self.eval_results[stage]["figures"] = figures
 
     def _figures(self, pred: torch.Tensor, mos: torch.Tensor) -> dict[str, float]:
+        if self.dense:  # per-item block SROCC and top-k IoU, averaged over items
+            out = dict.fromkeys(FIGURES, float("nan"))
+            out.update(n=float(len(pred)), srocc=float(pred.nanmean()), topk_iou=float(mos.nanmean()))
+            return out
         ok = torch.isfinite(mos) & torch.isfinite(pred)
         pred, mos = pred[ok], mos[ok]
         out: dict[str, float] = {"n": float(len(pred))}
