@@ -92,3 +92,12 @@ def test_prefetch_stops_its_thread_when_abandoned():
     time.sleep(0.05)
     assert threading.active_count() == before
     assert len(produced) <= 2  # it stayed at most one item ahead
+
+
+def test_torch_threads_leave_a_core_to_decoding():
+    from qualitas.runtime.score import torch_threads_for
+
+    assert torch_threads_for(1, cpus=2) == 1
+    assert torch_threads_for(1, cpus=16) == 15
+    assert torch_threads_for(4, cpus=16) == 3
+    assert torch_threads_for(8, cpus=4) == 1

@@ -105,6 +105,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     g.add_argument("--device", default="cpu", help="cpu or cuda[:N] for frame metrics (default cpu)")
     g.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="inputs scored in parallel")
+    g.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="torch threads for the frame metrics (default: CPU cores / jobs - 1, at least 1)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.set_defaults(func=run)
     return p
@@ -178,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         device=_check_device(args.device),
         batch_size=args.batch_size,
         jobs=args.jobs,
+        threads=args.threads,
         on_size_mismatch=args.on_size_mismatch,
         allow_fps_mismatch=args.allow_fps_mismatch,
         vmaf_model=args.vmaf_model,

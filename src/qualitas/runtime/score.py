@@ -54,6 +54,8 @@ class ScoreOptions:
     batch_size: int | None = None
     """Frames per metric batch; ``None`` picks it from :data:`BATCH_PIXEL_BUDGET`."""
     jobs: int = 1
+    threads: int | None = None
+    """torch intra-op threads for the frame metrics; ``None``: :func:`torch_threads_for`."""
     on_size_mismatch: str = "scale"
     allow_fps_mismatch: bool = False
     vmaf_model: str | None = None
@@ -83,7 +85,7 @@ class ScoreOptions:
         for name in ("frame_step", "jobs"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_frames", "batch_size", "vmaf_threads"):
+        for name in ("max_frames", "batch_size", "vmaf_threads", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"{name} must be >= 1, got {value}")
@@ -706,8 +708,15 @@ def collect(dists: Sequence[str | os.PathLike], ref: str | os.PathLike | None) -
     ]
 
 
-def _torch_threads_for(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // jobs)
+def torch_threads_for(jobs: int, cpus: int | None = None) -> int:
+    """Default torch threads: the cores divided between the jobs, minus one left to decoding.
+
+    Decoding (two FFmpeg decoders per video pair, in background threads) needs CPU too, and
+    OpenMP teams that are larger than the free cores spin and stall each other: on a busy
+    2-core machine one metric thread scored twice as fast as two (docs/benchmarks.md).
+    """
+    cpus = cpus or os.cpu_count() or 1
+    return max(1, cpus // jobs - 1)
 
 
 def score_pairs(
@@ -754,7 +763,7 @@ def score_pairs(
     scorer = _Scorer(built, opts, progress, defaults_used=not metrics and not scorers)
     results: list[Result] = []
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(_torch_threads_for(opts.jobs))
+    torch.set_num_threads(opts.threads or torch_threads_for(opts.jobs))
     try:
         with progress.files(len(pairs)) as bar:
             if opts.jobs == 1:
@@ -804,4 +813,5 @@ __all__ = [
     "resolve_metrics",
     "score_pairs",
     "score_paths",
+    "torch_threads_for",
 ]
