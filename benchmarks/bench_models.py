@@ -9,6 +9,7 @@ meaningful even on a busy machine. No data loading: these are the model's ceilin
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -22,12 +23,14 @@ from qualitas.models import build_model, temporal_shift
 
 
 def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each fn, calls interleaved A B C A B C ... after a warm-up."""
+    """Median seconds per call of each fn, interleaved A B C, C B A, ... after a warm-up
+    (the order alternates so neither variant always runs right after the other)."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    for i in range(repeats):
+        for name in list(fns) if i % 2 == 0 else list(fns)[::-1]:
+            fn = fns[name]
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -70,6 +73,7 @@ def main() -> None:
     torch.manual_seed(0)
     b, s = args.batch, args.size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {b}, {s}x{s}")
+    print(f"load average at start (1/5/15 min): {os.getloadavg()}")
 
     # 1. NR-IQA train step (forward + backward + AdamW) per backbone
     images = (torch.rand(b, 3, s, s),)
@@ -130,6 +134,7 @@ def main() -> None:
     pred = mos + rng.normal(0, 0.5, mos.size)
     res = interleaved({"evaluate 20k items": lambda: evaluate(pred, mos)}, 3)
     print(f"\n## evaluate(): {res['evaluate 20k items'] * 1000:.0f} ms for 20000 items (with logistic fit)")
+    print(f"\nload average at end (1/5/15 min): {os.getloadavg()}")
 
 
 if __name__ == "__main__":
