@@ -149,10 +149,11 @@ def _check_device(device: str) -> str:
 
 
 def _load_model_scorer(path: str, device: str):
-    """``--model PATH``: a frame scorer from ``qualitas.runtime.models.load_model``.
+    """``--model PATH``: a scorer from ``qualitas.runtime.models.load_model``.
 
-    The hook expects an object with ``info: MetricInfo`` that is callable on frame batches
-    like a metric; until ``qualitas.runtime.models`` ships, a clear usage error.
+    The engine takes any object with ``info: MetricInfo``: ``kind="frames"`` scorers are
+    called on frame batches like a metric, ``kind="files"`` ones (video models) through
+    ``score_files``. Without ``qualitas.runtime.models``, a clear usage error.
     """
     try:
         import qualitas.runtime.models as runtime_models
@@ -165,7 +166,7 @@ def _load_model_scorer(path: str, device: str):
         ) from None
     scorer = runtime_models.load_model(path, device=device)
     info = getattr(scorer, "info", None)
-    if info is None or not callable(scorer):
+    if info is None:
         raise UsageError(f"--model {path}: this model type cannot be used by `qualitas score` yet")
     return {info.name: scorer}
 
