@@ -156,10 +156,15 @@ def test_config_errors():
         build_loss({"name": "l1_rank", "margin": -1})
 
 
+CORE_MODULES = {f"qualitas.losses.{m}" for m in ("regression", "ranking", "distribution", "correlation")}
+
+
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_every_loss_gives_finite_gradients(name):
     torch.manual_seed(0)
     loss = build_loss(name)
+    if type(loss).__module__ not in CORE_MODULES:
+        pytest.skip(f"{name} takes inputs of its own family ({type(loss).__module__}); tested there")
     if loss.input_kind == "distribution":
         logits = torch.randn(4, 5, requires_grad=True)
         value = loss(torch.softmax(logits, -1), torch.rand(4, 5))
