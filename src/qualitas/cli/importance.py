@@ -20,11 +20,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lab = s.add_parser("label", help="ground-truth importance of media frames")
     lab.add_argument("inputs", nargs="+", help="images, videos or folders of images")
     lab.add_argument("--out", required=True, help="label folder (frames/, importance.npz, frames.json)")
-    lab.add_argument("--analytics", default="mtcnn", help="analytics objective, e.g. mtcnn:threshold=0.9 (default mtcnn)")
-    lab.add_argument("--enhancer", default="unsharp", help="bicubic | unsharp | tiny_sr:path=W.pth | module:path=F.pt")
+    lab.add_argument(
+        "--analytics", default="mtcnn", help="analytics objective, e.g. mtcnn:threshold=0.9 (default mtcnn)"
+    )
+    lab.add_argument(
+        "--enhancer", default="unsharp", help="bicubic | unsharp | tiny_sr:path=W.pth | module:path=F.pt"
+    )
     lab.add_argument("--scale", type=int, default=4, help="enhancement upscale factor (default 4)")
-    lab.add_argument("--downscale", type=int, default=1, help="make low-res input from pristine media by this factor")
-    lab.add_argument("--block", type=int, default=16, help="macroblock size on the low-res frame (default 16)")
+    lab.add_argument(
+        "--downscale", type=int, default=1, help="make low-res input from pristine media by this factor"
+    )
+    lab.add_argument(
+        "--block", type=int, default=16, help="macroblock size on the low-res frame (default 16)"
+    )
     lab.add_argument("--mode", default="grad_x_diff", choices=("grad_x_diff", "grad"))
     lab.add_argument("--norm", default="max", choices=("max", "sum"))
     lab.add_argument("--k", type=int, default=10, help="quantisation classes (default 10)")
@@ -41,14 +49,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     app.add_argument("labels", help="label folder (its low-res frames; its grids unless --predictor)")
     app.add_argument("--out", required=True, help="folder for report.json (and encodes)")
     app.add_argument("--predictor", help="trained importance run dir or .ckpt: use its predicted grids")
-    app.add_argument("--select", default="top:20%", help="blocks to enhance: top:N%% or top:F (default top:20%%)")
+    app.add_argument(
+        "--select", default="top:20%", help="blocks to enhance: top:N%% or top:F (default top:20%%)"
+    )
     app.add_argument("--margin", type=int, default=0, help="dilate the selection by this many blocks")
     app.add_argument("--analytics", default=None, help="default: the label folder's")
     app.add_argument("--enhancer", default=None, help="default: the label folder's")
     app.add_argument("--save-frames", action="store_true", help="write the selectively enhanced frames")
     app.add_argument("--encode", action="store_true", help="ROI encode the low-res frames vs a plain encode")
     app.add_argument("--bitrate", type=float, default=300.0, help="--encode target in kbit/s (both encodes)")
-    app.add_argument("--qoffset", type=float, default=-0.5, help="--encode quantiser offset of the ROI, [-1, 1]")
+    app.add_argument(
+        "--qoffset", type=float, default=-0.5, help="--encode quantiser offset of the ROI, [-1, 1]"
+    )
     app.add_argument("--fps", type=float, default=25.0)
     p.set_defaults(func=run)
 
@@ -98,7 +110,9 @@ def _export(args: argparse.Namespace) -> int:
         tr, va, te = (float(v) for v in args.ratios.split(","))
     except ValueError:
         raise UsageError(f"--ratios expects three numbers train,val,test, got '{args.ratios}'") from None
-    counts = export_dataset(args.labels, args.out, ratios={"train": tr, "val": va, "test": te}, seed=args.seed)
+    counts = export_dataset(
+        args.labels, args.out, ratios={"train": tr, "val": va, "test": te}, seed=args.seed
+    )
     print(f"exported {sum(counts.values())} frames -> {args.out} ({counts})")
     return 0
 
@@ -133,7 +147,9 @@ def _apply(args: argparse.Namespace) -> int:
     from qualitas.data.manifest import resolve_under
 
     frames = [read_image(resolve_under(args.labels, rel)).data for rel in labels.frames]
-    grids = predict_grids(args.predictor, frames) if args.predictor else [torch.from_numpy(r) for r in labels.raw]
+    grids = (
+        predict_grids(args.predictor, frames) if args.predictor else [torch.from_numpy(r) for r in labels.raw]
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -165,7 +181,9 @@ def _apply(args: argparse.Namespace) -> int:
         "recovered": finite_mean([r["recovered"] for r in rows]),
         "frames": rows,
     }
-    print(f"enhanced {report['cost']:.1%} of pixels, recovered {report['recovered']:.1%} of the full-enhancement gain")
+    print(
+        f"enhanced {report['cost']:.1%} of pixels, recovered {report['recovered']:.1%} of the full-enhancement gain"
+    )
     if args.encode:
         norm = [g / g.max().clamp_min(1e-12) for g in grids]
         clip = torch.stack(frames)

@@ -129,7 +129,7 @@ def train_tiny_sr(
         opt.step()
         sched.step()
         if step % 100 == 0:
-            log.info("tiny_sr step %d: L1 %.4f", step, float(loss))
+            log.info("tiny_sr step %d: L1 %.4f", step, float(loss.detach()))
     return net.eval()
 
 
