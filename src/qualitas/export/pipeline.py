@@ -16,13 +16,14 @@ from torch import nn
 
 from qualitas.errors import UsageError
 from qualitas.export.card import ModelCard, write_card
-from qualitas.export.common import ExportError, example_inputs, to_mos, wanted_dynamic
+from qualitas.export.common import ExportError, example_hw, example_inputs, to_mos, wanted_dynamic
 from qualitas.export.formats import FORMATS
 from qualitas.export.verify import DEFAULT_TOLERANCE, ParityReport, check_parity, verification_cases
 
 log = logging.getLogger("qualitas.export")
 
 QUANTIZE = ("int8", "int8-dynamic")
+DYNAMIC_EXAMPLE_HW = 128
 
 
 @dataclass
@@ -90,8 +91,14 @@ def export_model(
         raise UsageError(f"--out {folder} exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
 
-    example = example_inputs(card, 2)
-    card = fmt_entry.export(model, card, folder, example, dynamic=wanted_dynamic(card, dynamic), opset=opset)
+    want = wanted_dynamic(card, dynamic)
+    hw = example_hw(card)
+    if "height" in want:
+        # Trace at a comfortable size: at a size where a feature map shrinks to 1x1,
+        # torch.export specialises and bounds height/width to at most the example's.
+        hw = (max(hw[0], DYNAMIC_EXAMPLE_HW), max(hw[1], DYNAMIC_EXAMPLE_HW))
+    example = example_inputs(card, 2, hw=hw)
+    card = fmt_entry.export(model, card, folder, example, dynamic=want, opset=opset)
     card = card.with_export(
         source=str(card.trained_on.get("checkpoint", "")),
         exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
