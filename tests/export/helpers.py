@@ -43,7 +43,7 @@ def make_checkpoint(
         "model": {"name": arch, "kwargs": kwargs},
         "spec": spec.to_dict(),
         "score_norm": score_norm or {"kind": "minmax", "shift": 1.0, "scale": 4.0},
-        "input_size": input_size or {"mode": "resize", "size": [32, 32]},
+        "input_size": input_size or {"mode": "resize", "size": [64, 64]},
         "sampling": sampling or {"mode": "uniform", "num_frames": spec.num_frames or 4, "step": 1},
         "eval_clips": eval_clips,
         "full_reference": spec.full_reference,
