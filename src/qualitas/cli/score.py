@@ -65,7 +65,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="metric name(s), repeatable or comma-separated (default with --ref: psnr ssim ms_ssim, "
         "+ vmaf for videos); `qualitas metrics` lists them",
     )
-    p.add_argument("--model", metavar="PATH", help="score with a trained/exported quality model")
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="score with a trained/exported quality model, or a shipped one: nr-image, nr-video "
+        "(default without --metric and --ref: the one of the media kind)",
+    )
     g = p.add_argument_group("frames and pooling")
     g.add_argument("--frame-step", type=_positive_int, default=1, metavar="N", help="score every N-th frame")
     g.add_argument("--max-frames", type=_positive_int, metavar="N", help="score at most N frames per video")
@@ -174,6 +179,7 @@ def _load_model_scorer(path: str, device: str):
 def run(args: argparse.Namespace) -> int:
     from qualitas.data.manifest import atomic_write_text
     from qualitas.runtime import report
+    from qualitas.runtime.defaults import default_model_for_pairs, resolve_model
     from qualitas.runtime.progress import Progress, progress_enabled
     from qualitas.runtime.score import ScoreOptions, collect, score_pairs
 
@@ -196,10 +202,14 @@ def run(args: argparse.Namespace) -> int:
     )
     options.validate()
     out_fmt = (args.format or report.infer_format(args.out)) if args.out else None
-    scorers = _load_model_scorer(args.model, options.device) if args.model else None
     pairs = collect(args.dist, args.ref)
     if not pairs:
         raise UsageError("no media files found in the given inputs")
+    model = args.model
+    if model is None and not args.metrics and args.ref is None:
+        # No metric, model or reference: the shipped no-reference model of the media kind.
+        model = default_model_for_pairs(pairs)
+    scorers = _load_model_scorer(resolve_model(model), options.device) if model else None
     progress = Progress(progress_enabled(args.quiet))
     results, infos = score_pairs(
         pairs,
