@@ -118,7 +118,6 @@ def test_stdout_json_when_piped_and_table_on_request(tmp_path, make_image, capsy
     "argv, message",
     [
         (["--metric", "psnr"], "full-reference"),  # FR metric without --ref
-        ([], "--metric"),  # no metric, no reference
         (["--metric", "psnrr", "--ref", "REF"], "did you mean 'psnr'"),
         (["--metric", "psnr", "--ref", "REF", "--out", "x.txt"], "output format"),
         pytest.param(
