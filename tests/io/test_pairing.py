@@ -126,7 +126,9 @@ def _info(fps: float) -> VideoInfo:
 
 def test_check_fps():
     assert check_fps(_info(25.0), _info(25.0)) is None
-    assert check_fps(_info(30000 / 1001), 29.97) is None  # within 1 %
+    assert check_fps(_info(30000 / 1001), 29.97) is None  # same rate, rounded
+    with pytest.raises(MediaError, match="frame rates differ"):
+        check_fps(_info(30000 / 1001), _info(30.0))  # NTSC 29.97 vs 30 is a real mismatch
     with pytest.raises(MediaError, match="frame rates differ: distorted 30 fps vs reference 25 fps"):
         check_fps(_info(30.0), _info(25.0))
     note = check_fps(30.0, 25.0, allow_mismatch=True)

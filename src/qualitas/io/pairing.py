@@ -29,8 +29,9 @@ from qualitas.io.media import is_media
 
 __all__ = ["Pair", "collect_pairs", "match_size", "size_note", "check_fps", "FPS_TOLERANCE"]
 
-# Relative frame-rate difference below which two rates count as equal (29.97 vs 30 differ).
-FPS_TOLERANCE = 0.01
+# Relative frame-rate difference below which two rates count as equal: rounding noise in
+# container rates (24 vs 23.9999) passes, while 29.97 vs 30 (0.1% apart) is a mismatch.
+FPS_TOLERANCE = 0.0005
 
 
 @dataclass(frozen=True)
