@@ -99,3 +99,14 @@ def test_predictor_exports_to_onnx(tmp_path):
     got = onnxruntime.InferenceSession(str(path)).run(None, {"frame": x.numpy()})[0]
     np.testing.assert_allclose(got, model(x).detach().numpy(), atol=1e-4)
     assert got.shape == (1, 10, 4, 6)
+
+
+def test_block_size_with_partial_edge_blocks():
+    from qualitas.data.importance import _block_of
+    from qualitas.errors import MediaError
+
+    # 132x180 low-res frame, 16 px blocks -> 9x12 grid with partial last row and column.
+    assert _block_of(132, 180, 9, 12, "f.png", 16) == 16
+    assert _block_of(132, 180, 9, 12, "f.png", None) == 16
+    with pytest.raises(MediaError):
+        _block_of(132, 180, 9, 12, "f.png", 8)

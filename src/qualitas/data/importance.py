@@ -2,7 +2,7 @@
 
 Manifest rows (written by ``qualitas importance export-dataset``): ``path`` = the
 low-resolution frame, ``grid`` = a ``.npy`` ``(gh, gw)`` float32 max-normalised importance
-grid, ``mos`` = the frame's objective gain from full enhancement (informational; it is
+grid, ``block`` = its macroblock size in pixels, ``mos`` = the frame's objective gain from full enhancement (informational; it is
 what the row check requires). Samples: ``input (3, H, W)``, ``target (gh, gw)``.
 
 Sizing: ``input_size.mode`` ``none`` (whole frames; batch frames of one size) or ``crop``
@@ -20,11 +20,14 @@ from qualitas.data.manifest import Record
 from qualitas.errors import ConfigError, MediaError
 
 
-def _block_of(h: int, w: int, gh: int, gw: int, path: str) -> int:
-    b = -(-h // gh)
-    if -(-h // b) != gh or -(-w // b) != gw:
-        raise MediaError(f"{path}: grid {gh}x{gw} does not tile a {h}x{w} frame with square blocks")
-    return b
+def _block_of(h: int, w: int, gh: int, gw: int, path: str, block: int | None) -> int:
+    """The row's ``block`` (checked against the grid), else the one square block that fits."""
+    cands = [block] if block else [b for b in range(1, h + 1) if -(-h // b) == gh and -(-w // b) == gw]
+    if not cands or -(-h // cands[0]) != gh or -(-w // cands[0]) != gw:
+        raise MediaError(f"{path}: grid {gh}x{gw} does not tile a {h}x{w} frame with {block or 'square'} px blocks")
+    if len(cands) > 1 and 16 in cands:
+        return 16
+    return cands[0]
 
 
 @DATASETS.register("importance")
@@ -59,7 +62,7 @@ class ImportanceDataset(ImageDataset):
             x = self._media(rec.path, None)
             g = self._grid(rec)
             h, w = x.shape[-2:]
-            b = _block_of(h, w, *g.shape, rec.path)
+            b = _block_of(h, w, *g.shape, rec.path, rec.extra.get("block"))
             if self.input_size.mode == "crop":
                 ch, cw = self.input_size.size  # type: ignore[misc]
                 if ch % b or cw % b:

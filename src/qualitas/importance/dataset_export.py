@@ -7,7 +7,7 @@ Layout written under ``out``::
                           from the block grid to the image size (value = class index)
     grids/<stem>.npy      float32 (gh, gw) max-normalised importance (for regression)
     train.txt val.txt test.txt   one "images/<stem>.png labels/<stem>.png" line per frame
-    manifest.jsonl        qualitas rows {path, grid, mos (objective gain), group, split}
+    manifest.jsonl        qualitas rows {path, grid, block, mos (objective gain), group, split}
                           for ``qualitas train`` with ``data.dataset: importance``
 """
 
@@ -91,6 +91,7 @@ def export_dataset(
             {
                 "path": f"images/{stem}.png",
                 "grid": f"grids/{stem}.npy",
+                "block": labels.block,
                 "mos": float(gains[i]),
                 "group": groups[i],
                 "split": splits[i],
