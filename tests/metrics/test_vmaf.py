@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qualitas.errors import ConfigError, DependencyError, MediaError, UsageError
@@ -146,3 +147,18 @@ def test_metric_object_runs_on_files(x264_pair) -> None:
     assert isinstance(result.frames[0], VmafFrame) and len(result.frames) == 4
     with pytest.raises(UsageError, match="whole files"):
         metric.forward(None, None)
+
+
+def test_vmaf_of_an_image_pair_is_its_single_frame(tmp_path):
+    """Images are single-frame inputs: identical images score ~100, a noisy copy lower."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    base = (np.linspace(0, 255, 96 * 128).reshape(96, 128, 1) * np.ones((1, 1, 3))).astype(np.uint8)
+    noisy = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(base).save(tmp_path / "ref.png")
+    Image.fromarray(noisy).save(tmp_path / "dist.png")
+    same = score_files(tmp_path / "ref.png", tmp_path / "ref.png")
+    worse = score_files(tmp_path / "dist.png", tmp_path / "ref.png")
+    assert len(same.frames) == 1 and len(worse.frames) == 1
+    assert same.pooled["mean"] > 95 and worse.pooled["mean"] < same.pooled["mean"] - 5

@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 import torch
 
-from qualitas.errors import ConfigError, DependencyError, MediaError, UsageError
+from qualitas.errors import ConfigError, DependencyError, MediaError, UsageError, one_line
+from qualitas.io.media import media_kind
 from qualitas.io.video import probe_video
 from qualitas.io.yuv import RawYUVSpec
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
@@ -94,7 +95,19 @@ def find_ffmpeg_with_libvmaf() -> str:
 
 
 def _probe(path: str, yuv: RawYUVSpec | None) -> tuple[int, int, float]:
-    """(width, height, fps) as displayed (rotation applied, as ffmpeg's autorotate does)."""
+    """(width, height, fps) as displayed (rotation applied, as ffmpeg's autorotate does).
+
+    Images are single-frame inputs to ffmpeg, which ignores EXIF orientation: their stored
+    size is returned, with a nominal 25 fps.
+    """
+    if yuv is None and media_kind(path) == "image":
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                return int(im.width), int(im.height), 25.0
+        except (OSError, UnidentifiedImageError) as err:
+            raise MediaError(f"{path}: cannot read image ({one_line(err)})") from None
     info = probe_video(path, yuv)
     return int(info.width), int(info.height), float(info.fps)
 
