@@ -243,9 +243,12 @@ def run(out: Path, size: DemoSize) -> dict:
     step("1/6 photos and a synthetic ladder (qualitas data synth)")
     n = write_photos(out / "photos", size)
     say(f"{n} photos from installed packages -> {out / 'photos'}")
-    cli("data", "synth", "--images", str(out / "photos"), "--out", str(out / "synth"),
-        "--image-max-side", str(size.max_side), "--levels", str(size.levels), "--types", *size.types,
-        "--jobs", "1", "--seed", "0")
+    if (out / "synth" / "images.jsonl").is_file():
+        say(f"(reusing {out / 'synth'})")
+    else:
+        cli("data", "synth", "--images", str(out / "photos"), "--out", str(out / "synth"),
+            "--image-max-side", str(size.max_side), "--levels", str(size.levels), "--types", *size.types,
+            "--jobs", "1", "--seed", "0")
     rows = (out / "synth" / "images.jsonl").read_text().count("\n")
     summary["ladder"] = f"{n} photos x {len(size.types)} types x {size.levels} levels = {rows} images"
 
