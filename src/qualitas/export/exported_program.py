@@ -63,7 +63,12 @@ class ExportedProgramRunner:
 
     @torch.no_grad()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.module(*(x.to(self.device, torch.float32) for x in inputs)).float().cpu()
+        try:
+            out = self.module(*(x.to(self.device, torch.float32) for x in inputs))
+        except AssertionError as err:  # the program's shape guards (see docs/export.md)
+            shape = tuple(inputs[0].shape)
+            raise ExportError(f"the exported program refuses an input of shape {shape} ({err})") from None
+        return out.float().cpu()
 
 
 def load_exported_program(path: str | Path, card: ModelCard, device: str = "cpu") -> ExportedProgramRunner:

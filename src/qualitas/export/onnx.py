@@ -88,7 +88,11 @@ class OnnxRunner:
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         feeds = {n: to_numpy(x) for n, x in zip(self.names, inputs)}
-        (out,) = self.session.run(None, feeds)[:1]
+        try:
+            (out,) = self.session.run(None, feeds)[:1]
+        except Exception as err:  # noqa: BLE001 - onnxruntime's exception types are not public
+            shape = tuple(inputs[0].shape)
+            raise ExportError(f"ONNX Runtime refused an input of shape {shape}: {_first_line(err)}") from None
         return torch.from_numpy(out)
 
 

@@ -10,6 +10,7 @@ scores by ~1e-3 and fails the 1e-4 parity check.
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -80,11 +81,18 @@ class OpenVinoRunner:
         except Exception as err:  # noqa: BLE001 - OpenVINO raises its own exception types
             raise ExportError(f"{path}: OpenVINO cannot load it on {target} ({str(err).strip().splitlines()[0]})") from None
         self.names = [p.get_any_name() for p in self.compiled.inputs]
-        self.request = self.compiled.create_infer_request()
+        self._local = threading.local()  # an InferRequest must not be shared between threads
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
         feeds = {n: to_numpy(x) for n, x in zip(self.names, inputs)}
-        result = self.request.infer(feeds)
+        try:
+            result = request.infer(feeds)
+        except RuntimeError as err:
+            shape = tuple(inputs[0].shape)
+            raise ExportError(f"OpenVINO refused an input of shape {shape}: {str(err).strip().splitlines()[0]}") from None
         return torch.from_numpy(result[self.compiled.output(0)].copy())
 
 
