@@ -72,10 +72,29 @@ def ssim_maps(
     return lum.mul_(cs).unsqueeze(1), cs.unsqueeze(1)
 
 
-STRIP_PIXELS = 4 * 32 * 1920
-"""CPU strip size for :func:`ssim_means`, in output pixels over the batch (32 rows of four
-1080p frames): the strip's moment maps stay in the cache between the filter passes and the
-SSIM arithmetic, which made MS-SSIM's full-resolution scale 2.5x faster than whole maps."""
+TILE_ROWS = 16
+"""CPU tile height (output rows) for :func:`ssim_means`: a tile's moment maps stay in the
+cache between the filter passes and the SSIM arithmetic."""
+TILES_PER_CALL = 2
+"""Tiles filtered together as the channels of one depthwise convolution: 2 tiles x 4
+moments = 8 channels use the CPU's SIMD lanes better than 4 (measured 1.7x faster)."""
+
+
+def _ssim_cs_sums(mom: torch.Tensor, c1: float, c2: float, grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums of the SSIM and CS maps from moments (P, 4, h, w) (mu_x, mu_y, E[xy], E[x^2+y^2]) -> two (P,) float64."""
+    mu_x, mu_y, e_xy, e_sq = mom.unbind(dim=1)
+    mu_xy = mu_x * mu_y
+    if grad:
+        mu_sq = mu_x.square() + mu_y.square()
+        cs = (2.0 * (e_xy - mu_xy) + c2) / (e_sq - mu_sq + c2)
+        lum_cs = (2.0 * mu_xy + c1) / (mu_sq + c1) * cs
+    else:  # in place on the tile's own maps: no further temporaries
+        mu_sq = mu_x.square_().add_(mu_y.square_())  # mu_x^2 + mu_y^2
+        var_sum = e_sq.sub_(mu_sq).add_(c2)  # var_x + var_y + C2
+        cs = e_xy.sub_(mu_xy).mul_(2.0).add_(c2).div_(var_sum)  # (2 cov + C2) / (var_x + var_y + C2)
+        lum = mu_xy.mul_(2.0).add_(c1).div_(mu_sq.add_(c1))  # (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
+        lum_cs = lum.mul_(cs)
+    return lum_cs.sum(dim=(1, 2), dtype=torch.float64), cs.sum(dim=(1, 2), dtype=torch.float64)
 
 
 def ssim_means(
@@ -84,59 +103,65 @@ def ssim_means(
     window: torch.Tensor,
     c1: float = (K1 * L) ** 2,
     c2: float = (K2 * L) ** 2,
-    strip_pixels: int | None = None,
+    tile_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Means of the SSIM and contrast-structure maps of gray x, y (B,1,H,W) -> two (B,) float64.
 
     Same values as averaging :func:`ssim_maps` (to float32 rounding), without ever holding a
-    full-size map: the 'valid' output is computed in horizontal strips of about
-    ``strip_pixels`` pixels (default :data:`STRIP_PIXELS` on CPU, the whole image on other
-    devices or when gradients are needed) and summed per strip in float64. Only four local
-    moments are filtered: mu_x, mu_y, E[xy] and E[x^2 + y^2] (SSIM only uses var_x + var_y).
+    full-size map. Only four local moments are filtered: mu_x, mu_y, E[xy] and
+    E[x^2 + y^2] (SSIM only uses var_x + var_y). On CPU the 'valid' output is cut into
+    tiles of ``tile_rows`` rows (:data:`TILE_ROWS`) of one image, filtered
+    :data:`TILES_PER_CALL` at a time and summed per tile in float64; on other devices, or
+    when gradients are needed, each image is one tile.
     """
     xs, ys = x[:, 0], y[:, 0]
     b, h, w = xs.shape
     k = window.numel()
     out_h, out_w = h - k + 1, w - k + 1
     grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
-    if strip_pixels is None:
-        strip_pixels = STRIP_PIXELS if x.device.type == "cpu" and not grad else b * out_h * out_w
-    rows = max(1, min(out_h, strip_pixels // max(1, b * out_w)))
+    tiled = x.device.type == "cpu" and not grad
+    rows = out_h if not tiled else max(1, min(out_h, tile_rows or TILE_ROWS))
+    per_call = TILES_PER_CALL if tiled else b
     kern = window.to(dtype=x.dtype, device=x.device)
-    kv = kern.view(1, 1, k, 1).expand(4, 1, k, 1)
-    kh = kern.view(1, 1, 1, k).expand(4, 1, 1, k)
     sum_ssim = torch.zeros(b, dtype=torch.float64, device=x.device)
     sum_cs = torch.zeros(b, dtype=torch.float64, device=x.device)
-    # Channels-last stack (B, rows, W, 4 in memory): oneDNN's depthwise convolution is
-    # several times faster in this layout than on (B, 4, H, W). Reused across strips
-    # (fresh large allocations cost page faults), except under autograd.
-    buf = None if grad else torch.empty(b, rows + k - 1, w, 4, dtype=x.dtype, device=x.device)
+    # Tiles (image, first row), grouped by height (only each image's last tile may be shorter).
+    by_height: dict[int, list[tuple[int, int]]] = {}
     for r0 in range(0, out_h, rows):
-        n = min(rows, out_h - r0) + k - 1
-        xr, yr = xs[:, r0 : r0 + n], ys[:, r0 : r0 + n]
-        if buf is None:
-            stack = torch.stack([xr, yr, xr * yr, xr * xr + yr * yr], dim=-1)
-        else:
-            stack = buf[:, :n]
-            stack[..., 0] = xr
-            stack[..., 1] = yr
-            torch.mul(xr, yr, out=stack[..., 2])
-            torch.mul(xr, xr, out=stack[..., 3]).addcmul_(yr, yr)
-        mom = F.conv2d(F.conv2d(stack.permute(0, 3, 1, 2), kv, groups=4), kh, groups=4)
-        mu_x, mu_y, e_xy, e_sq = mom.unbind(dim=1)
-        mu_xy = mu_x * mu_y
-        if grad:
-            mu_sq = mu_x.square() + mu_y.square()
-            cs = (2.0 * (e_xy - mu_xy) + c2) / (e_sq - mu_sq + c2)
-            lum_cs = (2.0 * mu_xy + c1) / (mu_sq + c1) * cs
-        else:  # in place on the strip's own maps: no further temporaries
-            mu_sq = mu_x.square_().add_(mu_y.square_())  # mu_x^2 + mu_y^2
-            var_sum = e_sq.sub_(mu_sq).add_(c2)  # var_x + var_y + C2
-            cs = e_xy.sub_(mu_xy).mul_(2.0).add_(c2).div_(var_sum)  # (2 cov + C2) / (var_x + var_y + C2)
-            lum = mu_xy.mul_(2.0).add_(c1).div_(mu_sq.add_(c1))  # (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
-            lum_cs = lum.mul_(cs)
-        sum_cs = sum_cs + cs.sum(dim=(1, 2), dtype=torch.float64)
-        sum_ssim = sum_ssim + lum_cs.sum(dim=(1, 2), dtype=torch.float64)
+        for i in range(b):
+            by_height.setdefault(min(rows, out_h - r0), []).append((i, r0))
+    for n_out, tiles in by_height.items():
+        n = n_out + k - 1
+        for g0 in range(0, len(tiles), per_call):
+            group = tiles[g0 : g0 + per_call]
+            c = 4 * len(group)
+            if grad:
+                parts = []
+                for i, r0 in group:
+                    xr, yr = xs[i, r0 : r0 + n], ys[i, r0 : r0 + n]
+                    parts += [xr, yr, xr * yr, xr * xr + yr * yr]
+                planes = torch.stack(parts)
+            else:  # written in place: no temporaries
+                planes = torch.empty(c, n, w, dtype=x.dtype, device=x.device)
+                for j, (i, r0) in enumerate(group):
+                    xr, yr = xs[i, r0 : r0 + n], ys[i, r0 : r0 + n]
+                    planes[4 * j].copy_(xr)
+                    planes[4 * j + 1].copy_(yr)
+                    torch.mul(xr, yr, out=planes[4 * j + 2])
+                    torch.mul(xr, xr, out=planes[4 * j + 3]).addcmul_(yr, yr)
+            # Channels-last (1, n, W, C in memory): oneDNN's depthwise convolution is several
+            # times faster in this layout than on planes, and uses more SIMD lanes with more
+            # channels; the moments are built as contiguous planes first (cheap writes).
+            stack = planes.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+            mom = F.conv2d(stack, kern.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+            mom = F.conv2d(mom, kern.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+            # Back to one plane per moment: the arithmetic on stride-C views of the
+            # channels-last output is slower than this copy plus contiguous arithmetic.
+            mom = mom.contiguous().view(len(group), 4, n_out, out_w)
+            s_sum, c_sum = _ssim_cs_sums(mom, c1, c2, grad)
+            idx = torch.tensor([i for i, _ in group], device=x.device)
+            sum_ssim = sum_ssim.index_add(0, idx, s_sum)
+            sum_cs = sum_cs.index_add(0, idx, c_sum)
     count = out_h * out_w
     return sum_ssim / count, sum_cs / count
 
