@@ -29,7 +29,7 @@ from qualitas.importance.apply import selective_enhance
 from qualitas.importance.dataset_export import export_dataset
 from qualitas.importance.enhancers import Bicubic, TinySR, train_tiny_sr
 from qualitas.importance.grid import select_random, select_topk
-from qualitas.importance.label import LabelSet, label_media
+from qualitas.importance.label import LabelSet
 from qualitas.io.image import read_image
 
 MEDIA = Path("/work/shared/media")
@@ -56,6 +56,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--backbone", default="test_resnet")
     ap.add_argument("--min-face", type=int, default=24)
+    ap.add_argument(
+        "--enhancer",
+        default="oracle",
+        choices=("oracle", "tiny_sr"),
+        help="oracle: the pristine frame is the enhanced version (a perfect x4 SR); tiny_sr: ours",
+    )
+    ap.add_argument("--score", default="logit", choices=("prob", "logit"))
     ap.add_argument("--fractions", default="0.1,0.2,0.4", help="shares of blocks enhanced")
     ap.add_argument("--random-seeds", type=int, default=2)
     ap.add_argument("--test-video-frames", type=int, default=3)
@@ -84,7 +91,7 @@ def main() -> None:
     sr.load_state_dict(torch.load(sr_path, weights_only=True))
     sr.eval()
     cheap = Bicubic(4)
-    objective = MTCNNObjective(min_face=args.min_face, threshold=0.9, score="prob")
+    objective = MTCNNObjective(min_face=args.min_face, threshold=0.9, score=args.score)
 
     # 2. labels
     def label(name: str, inputs: list, **kw) -> LabelSet:
@@ -92,17 +99,22 @@ def main() -> None:
         if (out / "frames.json").is_file():
             return LabelSet.load(out)
         t = time.perf_counter()
-        labels = label_media(inputs, out, objective, sr, cheap, scale=4, downscale=4, block=16, **kw)
+        labels = label_pairs(out, inputs, objective, sr if args.enhancer == "tiny_sr" else None, cheap, **kw)
         timings[f"label_{name}_s_per_frame"] = (time.perf_counter() - t) / len(labels.frames)
         return labels
 
     label("labels_train", [args.train_video], frame_step=args.train_step, max_frames=args.train_frames)
     # Test: photos with people, and later frames of the training video (unseen frames).
-    test_inputs = [MEDIA / p for p in TEST_PHOTOS]
-    test_labels = label("labels_test", test_inputs)
+    test_labels = label("labels_test", [MEDIA / p for p in TEST_PHOTOS])
     if args.test_video_frames:
-        video_test = label_video_tail(work, args, objective, sr, cheap)
-        test_labels = merge_labels(test_labels, video_test)
+        video = label(
+            "labels_test_video",
+            [args.train_video],
+            frame_step=10,
+            max_frames=args.test_video_frames,
+            start=args.test_video_start,
+        )
+        test_labels = merge_labels(test_labels, video)
 
     # 3. predictor through the training engine
     from qualitas.training.config import load_config
@@ -139,7 +151,11 @@ def main() -> None:
     for i, rel in enumerate(test_labels.frames):
         x = read_image(work / rel).data
         with torch.no_grad():
-            u, e = cheap(x[None])[0], sr(x[None])[0]
+            u = cheap(x[None])[0]
+            if args.enhancer == "tiny_sr":
+                e = sr(x[None])[0]
+            else:
+                e = read_image(work / rel.replace("/frames/", "/hr/")).data
             t = time.perf_counter()
             pred = grid_scores(model(x[None]))[0]
             t_pred += time.perf_counter() - t
@@ -192,32 +208,53 @@ def main() -> None:
     (work / "results.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
     print(json.dumps(summary, indent=1))
     if args.figure:
-        figure(summary, rows, work, test_labels, model, Path(args.figure), fractions)
+        enh = "pristine frame as enhanced (oracle x4)" if args.enhancer == "oracle" else "TinySR x4"
+        figure(
+            summary,
+            rows,
+            work,
+            test_labels,
+            model,
+            Path(args.figure),
+            fractions,
+            f"MTCNN {args.score}, {enh}",
+        )
 
 
-def label_video_tail(work: Path, args, objective, sr, cheap) -> LabelSet:
-    """Held-out frames of the training video (after ``--test-video-start``)."""
-    from qualitas.importance.label import label_frames
-    from qualitas.io.video import iter_frames
-
-    out = work / "labels_test_video"
-    if (out / "frames.json").is_file():
-        return LabelSet.load(out)
+def label_pairs(
+    out: Path, inputs: list, objective, sr, cheap, *, frame_step=1, max_frames=None, start=None
+) -> LabelSet:
+    """Label 4x-downscaled pristine media; the enhanced frame is ``sr(low)`` or, with
+    ``sr=None``, the pristine frame itself (saved as ``hr/<name>.png`` for the evaluation)."""
     from PIL import Image
 
     from qualitas.importance.enhancers import bicubic_down
+    from qualitas.importance.label import label_frames
+    from qualitas.io.media import media_kind
+    from qualitas.io.video import iter_frames
 
     (out / "frames").mkdir(parents=True, exist_ok=True)
-    frames = []
-    for fr in iter_frames(
-        args.train_video, start=args.test_video_start, frame_step=10, max_frames=args.test_video_frames
-    ):
-        x = bicubic_down(fr.data[None], 4)[0]
-        arr = (x * 255).round().byte().permute(1, 2, 0).numpy()
-        rel = f"frames/video_{fr.index:06d}.png"
-        Image.fromarray(arr).save(out / rel)
-        frames.append((rel, torch.from_numpy(arr).permute(2, 0, 1).float() / 255))
-    labels = label_frames(frames, objective, sr, cheap, scale=4, block=16)
+    (out / "hr").mkdir(parents=True, exist_ok=True)
+    current = {}
+
+    def frames():
+        for f in map(Path, inputs):
+            if media_kind(f) == "image":
+                items = [(f.stem, read_image(f).data)]
+            else:
+                it = iter_frames(f, frame_step=frame_step, max_frames=max_frames, start=start)
+                items = ((f"{f.stem}_{fr.index:06d}", fr.data) for fr in it)
+            for name, hr in items:
+                lr = bicubic_down(hr[None], 4)[0]
+                hr = hr[:, : lr.shape[1] * 4, : lr.shape[2] * 4]
+                for sub, im in (("frames", lr), ("hr", hr)):
+                    arr = (im * 255).round().byte().permute(1, 2, 0).numpy()
+                    Image.fromarray(arr).save(out / sub / f"{name}.png")
+                current["hr"] = read_image(out / "hr" / f"{name}.png").data
+                yield f"frames/{name}.png", read_image(out / "frames" / f"{name}.png").data
+
+    enhance = sr if sr is not None else (lambda x: current["hr"][None])
+    labels = label_frames(frames(), objective, enhance, cheap, scale=4, block=16)
     labels.save(out)
     return labels
 
@@ -236,7 +273,7 @@ def merge_labels(a: LabelSet, b: LabelSet) -> LabelSet:
 
 
 def figure(
-    summary: dict, rows: list, work: Path, labels: LabelSet, model, path: Path, fractions: tuple
+    summary: dict, rows: list, work: Path, labels: LabelSet, model, path: Path, fractions: tuple, title: str
 ) -> None:
     import matplotlib
 
@@ -259,7 +296,7 @@ def figure(
     ax.axhline(80, color="gray", lw=0.8, ls=":")
     ax.set_xlabel("blocks enhanced (%)")
     ax.set_ylabel("objective gain recovered (%)")
-    ax.set_title("MTCNN face confidence, TinySR x4")
+    ax.set_title(title, fontsize=9)
     ax.legend()
     # An example: ground truth and prediction on one test frame.
     i = max(range(len(rows)), key=lambda j: rows[j]["f_full"] - rows[j]["f_cheap"])
@@ -274,7 +311,7 @@ def figure(
         ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=64)
 
 
 if __name__ == "__main__":
