@@ -355,7 +355,7 @@ def _iter_raw(path: Path, spec: _yuv.RawYUVSpec, selection: _Selection) -> Itera
     def bind(planes) -> Callable[[torch.Tensor | None], torch.Tensor]:
         return lambda out: yuv_to_rgb(*planes, **options, out=out)
 
-    options = dict(bit_depth=spec.bit_depth, matrix=spec.matrix_name, full_range=spec.full_range)
+    options = dict(bit_depth=spec.bit_depth, matrix=spec.matrix_name, full_range=spec.full_range, scratch={})
     shape = (3, spec.height, spec.width)
     for index, planes in _yuv.read_raw_frames(path, spec, wanted()):
         yield index, float(index / fps), bind(planes), shape
