@@ -6,8 +6,6 @@ peak is 1.0, equivalent to a peak of ``2**b - 1`` on the integer samples.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from qualitas.functional.color import rgb_to_y_bt601
@@ -24,14 +22,37 @@ def _check_pair(dist: torch.Tensor, ref: torch.Tensor) -> None:
         raise ValueError(f"dist and ref shapes differ: {tuple(dist.shape)} vs {tuple(ref.shape)}")
 
 
+CHUNK_PIXELS = 32 * 1920
+"""Pixels per row chunk in :func:`mse` on CPU (32 rows of 1080p): the squared differences of
+one chunk live in a small reused buffer, never as a full-size temporary (whose fresh pages
+cost more than the arithmetic: 9.7 -> 2.6 ms per 1080p RGB frame)."""
+
+
 def mse(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Mean squared error per item over all channels and pixels: (B,C,H,W) x2 -> (B,) float64."""
     _check_pair(dist, ref)
-    diff = dist - ref
-    # Row sums in the input precision (pairwise summation, ~1e-7 relative), then float64 for
-    # the mean over millions of pixels, which must not lose the small MSE of good pairs.
-    rows = diff.square_().sum(dim=-1).to(torch.float64)
-    return rows.flatten(1).sum(dim=1) / math.prod(diff.shape[1:])
+    b, c, h, w = dist.shape
+    count = c * h * w
+    grad = torch.is_grad_enabled() and (dist.requires_grad or ref.requires_grad)
+    if grad or dist.device.type != "cpu" or dist.dtype != ref.dtype:
+        diff = dist - ref
+        # Row sums in the input precision (pairwise summation, ~1e-7 relative), then float64
+        # for the mean over millions of pixels, which must not lose the small MSE of good pairs.
+        rows = diff.square().sum(dim=-1).to(torch.float64)
+        return rows.flatten(1).sum(dim=1) / count
+    # Chunk sums in the input precision (pairwise, ~1e-7 relative), then float64 over chunks.
+    rows = max(1, min(h, CHUNK_PIXELS // max(1, w)))
+    buf = torch.empty(c * rows * w, dtype=dist.dtype)
+    out = torch.empty(b, dtype=torch.float64)
+    for i in range(b):
+        parts = []
+        for r0 in range(0, h, rows):
+            n = min(rows, h - r0)
+            t = buf[: c * n * w].view(c, n, w)
+            torch.sub(dist[i, :, r0 : r0 + n], ref[i, :, r0 : r0 + n], out=t)
+            parts.append(t.square_().sum())
+        out[i] = torch.stack(parts).to(torch.float64).sum()
+    return out / count
 
 
 def psnr_from_mse(err: torch.Tensor, peak: float = 1.0, max_db: float | None = PSNR_CAP_DB) -> torch.Tensor:
