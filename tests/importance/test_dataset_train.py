@@ -86,6 +86,12 @@ def test_predictor_trains_one_epoch(labels_dir, tmp_path, model_args):
     model, info = load_trained(res.run_dir)
     out = model(torch.rand(1, 3, 32, 40))
     assert out.shape[-2:] == (4, 5) and info["spec"]["output"].startswith("grid")
+    if model_args[0] == "model.num_classes=4":  # through qualitas' export pipeline, with parity
+        pytest.importorskip("onnxruntime")
+        from qualitas.export.pipeline import export_model
+
+        exp = export_model(res.run_dir, "onnx", tmp_path / "onnx", verify=True)
+        assert exp.parity is not None and exp.parity.ok
 
 
 def test_predictor_exports_to_onnx(tmp_path):

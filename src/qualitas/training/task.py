@@ -269,9 +269,9 @@ class QualityTask(L.LightningModule):
 
     def _figures(self, pred: torch.Tensor, mos: torch.Tensor) -> dict[str, float]:
         if self.dense:  # per-item block SROCC and top-k IoU, averaged over items
-            out = dict.fromkeys(FIGURES, float("nan"))
-            out.update(n=float(len(pred)), srocc=float(pred.nanmean()), topk_iou=float(mos.nanmean()))
-            return out
+            # Only the figures that mean something for grids (no NaN placeholders: the
+            # metrics end up in JSON model cards).
+            return {"n": float(len(pred)), "srocc": float(pred.nanmean()), "topk_iou": float(mos.nanmean())}
         ok = torch.isfinite(mos) & torch.isfinite(pred)
         pred, mos = pred[ok], mos[ok]
         out: dict[str, float] = {"n": float(len(pred))}
