@@ -24,7 +24,9 @@ def _block_of(h: int, w: int, gh: int, gw: int, path: str, block: int | None) ->
     """The row's ``block`` (checked against the grid), else the one square block that fits."""
     cands = [block] if block else [b for b in range(1, h + 1) if -(-h // b) == gh and -(-w // b) == gw]
     if not cands or -(-h // cands[0]) != gh or -(-w // cands[0]) != gw:
-        raise MediaError(f"{path}: grid {gh}x{gw} does not tile a {h}x{w} frame with {block or 'square'} px blocks")
+        raise MediaError(
+            f"{path}: grid {gh}x{gw} does not tile a {h}x{w} frame with {block or 'square'} px blocks"
+        )
     if len(cands) > 1 and 16 in cands:
         return 16
     return cands[0]
