@@ -63,6 +63,8 @@ def main() -> None:
         help="oracle: the pristine frame is the enhanced version (a perfect x4 SR); tiny_sr: ours",
     )
     ap.add_argument("--score", default="logit", choices=("prob", "logit"))
+    ap.add_argument("--extra-train", nargs="*", default=[], help="more training media (videos/images)")
+    ap.add_argument("--whole-frames", action="store_true", help="train on whole frames, batch 1")
     ap.add_argument("--fractions", default="0.1,0.2,0.4", help="shares of blocks enhanced")
     ap.add_argument("--random-seeds", type=int, default=2)
     ap.add_argument("--test-video-frames", type=int, default=3)
@@ -104,6 +106,8 @@ def main() -> None:
         return labels
 
     label("labels_train", [args.train_video], frame_step=args.train_step, max_frames=args.train_frames)
+    if args.extra_train:
+        label("labels_extra", args.extra_train, frame_step=args.train_step, max_frames=args.train_frames)
     # Test: photos with people, and later frames of the training video (unseen frames).
     test_labels = label("labels_test", [MEDIA / p for p in TEST_PHOTOS])
     if args.test_video_frames:
@@ -122,8 +126,20 @@ def main() -> None:
 
     run_dir = work / "predictor"
     if not (run_dir / "checkpoints" / "best.ckpt").is_file():
-        export_dataset(
-            work / "labels_train", work / "dataset", ratios={"train": 0.8, "val": 0.2, "test": 0.0}
+        rows_all = []
+        for part in ["labels_train"] + (["labels_extra"] if args.extra_train else []):
+            export_dataset(
+                work / part, work / "dataset" / part, ratios={"train": 0.8, "val": 0.2, "test": 0.0}
+            )
+            for line in (work / "dataset" / part / "manifest.jsonl").read_text().splitlines():
+                row = json.loads(line)
+                row["path"], row["grid"] = f"{part}/{row['path']}", f"{part}/{row['grid']}"
+                rows_all.append(json.dumps(row))
+        (work / "dataset" / "manifest.jsonl").write_text("\n".join(rows_all) + "\n")
+        sizing = (
+            ["data.batch_size=1", "data.input_size={mode: none}"]
+            if args.whole_frames
+            else ["data.batch_size=8", "data.input_size={mode: crop, size: [96, 96], hflip: true}"]
         )
         cfg = load_config(
             Path(__file__).resolve().parents[1] / "configs" / "importance_faces.yaml",
@@ -131,8 +147,7 @@ def main() -> None:
                 f"data.manifest={work / 'dataset' / 'manifest.jsonl'}",
                 f"model.backbone={args.backbone}",
                 "data.num_workers=0",
-                "data.batch_size=8",
-                "data.input_size={mode: crop, size: [96, 96], hflip: true}",
+                *sizing,
                 f"trainer.max_epochs={args.epochs}",
                 "trainer.accelerator=cpu",
                 "trainer.progress_bar=false",
