@@ -180,16 +180,20 @@ def ssim(
     ``dtype`` is the compute precision (float32 is within 1e-5 of float64; see docs).
     """
     _check_pair(dist, ref)
-    x = _to_gray255(dist, dtype)
-    y = _to_gray255(ref, dtype)
+    return ssim_gray255(_to_gray255(dist, dtype), _to_gray255(ref, dtype), downsample=downsample)
+
+
+def ssim_gray255(x: torch.Tensor, y: torch.Tensor, *, downsample: bool = True) -> torch.Tensor:
+    """:func:`ssim` of gray images x, y (B,1,H,W) already on the 0..255 scale -> (B,) in x's dtype."""
+    _check_pair(x, y)
     h, w = x.shape[-2:]
     f = ssim_downsample_factor(h, w) if downsample else 1
     x = box_downsample(x, f)
     y = box_downsample(y, f)
     if min(x.shape[-2:]) < WIN_SIZE:
         raise MediaError(f"ssim needs images of at least {WIN_SIZE}x{WIN_SIZE} pixels, got {w}x{h}")
-    window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=dtype, device=x.device)
-    return ssim_means(x, y, window)[0].to(dtype)
+    window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=x.dtype, device=x.device)
+    return ssim_means(x, y, window)[0].to(x.dtype)
 
 
 def ms_ssim(
@@ -206,8 +210,14 @@ def ms_ssim(
     where MATLAB would return a complex number.
     """
     _check_pair(dist, ref)
-    x = _to_gray255(dist, dtype)
-    y = _to_gray255(ref, dtype)
+    return ms_ssim_gray255(_to_gray255(dist, dtype), _to_gray255(ref, dtype), weights=weights)
+
+
+def ms_ssim_gray255(
+    x: torch.Tensor, y: torch.Tensor, *, weights: tuple[float, ...] = MS_SSIM_WEIGHTS
+) -> torch.Tensor:
+    """:func:`ms_ssim` of gray images x, y (B,1,H,W) already on the 0..255 scale -> (B,) float64."""
+    _check_pair(x, y)
     h, w = x.shape[-2:]
     levels = len(weights)
     min_side = WIN_SIZE * 2 ** (levels - 1)
@@ -215,7 +225,7 @@ def ms_ssim(
         raise MediaError(
             f"ms_ssim needs images at least {min_side} pixels on the shorter side ({levels} scales), got {w}x{h}"
         )
-    window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=dtype, device=x.device)
+    window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=x.dtype, device=x.device)
     wts = torch.tensor(weights, dtype=torch.float64, device=x.device)
     values = []
     for level in range(levels):
@@ -229,8 +239,37 @@ def ms_ssim(
     return torch.prod(stacked**wts, dim=1)
 
 
+SHARED_GRAY255 = "gray255_matlab"
+"""Name of the prepared input that SSIM and MS-SSIM share: MATLAB rgb2gray on 0..255, float32.
+A scoring engine computes it once per batch (``metric.prepare``) for every metric whose
+``shared_input`` names it, and calls ``metric.score_prepared`` (same values as ``metric``)."""
+
+
+class _Gray255Metric(Metric):
+    shared_input = SHARED_GRAY255
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) in [0,1] -> the shared gray (B,1,H,W) on 0..255."""
+        with torch.no_grad():
+            return _to_gray255(x.to(self.device), torch.float32)
+
+    def score_gray255(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score_prepared(self, dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Score from :meth:`prepare` outputs: same values as ``self(dist_rgb, ref_rgb)``."""
+        return self.score_gray255(dist, ref)
+
+    def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        if ref is None:
+            raise ValueError(f"{self.info.name} is a full-reference metric and needs a reference")
+        _check_pair(dist, ref)
+        return self.score_gray255(self.prepare(dist), self.prepare(ref))
+
+
 @METRICS.register("ssim")
-class SSIM(Metric):
+class SSIM(_Gray255Metric):
     info = MetricInfo(
         name="ssim",
         full_reference=True,
@@ -240,12 +279,12 @@ class SSIM(Metric):
         reference="Wang et al. ssim.m (2009, automatic downsampling); within 0.5% (measured < 1e-5)",
     )
 
-    def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
-        return ssim(dist, ref)
+    def score_gray255(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ssim_gray255(x, y)
 
 
 @METRICS.register("ms_ssim")
-class MSSSIM(Metric):
+class MSSSIM(_Gray255Metric):
     info = MetricInfo(
         name="ms_ssim",
         full_reference=True,
@@ -255,5 +294,5 @@ class MSSSIM(Metric):
         reference="Wang et al. msssim.m (2003, 5 scales, published weights); within 0.5% (measured < 1e-5)",
     )
 
-    def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
-        return ms_ssim(dist, ref)
+    def score_gray255(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ms_ssim_gray255(x, y)

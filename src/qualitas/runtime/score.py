@@ -432,6 +432,27 @@ class _Scorer:
                 raise MediaError(f"{err} (default metrics; choose others with --metric)") from None
             raise
 
+    def _call_frame_metrics(
+        self, frame: Mapping[str, Callable[..., torch.Tensor]], dist: torch.Tensor, ref: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """Every frame metric on one batch -> {name: (B,)}.
+
+        Metrics that name a ``shared_input`` (SSIM and MS-SSIM share MATLAB gray luma) get
+        it computed once per batch through their ``prepare`` and are scored with
+        ``score_prepared``, which gives the same values as calling them on RGB.
+        """
+        prepared: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        out: dict[str, torch.Tensor] = {}
+        for name, metric in frame.items():
+            key = getattr(metric, "shared_input", None)
+            if key is not None and ref is not None and callable(getattr(metric, "score_prepared", None)):
+                if key not in prepared:
+                    prepared[key] = (metric.prepare(dist), metric.prepare(ref))
+                out[name] = self._call(metric.score_prepared, *prepared[key])
+            else:
+                out[name] = self._call(metric, dist, ref)
+        return out
+
     # -- entry point
     def score(self, dist: str, ref: str | None, names: Sequence[str], pair_error: str | None = None) -> Result:
         opts = self.options
@@ -480,8 +501,8 @@ class _Scorer:
         dist = dist.to(opts.device)
         ref = None if ref is None else ref.to(opts.device)
         try:
-            for name, metric in metrics.frame.items():
-                res.scores[name] = float(self._call(metric, dist, ref)[0])
+            for name, value in self._call_frame_metrics(metrics.frame, dist, ref).items():
+                res.scores[name] = float(value[0])
         except BaseException:
             _wait_quietly(vmaf.values())
             raise
@@ -633,7 +654,7 @@ class _Scorer:
                     ref = rb.data[:n].to(opts.device, non_blocking=True)
                     dist = _match(dist, ref_hw, opts.on_size_mismatch)
                 dist = dist.to(opts.device, non_blocking=True)
-                per_metric = {name: self._call(m, dist, ref).tolist() for name, m in metrics.frame.items()}
+                per_metric = {name: v.tolist() for name, v in self._call_frame_metrics(metrics.frame, dist, ref).items()}
                 for j in range(n):
                     idx = int(db.indices[j])
                     frames[idx] = FrameScores(
