@@ -59,6 +59,9 @@ def apply_orientation(t: torch.Tensor, orientation: int) -> torch.Tensor:
 
 # --- YUV -> RGB ---------------------------------------------------------------------
 
+CHROMA_BLOCK_ROWS = 64
+"""``yuv_to_rgb`` converts this many chroma rows (and the luma rows they cover) at a time."""
+
 # (Kr, Kb) luma coefficients of each YUV matrix.
 MATRICES: dict[str, tuple[float, float]] = {
     "bt709": (0.2126, 0.0722),
@@ -136,54 +139,63 @@ def yuv_to_rgb(
         y_off, y_scale = 16.0 * unit, 1.0 / (219.0 * unit)
         c_off, c_scale = 128.0 * unit, 1.0 / (224.0 * unit)
     f32 = np.float32
-    work = {} if scratch is None else scratch
-
-    def buf(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        arr = work.get(name)
-        if arr is None or arr.shape != shape:
-            arr = work[name] = np.empty(shape, dtype=f32)
-        return arr
-
-    cb = np.subtract(u, f32(c_off), out=buf("cb", (ch, cw)), dtype=f32)
-    cr = np.subtract(v, f32(c_off), out=buf("cr", (ch, cw)), dtype=f32)
-    tmp = buf("tmp", (ch, cw))
-    # Chroma terms of R, G, B at chroma resolution (cheap), with the luma offset folded
-    # in, so each output channel is one full-size pass: out = y * y_scale + term.
-    shift = f32(-y_off * y_scale)
-    r_term = np.multiply(cr, f32(2.0 * (1.0 - kr) * c_scale), out=buf("r", (ch, cw)))
-    r_term += shift
-    g_term = np.multiply(cb, f32(-2.0 * kb * (1.0 - kb) / kg * c_scale), out=buf("g", (ch, cw)))
-    g_term += np.multiply(cr, f32(-2.0 * kr * (1.0 - kr) / kg * c_scale), out=tmp)
-    g_term += shift
-    b_term = np.multiply(cb, f32(2.0 * (1.0 - kb) * c_scale), out=buf("b", (ch, cw)))
-    b_term += shift
-
     if out is None:
         out = torch.empty((3, h, w), dtype=torch.float32)
     if not out.is_contiguous():  # the numpy views below must alias ``out``
         out.copy_(yuv_to_rgb(y, u, v, bit_depth=bit_depth, matrix=matrix, full_range=full_range, scratch=scratch))
         return out
     res = out.numpy()
-    # Scaled luma goes into the R plane first (written anyway: no extra buffer); G and B
-    # read it, R is overwritten in place last.
-    luma = res[0]
-    np.multiply(y, f32(y_scale), out=luma, dtype=f32)
-    for c, term in ((1, g_term), (2, b_term), (0, r_term)):
-        if dx == 2 and w == 2 * cw:
-            # Each float32 twice in a row = its 32 bits times 0x100000001 as one uint64:
-            # one vectorised pass into a reused array (np.repeat allocates every time).
-            wide = buf("wide", (ch, w))
-            np.multiply(term.view(np.uint32), np.uint64(0x100000001), out=wide.view(np.uint64), casting="unsafe")
-            term = wide
-        elif dx > 1:
-            term = np.repeat(term, dx, axis=1)[:, :w]
-        if dy > 1 and h % dy == 0:  # replicate vertically by broadcasting over row pairs
-            np.add(luma.reshape(ch, dy, w), term[:, None, :], out=res[c].reshape(ch, dy, w))
-        else:
-            if dy > 1:
-                term = np.repeat(term, dy, axis=0)[:h]
-            np.add(luma, term, out=res[c])
-    np.clip(res, 0.0, 1.0, out=res)
+    work = {} if scratch is None else scratch
+    block = max(1, min(ch, CHROMA_BLOCK_ROWS))
+
+    def buf(name: str, cols: int, rows: int) -> np.ndarray:
+        arr = work.get(name)
+        if arr is None or arr.shape != (block, cols):
+            arr = work[name] = np.empty((block, cols), dtype=f32)
+        return arr[:rows]
+
+    # Chroma terms of R, G, B at chroma resolution (cheap), with the luma offset folded
+    # in, so each output channel is one full-size pass: out = y * y_scale + term.
+    shift = f32(-y_off * y_scale)
+    k_r = f32(2.0 * (1.0 - kr) * c_scale)
+    k_gb, k_gr = f32(-2.0 * kb * (1.0 - kb) / kg * c_scale), f32(-2.0 * kr * (1.0 - kr) / kg * c_scale)
+    k_b = f32(2.0 * (1.0 - kb) * c_scale)
+    # Blocks of chroma rows (and the luma rows they cover): work arrays stay small and in
+    # the cache (4K: a few MB of scratch instead of ~60 MB).
+    for c0 in range(0, ch, block):
+        c1 = min(ch, c0 + block)
+        r0, r1 = c0 * dy, min(h, c1 * dy)
+        nc, nr = c1 - c0, r1 - r0
+        cb = np.subtract(u[c0:c1], f32(c_off), out=buf("cb", cw, nc), dtype=f32)
+        cr = np.subtract(v[c0:c1], f32(c_off), out=buf("cr", cw, nc), dtype=f32)
+        r_term = np.multiply(cr, k_r, out=buf("r", cw, nc))
+        r_term += shift
+        g_term = np.multiply(cb, k_gb, out=buf("g", cw, nc))
+        g_term += np.multiply(cr, k_gr, out=buf("tmp", cw, nc))
+        g_term += shift
+        b_term = np.multiply(cb, k_b, out=buf("b", cw, nc))
+        b_term += shift
+        rgb = res[:, r0:r1]
+        # Scaled luma goes into the R plane first (written anyway: no extra buffer); G and
+        # B read it, R is overwritten in place last.
+        luma = rgb[0]
+        np.multiply(y[r0:r1], f32(y_scale), out=luma, dtype=f32)
+        for c, term in ((1, g_term), (2, b_term), (0, r_term)):
+            if dx == 2 and w == 2 * cw:
+                # Each float32 twice in a row = its 32 bits times 0x100000001 as one uint64:
+                # one vectorised pass into a reused array (np.repeat allocates every time).
+                wide = buf("wide", w, nc)
+                np.multiply(term.view(np.uint32), np.uint64(0x100000001), out=wide.view(np.uint64), casting="unsafe")
+                term = wide
+            elif dx > 1:
+                term = np.repeat(term, dx, axis=1)[:, :w]
+            if dy > 1 and nr == nc * dy:  # replicate vertically by broadcasting over row pairs
+                np.add(luma.reshape(nc, dy, w), term[:, None, :], out=rgb[c].reshape(nc, dy, w))
+            else:
+                if dy > 1:
+                    term = np.repeat(term, dy, axis=0)[:nr]
+                np.add(luma, term, out=rgb[c])
+        np.clip(rgb, 0.0, 1.0, out=rgb)
     return out
 
 
