@@ -32,7 +32,7 @@ def test_quick_demo_runs_and_reuses_its_outputs(tmp_path, capsys):
     assert summary["parity"] is not None and summary["parity"] < 1e-3
     # x264 CRF 40 against a CRF 4 pristine: clearly degraded, far from 0 and from 100.
     assert 20 < summary["vmaf_distorted"] < 95
-    assert 25 < summary["psnr_distorted"] < 45
+    assert 20 < summary["psnr_distorted"] < 45
     if demo.nr_video_available():
         assert summary["nr_video_pristine"] > summary["nr_video_distorted"]
     printed = capsys.readouterr().out

@@ -309,7 +309,7 @@ def format_summary(s: dict, out: Path) -> str:
     rows = [
         ("synthetic ladder", s["ladder"]),
         ("demo model, held-out SROCC / PLCC", f"{f(s['srocc'], 3)} / {f(s['plcc'], 3)}"),
-        ("ONNX vs PyTorch max |diff|", f(s.get("parity"), 6)),
+        ("ONNX vs PyTorch max |diff|", "n/a" if s.get("parity") is None else f"{s['parity']:.1e}"),
         ("sample clip, nr-video: pristine / distorted", f"{f(s.get('nr_video_pristine'))} / {f(s.get('nr_video_distorted'))}"),
         ("sample clip, VMAF / PSNR of distorted vs pristine", f"{f(s.get('vmaf_distorted'))} / {f(s.get('psnr_distorted'))} dB"),
         ("wall time of this run", f"{s['seconds']} s"),
