@@ -73,14 +73,41 @@ def box_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     """
     if factor <= 1:
         return x
-    before = (factor - 1) // 2
-    h, w = x.shape[-2:]
-    # Pad only what the kept samples read: the last one ends at f*ceil(n/f) - 1 - before,
-    # so e.g. 1080p with f=4 or even sizes with f=2 need no padding after the edge.
-    after_h = max(0, factor * -(-h // factor) - before - h)
-    after_w = max(0, factor * -(-w // factor) - before - w)
-    x = pad_symmetric(x, before, after_h, before, after_w)
-    return F.avg_pool2d(x, kernel_size=factor, stride=factor)
+    # Separable: rows, then columns (4x fewer samples by then). Each pass averages runs of
+    # f samples through a view (unflatten + mean); only the few samples next to the edges
+    # are padded, so no padded copy of the whole map is made (33 MB per 4K gray frame),
+    # and it is ~1.7x faster than padding plus a 2-D average pool.
+    return _box_axis(_box_axis(x, factor, -2), factor, -1)
+
+
+def _box_axis(x: torch.Tensor, f: int, dim: int) -> torch.Tensor:
+    """``box_downsample`` along one axis (``dim`` -2 or -1): length n -> ceil(n / f)."""
+    n = x.shape[dim]
+    before = (f - 1) // 2
+    n_out = -(-n // f)
+    after = f * n_out - before - n  # > 0: the last window reads past the edge
+    # Windows [f*i - before, f*i - before + f) that lie inside the image: i in [first, last).
+    first = -(-before // f)
+    last = min(n_out, (n + before) // f)
+
+    def pad(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        return pad_symmetric(t, lo, hi, 0, 0) if dim == -2 else pad_symmetric(t, 0, 0, lo, hi)
+
+    def runs(t: torch.Tensor, m: int) -> torch.Tensor:  # mean of m consecutive runs of f
+        return t.narrow(dim, 0, m * f).unflatten(dim, (m, f)).mean(dim)
+
+    if last - first < 2 or f * last - before - f < 0:  # small: pad the whole axis
+        return runs(pad(x, before, max(0, after)), n_out)
+    parts = []
+    if first > 0:
+        head = x.narrow(dim, 0, min(n, f * first - before + f))
+        parts.append(runs(pad(head, before, 0), first))
+    parts.append(runs(x.narrow(dim, f * first - before, f * (last - first)), last - first))
+    if last < n_out:
+        start = f * last - before - f  # one run early: enough samples to mirror
+        tail = pad(x.narrow(dim, start, n - start), 0, after)
+        parts.append(runs(tail.narrow(dim, f, f * (n_out - last)), n_out - last))
+    return torch.cat(parts, dim=dim) if len(parts) > 1 else parts[0]
 
 
 def matlab_round(x: float) -> int:
