@@ -13,6 +13,7 @@ import torch
 
 import qualitas.io._convert as convert
 import qualitas.metrics.psnr as psnr_mod
+import qualitas.runtime.score as score_mod
 from qualitas.functional.filters import gaussian_kernel1d
 from qualitas.io.video import iter_batches, iter_frames
 from qualitas.metrics import get_metric
@@ -49,11 +50,15 @@ def clip_pair(tmp_path_factory):
     return _encode(root / "dist.mp4", frames, 40), _encode(root / "ref.mp4", frames, 5)
 
 
-@pytest.mark.parametrize("prefetch", [True, False])
-def test_engine_matches_direct_metric_calls(clip_pair, prefetch: bool) -> None:
+@pytest.mark.parametrize("mode", ["prefetch", "no-prefetch", "convert-late"])
+def test_engine_matches_direct_metric_calls(clip_pair, monkeypatch, mode: str) -> None:
     dist, ref = clip_pair
     names = ["psnr", "ssim", "ms_ssim"]
-    opts = ScoreOptions(batch_size=2, prefetch=prefetch)  # 4 batches: buffers are recycled
+    # Several batches, so buffers are recycled; "convert-late" makes these frames count as
+    # large (one per batch, decoded ahead and converted in the scoring thread).
+    opts = ScoreOptions(batch_size=None if mode == "convert-late" else 2, prefetch=mode != "no-prefetch")
+    if mode == "convert-late":
+        monkeypatch.setattr(score_mod, "BATCH_PIXEL_BUDGET", SIZE * SIZE)
     (res,), _ = score_pairs([Pair(dist, ref)], names, opts)
     assert res.error is None and res.frames_scored == 7
     d = torch.stack([f.data for f in iter_frames(dist)])

@@ -31,7 +31,16 @@ from qualitas.io import yuv as _yuv
 from qualitas.io._convert import FrameConverter, pix_fmt_bits, yuv_to_rgb
 from qualitas.io.media import VIDEO_EXTENSIONS, check_readable, is_raw_yuv
 
-__all__ = ["FrameBatch", "VideoFrame", "VideoInfo", "iter_batches", "iter_frames", "probe_video"]
+__all__ = [
+    "DecodedBatch",
+    "FrameBatch",
+    "VideoFrame",
+    "VideoInfo",
+    "iter_batches",
+    "iter_decoded_batches",
+    "iter_frames",
+    "probe_video",
+]
 
 # Times are compared with this slack so that 1.0 selects a frame stamped 0.99999999.
 _TIME_EPS = 1e-6
@@ -327,6 +336,60 @@ def iter_batches(
             buf, indices, times = None, [], []
     if indices and buf is not None:
         yield FrameBatch(indices=indices, times=times, data=buf[: len(indices)])
+
+
+@dataclass
+class DecodedBatch:
+    """Up to ``batch_size`` decoded but not yet converted frames (see :func:`iter_decoded_batches`)."""
+
+    indices: list[int]
+    times: list[float]
+    shape: tuple[int, int, int]
+    """(3, H, W) of each converted frame."""
+    converts: list[Callable[[torch.Tensor | None], torch.Tensor]]
+
+    def to_batch(self, out: torch.Tensor | None = None) -> FrameBatch:
+        """Convert into ``out`` (B' >= len, 3, H, W; reused when it fits) -> :class:`FrameBatch`."""
+        n = len(self.indices)
+        if out is None or tuple(out.shape[1:]) != self.shape or out.shape[0] < n:
+            out = torch.empty((n, *self.shape), dtype=torch.float32)
+        for j, convert in enumerate(self.converts):
+            convert(out[j])
+        return FrameBatch(indices=self.indices, times=self.times, data=out[:n])
+
+
+def iter_decoded_batches(
+    path: str | os.PathLike,
+    batch_size: int,
+    *,
+    frame_step: int = 1,
+    max_frames: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    yuv: _yuv.RawYUVSpec | None = None,
+) -> Iterator[DecodedBatch]:
+    """Like :func:`iter_batches`, but the frames are only decoded: ``DecodedBatch.to_batch``
+    converts them to float RGB later, e.g. in another thread than the decoding (a decoded
+    4K YUV 4:2:0 frame holds 12 MB, its float RGB 100 MB)."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    group: DecodedBatch | None = None
+    for index, time, convert, shape in _iter_lazy(path, frame_step, max_frames, start, end, yuv):
+        if group is None:
+            group = DecodedBatch([], [], shape, [])
+        elif group.shape != shape:
+            raise MediaError(
+                f"{path}: frame size changed mid-stream at frame {index} "
+                f"({group.shape[2]}x{group.shape[1]} -> {shape[2]}x{shape[1]})"
+            )
+        group.indices.append(index)
+        group.times.append(time)
+        group.converts.append(convert)
+        if len(group.indices) == batch_size:
+            yield group
+            group = DecodedBatch([], [], shape, [])
+    if group is not None and group.indices:
+        yield group
 
 
 def _iter_lazy(path, frame_step, max_frames, start, end, yuv) -> Iterator[_Lazy]:

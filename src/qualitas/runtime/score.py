@@ -549,7 +549,7 @@ class _Scorer:
 
     # -- videos
     def _score_video(self, res: Result, metrics: _Metrics) -> None:
-        from qualitas.io.video import iter_batches, probe_video
+        from qualitas.io.video import iter_batches, iter_decoded_batches, probe_video
 
         opts = self.options
         dist_yuv = opts.yuv_for(res.path)
@@ -570,18 +570,28 @@ class _Scorer:
             total = _expected_frames(
                 [dinfo.num_frames] + ([rinfo.num_frames] if rinfo is not None else []), opts
             )
-            # Batch tensors are recycled (fresh ones cost ~10 ms of page faults per 1080p frame
-            # pair): the loop is done with a batch when it asks for the next one, and the
-            # prefetching thread decodes one batch ahead, hence two buffers with prefetch.
-            kw = {
-                "frame_step": opts.frame_step,
-                "max_frames": opts.max_frames,
-                "batch_size": batch,
-                "reuse_buffer": 2 if opts.prefetch else 1,
-            }
+            kw = {"frame_step": opts.frame_step, "max_frames": opts.max_frames, "batch_size": batch}
+            # Large frames (4K: 100 MB of float RGB each) are decoded ahead but converted
+            # here, into one buffer per stream: 200 MB less than converting ahead.
+            large = batch == 1 and 2 * max(dinfo.width, width) * max(dinfo.height, height) > BATCH_PIXEL_BUDGET
+            convert_late = opts.prefetch and large
+            if not convert_late:
+                # Batch tensors are recycled (fresh ones cost ~10 ms of page faults per 1080p
+                # frame pair): the loop is done with a batch when it asks for the next one,
+                # and the prefetching thread decodes one batch ahead, hence two buffers.
+                kw["reuse_buffer"] = 2 if opts.prefetch else 1
             try:
-                dist_it = iter_batches(res.path, yuv=dist_yuv, **kw)
-                ref_it = iter_batches(res.ref, yuv=ref_yuv, **kw) if res.ref is not None else None
+                if convert_late:
+                    dist_it = _ConvertLate(prefetch(iter_decoded_batches(res.path, yuv=dist_yuv, **kw)))
+                    ref_it = None
+                    if res.ref is not None:
+                        ref_it = _ConvertLate(prefetch(iter_decoded_batches(res.ref, yuv=ref_yuv, **kw)))
+                else:
+                    dist_it = iter_batches(res.path, yuv=dist_yuv, **kw)
+                    ref_it = iter_batches(res.ref, yuv=ref_yuv, **kw) if res.ref is not None else None
+                    if opts.prefetch:
+                        dist_it = prefetch(dist_it)
+                        ref_it = prefetch(ref_it) if ref_it is not None else None
                 with self.progress.frames(total, Path(res.path).name) as bar:
                     counts = self._frame_loop(res, metrics, dist_it, ref_it, (height, width), frames, bar)
             except BaseException:
@@ -632,9 +642,6 @@ class _Scorer:
     ) -> tuple[int, int | None]:
         """Score batches in lockstep; returns the decoded frame counts (dist, ref)."""
         opts = self.options
-        if opts.prefetch:
-            dist_it = prefetch(dist_it)
-            ref_it = prefetch(ref_it) if ref_it is not None else None
         n_dist = n_ref = 0
         try:
             while True:
@@ -674,6 +681,24 @@ class _Scorer:
                 if close is not None:
                     close()
         return n_dist, (n_ref if ref_it is not None else None)
+
+
+class _ConvertLate(Iterator[Any]):
+    """``DecodedBatch`` items from ``source`` (a :class:`prefetch`) converted to ``FrameBatch``
+    in the consumer's thread, always into the same tensor (valid until the next item)."""
+
+    def __init__(self, source: prefetch) -> None:
+        self.source = source
+        self.buffer: torch.Tensor | None = None
+
+    def __next__(self) -> Any:
+        batch = next(self.source).to_batch(self.buffer)
+        if self.buffer is None or batch.data.data_ptr() != self.buffer.data_ptr():
+            self.buffer = batch.data
+        return batch
+
+    def close(self) -> None:
+        self.source.close()
 
 
 def _expected_frames(counts: Sequence[int | None], opts: ScoreOptions) -> int | None:
