@@ -15,6 +15,12 @@ With ``--memory``, also scores 4K clips of two lengths in fresh processes and re
 peak RSS (memory must be flat in the clip length).
 
     .venv/bin/python benchmarks/bench_score.py [--repeat 2] [--memory] [--seconds 10]
+        [--breakdown] [--baseline-src /tmp/qualitas-old/src]
+
+Every case reports frames/s (wall) and CPU ms per frame (all threads of the process and
+its ffmpeg children): on a shared, loaded machine the CPU figure is the steadier one.
+``--baseline-src`` also times, in fresh processes, the engine of another source tree (for
+instance ``git archive COMMIT src | tar -x -C /tmp/qualitas-old``) next to this one's.
 """
 
 from __future__ import annotations
@@ -84,10 +90,46 @@ def make_pair(workdir: Path, width: int, height: int, seconds: float, fps: int =
     return ref, dist
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def _cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its waited-for children (ffmpeg)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of ``fn()``; a function may return its own pair instead."""
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    out = fn()
+    if isinstance(out, tuple):
+        return out
+    return time.perf_counter() - start, _cpu_seconds() - cpu
+
+
+_ENGINE_SCRIPT = """
+import json, resource, sys, time
+from qualitas.runtime.score import Pair, ScoreOptions, score_pairs
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+score_pairs([Pair(sys.argv[1], sys.argv[2])], ["psnr"], ScoreOptions(max_frames=2))  # warm up imports
+t, c = time.perf_counter(), cpu()
+res, _ = score_pairs([Pair(sys.argv[1], sys.argv[2])], sys.argv[3].split(","), ScoreOptions())
+assert res[0].error is None, res[0].error
+print(json.dumps({"wall": time.perf_counter() - t, "cpu": cpu() - c}))
+"""
+
+
+def engine_in_subprocess(src: Path, dist: str, ref: str, metrics: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of the engine of the qualitas tree ``src`` (its ``src`` folder),
+    measured inside a fresh process after its imports."""
+    env = dict(os.environ, PYTHONPATH=str(src))
+    out = subprocess.run(
+        [sys.executable, "-c", _ENGINE_SCRIPT, dist, ref, metrics], check=True, capture_output=True, text=True, env=env
+    )
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    return row["wall"], row["cpu"]
 
 
 def ffmpeg(args: list[str]) -> None:
@@ -98,8 +140,15 @@ def ffmpeg(args: list[str]) -> None:
 
 
 def bench_speed(
-    ref: Path, dist: Path, n_frames: int, repeat: int, threads: int, breakdown: bool = False
-) -> dict[str, float]:
+    ref: Path,
+    dist: Path,
+    n_frames: int,
+    repeat: int,
+    threads: int,
+    breakdown: bool = False,
+    baseline_src: Path | None = None,
+) -> dict[str, tuple[float, float]]:
+    """{case: (frames/s, CPU ms per frame)}, best of ``repeat`` interleaved runs each."""
     from qualitas.runtime.score import Pair, ScoreOptions, score_pairs
 
     d, r = str(dist), str(ref)
@@ -119,13 +168,24 @@ def bench_speed(
             score_pairs([Pair(d, r)], ["vmaf"], ScoreOptions(vmaf_threads=threads))[0]
         ),
     }
+    if baseline_src is not None:
+        # The same engine from another source tree (e.g. an older commit), and this tree's,
+        # both in fresh processes timed after their imports: a before/after in one run.
+        here = Path(__file__).resolve().parents[1] / "src"
+        cases["qualitas psnr+ssim+ms_ssim (subprocess)"] = lambda: engine_in_subprocess(
+            here, d, r, "psnr,ssim,ms_ssim"
+        )
+        cases["baseline psnr+ssim+ms_ssim (subprocess)"] = lambda: engine_in_subprocess(
+            baseline_src, d, r, "psnr,ssim,ms_ssim"
+        )
     if breakdown:
         # Where the time goes: decoding + RGB conversion alone, then each metric alone.
         def decode_only() -> None:
             from qualitas.io.video import iter_batches
             from qualitas.runtime.score import prefetch
 
-            for _ in zip(prefetch(iter_batches(d, 4)), prefetch(iter_batches(r, 4))):
+            its = [prefetch(iter_batches(p, 4, reuse_buffer=2)) for p in (d, r)]  # as the engine
+            for _ in zip(*its):
                 pass
 
         cases["qualitas decode+RGB both (no metric)"] = decode_only
@@ -133,11 +193,13 @@ def bench_speed(
             cases[f"qualitas {name} alone"] = lambda name=name: _check(
                 score_pairs([Pair(d, r)], [name], ScoreOptions())[0]
             )
-    best: dict[str, float] = {}
+    best: dict[str, tuple[float, float]] = {}
     for _ in range(repeat):
         for name, fn in cases.items():
-            best[name] = min(best.get(name, float("inf")), timed(fn))
-    return {name: n_frames / sec for name, sec in best.items()}
+            wall, cpu = timed(fn)
+            old = best.get(name, (float("inf"), float("inf")))
+            best[name] = (min(old[0], wall), min(old[1], cpu))
+    return {name: (n_frames / wall, 1000.0 * cpu / n_frames) for name, (wall, cpu) in best.items()}
 
 
 def _check(results) -> None:
@@ -182,19 +244,28 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true", help="also time decoding alone and each metric alone")
     ap.add_argument("--memory-seconds", type=float, nargs=2, default=(1.0, 4.0))
     ap.add_argument("--memory-metrics", default="psnr,ssim,ms_ssim")
+    ap.add_argument(
+        "--baseline-src", type=Path, help="a qualitas 'src' folder (e.g. from git archive) to compare against"
+    )
     args = ap.parse_args()
 
     ref, dist = make_pair(args.workdir, 1920, 1080, args.seconds)
     n = int(round(args.seconds * 25))
     print(f"1080p pair: {ref.name} vs {dist.name}, {n} frames, {os.cpu_count()} CPUs")
-    fps = bench_speed(ref, dist, n, args.repeat, args.threads, args.breakdown)
+    speed = bench_speed(ref, dist, n, args.repeat, args.threads, args.breakdown, args.baseline_src)
+    fps = {name: v[0] for name, v in speed.items()}
     base = fps["ffmpeg psnr+ssim filters"]
     vmaf_base = fps["ffmpeg libvmaf"]
-    print(f"{'case':40s} {'frames/s':>9s}")
-    for name, value in fps.items():
-        print(f"{name:40s} {value:9.1f}")
-    print(f"ratio qualitas psnr+ssim+ms_ssim / ffmpeg psnr+ssim: {fps['qualitas psnr+ssim+ms_ssim'] / base:.2f}x")
+    print(f"{'case':44s} {'frames/s':>9s} {'CPU ms/frame':>13s}")
+    for name, (value, cpu_ms) in speed.items():
+        print(f"{name:44s} {value:9.1f} {cpu_ms:13.1f}")
+    q = "qualitas psnr+ssim+ms_ssim"
+    print(f"ratio {q} / ffmpeg psnr+ssim: {fps[q] / base:.2f}x frames/s, "
+          f"{speed['ffmpeg psnr+ssim filters'][1] / speed[q][1]:.2f}x CPU time")  # fmt: skip
     print(f"ratio qualitas vmaf / ffmpeg libvmaf: {fps['qualitas vmaf'] / vmaf_base:.2f}x")
+    if args.baseline_src is not None:
+        new, old = speed[f"{q} (subprocess)"], speed["baseline psnr+ssim+ms_ssim (subprocess)"]
+        print(f"this tree vs baseline: {new[0] / old[0]:.2f}x frames/s, {old[1] / new[1]:.2f}x less CPU per frame")
     if args.memory:
         for row in bench_memory(args.workdir, list(args.memory_seconds), args.memory_metrics):
             print(
