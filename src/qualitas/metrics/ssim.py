@@ -152,7 +152,9 @@ def ssim_means(
             # Channels-last (1, n, W, C in memory): oneDNN's depthwise convolution is several
             # times faster in this layout than on planes, and uses more SIMD lanes with more
             # channels; the moments are built as contiguous planes first (cheap writes).
-            stack = planes.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+            stack = planes.unsqueeze(0)
+            if tiled:  # (cuDNN needs no layout change)
+                stack = stack.contiguous(memory_format=torch.channels_last)
             mom = F.conv2d(stack, kern.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
             mom = F.conv2d(mom, kern.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
             # Back to one plane per moment: the arithmetic on stride-C views of the
