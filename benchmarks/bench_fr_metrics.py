@@ -17,7 +17,10 @@ pyiqa runs in its own throw-away venv (``--pyiqa-venv``, created on first use wi
 time limit (``--pyiqa-timeout``) so that one slow or failing metric does not stop the rest.
 The classical metrics benchmarked here need no downloaded weights.
 
-    .venv/bin/python benchmarks/bench_fr_metrics.py [--frames 4] [--batch 2] [--repeat 2]
+    .venv/bin/python benchmarks/bench_fr_metrics.py [--frames 4] [--batch 2] [--repeat 2] [--threads 1]
+
+On a shared, oversubscribed machine use ``--threads 1``: multi-threaded torch ops then
+wait on descheduled worker threads and both libraries' timings mostly measure that.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ data = np.load(sys.argv[1])
 dist = torch.from_numpy(data["dist"]).permute(0, 3, 1, 2).float() / 255
 ref = torch.from_numpy(data["ref"]).permute(0, 3, 1, 2).float() / 255
 name, opts, batch, device = sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+if int(sys.argv[6]) > 0:
+    torch.set_num_threads(int(sys.argv[6]))
 m = pyiqa.create_metric(name, device=device, **opts)
 def sync():
     if device == "cuda":
@@ -137,8 +142,10 @@ def time_qualitas(name: str, dist: torch.Tensor, ref: torch.Tensor, batch: int, 
     }
 
 
-def time_pyiqa(py: Path, npz: Path, name: str, opts: dict, batch: int, device: str, timeout: float) -> dict:
-    cmd = [str(py), "-c", _PYIQA_WORKER, str(npz), name, json.dumps(opts), str(batch), device]
+def time_pyiqa(
+    py: Path, npz: Path, name: str, opts: dict, batch: int, device: str, timeout: float, threads: int
+) -> dict:
+    cmd = [str(py), "-c", _PYIQA_WORKER, str(npz), name, json.dumps(opts), str(batch), device, str(threads)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -171,7 +178,12 @@ def main() -> None:
     parser.add_argument("--pyiqa-venv", type=Path, default=Path(tempfile.gettempdir()) / "pyiqa-venv")
     parser.add_argument("--pyiqa-timeout", type=float, default=900.0, help="seconds per pyiqa metric run")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads for both libraries (0: torch default)"
+    )
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     py = ensure_pyiqa(args.pyiqa_venv)
     dist_np, ref_np = make_pairs(args.frames)
     npz = Path(tempfile.mkdtemp(prefix="qualitas-fr-bench-")) / "pairs.npz"
@@ -189,7 +201,9 @@ def main() -> None:
                     best.get(("qualitas", name, device)), time_qualitas(name, dist, ref, args.batch, device)
                 )
                 if pyiqa_name is not None:
-                    r = time_pyiqa(py, npz, pyiqa_name, opts, args.batch, device, args.pyiqa_timeout)
+                    r = time_pyiqa(
+                        py, npz, pyiqa_name, opts, args.batch, device, args.pyiqa_timeout, args.threads
+                    )
                     best[("pyiqa", name, device)] = _merge(best.get(("pyiqa", name, device)), r)
                 print(f"done: {name} {device}", file=sys.stderr, flush=True)
 

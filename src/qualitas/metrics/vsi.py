@@ -16,8 +16,7 @@ from __future__ import annotations
 import torch
 
 from qualitas.functional.colorspaces import rgb_to_lab_vsi, rgb_to_lmn
-from qualitas.functional.fr_filters import check_pair, conv2_same_decimate
-from qualitas.functional.imresize import imresize
+from qualitas.functional.fr_filters import check_pair, conv2_same_decimate, imresize_dense
 from qualitas.functional.loggabor import vsi_log_gabor
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
 from qualitas.metrics.fsim import downsample_factor, real_power, scharr_magnitude
@@ -38,28 +37,35 @@ def _minmax(x: torch.Tensor) -> torch.Tensor:
 
 
 def sdsp(x: torch.Tensor) -> torch.Tensor:
-    """SDSP saliency of RGB (B,3,H,W) on 0..255 (float64) -> (B,1,H,W) in [0, 1]."""
+    """SDSP saliency of RGB (B,3,H,W) on 0..255 -> (B,1,H,W) in [0, 1], in ``x``'s dtype.
+
+    The full-resolution resizes run in ``x``'s precision; the 256x256 core in float64.
+    """
     h, w = x.shape[-2:]
-    small = imresize(x, size=(SDSP_SIZE, SDSP_SIZE), kernel="linear")
+    small = imresize_dense(x, (SDSP_SIZE, SDSP_SIZE)).to(torch.float64)
     lab = rgb_to_lab_vsi(small / 255.0)
     lg = vsi_log_gabor(SDSP_SIZE, SDSP_SIZE, OMEGA0, SIGMA_F, device=x.device)
     band = torch.fft.ifft2(torch.fft.fft2(lab) * lg).real
     sf = band.square().sum(dim=1, keepdim=True).sqrt()
-    idx = torch.arange(1, SDSP_SIZE + 1, dtype=x.dtype, device=x.device) - SDSP_SIZE / 2
+    idx = torch.arange(1, SDSP_SIZE + 1, dtype=torch.float64, device=x.device) - SDSP_SIZE / 2
     sd = torch.exp(-(idx[:, None] ** 2 + idx[None, :] ** 2) / SIGMA_D**2)
     ab = _minmax(lab[:, 1:3].flatten(0, 1).unsqueeze(1)).view(-1, 2, SDSP_SIZE, SDSP_SIZE)
     sc = 1 - torch.exp(-ab.square().sum(dim=1, keepdim=True) / SIGMA_C**2)
-    return _minmax(imresize(sf * sd * sc, size=(h, w), kernel="linear"))
+    return _minmax(imresize_dense((sf * sd * sc).to(x.dtype), (h, w)))
 
 
 def vsi(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """VSI of ``dist`` vs ``ref`` (B,3,H,W) in [0,1] -> (B,); 1 when identical."""
+    """VSI of ``dist`` vs ``ref`` (B,3,H,W) in [0,1] -> (B,); 1 when identical.
+
+    Full-resolution steps (resizing, box decimation) run in float32 (the input's
+    precision; within 1e-6 of float64 on the test pairs), the rest in float64.
+    """
     check_pair(dist, ref, name="vsi", min_size=MIN_SIZE)
     b = ref.shape[0]
-    rgb = torch.cat([ref, dist], dim=0).to(torch.float64) * 255.0
+    rgb = torch.cat([ref, dist], dim=0).float() * 255.0
     f = downsample_factor(*rgb.shape[-2:])
-    sal = conv2_same_decimate(sdsp(rgb), f)
-    lmn = rgb_to_lmn(conv2_same_decimate(rgb, f))
+    sal = conv2_same_decimate(sdsp(rgb), f).to(torch.float64)
+    lmn = rgb_to_lmn(conv2_same_decimate(rgb, f).to(torch.float64))
     g = scharr_magnitude(lmn[:, :1])
     s1, s2 = sal[:b], sal[b:]
     g1, g2 = g[:b], g[b:]
