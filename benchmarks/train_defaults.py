@@ -47,8 +47,22 @@ def qualitas(*args: str, ok: tuple[int, ...] = (0,)) -> None:
 def synth(name: str, media: Path) -> Path:
     if name == "nr-image":
         out = ROOT / "build/defaults/synth_images"
-        qualitas("data", "synth", "--images", str(media / "images"), "--out", str(out),
-                 "--image-max-side", "384", "--jobs", "1", "--seed", "0", "--no-progress", ok=(0, 1))
+        qualitas(
+            "data",
+            "synth",
+            "--images",
+            str(media / "images"),
+            "--out",
+            str(out),
+            "--image-max-side",
+            "384",
+            "--jobs",
+            "1",
+            "--seed",
+            "0",
+            "--no-progress",
+            ok=(0, 1),
+        )
         return _manifest(out / "images.jsonl")
     out = ROOT / "build/defaults/synth_videos"
     src = ROOT / "build/defaults/sources/videos"
@@ -58,9 +72,30 @@ def synth(name: str, media: Path) -> Path:
         if not link.exists() and (media / "videos" / v).exists():
             link.symlink_to(media / "videos" / v)
     # --types brighten: photo pans need --images; one cheap image ladder comes along (unused).
-    qualitas("data", "synth", "--images", str(media / "images"), "--types", "brighten",
-             "--videos", str(src), "--photo-videos", "24", "--clip-seconds", "2",
-             "--video-max-side", "480", "--out", str(out), "--jobs", "1", "--seed", "0", "--no-progress", ok=(0, 1))
+    qualitas(
+        "data",
+        "synth",
+        "--images",
+        str(media / "images"),
+        "--types",
+        "brighten",
+        "--videos",
+        str(src),
+        "--photo-videos",
+        "24",
+        "--clip-seconds",
+        "2",
+        "--video-max-side",
+        "480",
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--seed",
+        "0",
+        "--no-progress",
+        ok=(0, 1),
+    )
     return _manifest(out / "videos.jsonl")
 
 
@@ -94,7 +129,11 @@ def heldout_figures(run: Path, manifest: Path) -> dict:
             out.update(srocc=float(e["srocc"]), plcc=float(e["plcc"]))
         return out
 
-    result = {"overall": figs(rows), "contents": len({r["path"].rsplit("/", 1)[-1] for r in rows}), "families": {}}
+    result = {
+        "overall": figs(rows),
+        "contents": len({r["path"].rsplit("/", 1)[-1] for r in rows}),
+        "families": {},
+    }
     for fam in sorted({family.get(r["path"], "unknown") for r in rows}):
         result["families"][fam] = figs([r for r in rows if family.get(r["path"], "unknown") == fam])
     return result
@@ -102,7 +141,13 @@ def heldout_figures(run: Path, manifest: Path) -> dict:
 
 def table(fig: dict) -> str:
     def f(v: float | None) -> str:
-        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}" if abs(v) <= 1 else f"{v:.2f}"
+        return (
+            "–"
+            if v is None or (isinstance(v, float) and math.isnan(v))
+            else f"{v:.3f}"
+            if abs(v) <= 1
+            else f"{v:.2f}"
+        )
 
     lines = ["| family | n | SROCC | PLCC | RMSE |", "|---|---|---|---|---|"]
     o = fig["overall"]
@@ -138,8 +183,13 @@ def bench(name: str) -> dict:
                     model.score(p)
             dt, dc = time.perf_counter() - t, time.process_time() - c
             n = 3 * len(paths)
-            return {"images": n, "seconds": dt, "images_per_s": n / dt, "images_per_cpu_s": n / dc,
-                    "size": "1920x1080 JPEG, decode included"}
+            return {
+                "images": n,
+                "seconds": dt,
+                "images_per_s": n / dt,
+                "images_per_cpu_s": n / dc,
+                "size": "1920x1080 JPEG, decode included",
+            }
         import av
 
         clip = tmp / "clip1080p.mp4"
@@ -150,7 +200,9 @@ def bench(name: str) -> dict:
             s.options = {"crf": "30", "preset": "ultrafast"}
             for i in range(300):  # 10 s, camera pan
                 x = int(i * (big.shape[1] - 1920) / 299)
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(big[135 : 135 + 1080, x : x + 1920]), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(big[135 : 135 + 1080, x : x + 1920]), format="rgb24"
+                )
                 for pkt in s.encode(frame):
                     c.mux(pkt)
             for pkt in s.encode():
@@ -159,8 +211,13 @@ def bench(name: str) -> dict:
         t, c = time.perf_counter(), time.process_time()
         model.score_files(str(clip))
         dt, dc = time.perf_counter() - t, time.process_time() - c
-        return {"clip_seconds": 10.0, "seconds": dt, "realtime_factor": 10.0 / dt,
-                "realtime_factor_per_cpu_s": 10.0 / dc, "size": "1920x1080 30 fps H.264, decode included"}
+        return {
+            "clip_seconds": 10.0,
+            "seconds": dt,
+            "realtime_factor": 10.0 / dt,
+            "realtime_factor_per_cpu_s": 10.0 / dc,
+            "size": "1920x1080 30 fps H.264, decode included",
+        }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -168,7 +225,9 @@ def bench(name: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", choices=["nr-image", "nr-video"])
-    ap.add_argument("--media", type=Path, default=Path("/work/shared/media"), help="folder with images/ and videos/")
+    ap.add_argument(
+        "--media", type=Path, default=Path("/work/shared/media"), help="folder with images/ and videos/"
+    )
     ap.add_argument("--retrain", action="store_true", help="train again even if the run exists")
     ap.add_argument("--no-ship", action="store_true", help="do not copy the export into src/qualitas/weights")
     ap.add_argument("--bench", action="store_true", help="only measure the speed of the shipped model")

@@ -21,9 +21,18 @@ def test_quick_demo_runs_and_reuses_its_outputs(tmp_path, capsys):
 
     out = tmp_path / "demo-output"
     summary = demo.run(out, demo.QUICK)
-    for rel in ("synth/images.jsonl", "run/metrics.json", "eval/results.json", "eval/results.png",
-                "export/model.onnx", "export/model.json", "clip/pristine.mp4", "clip/distorted.mp4",
-                "scores/vmaf_distorted.json", "summary.json"):
+    for rel in (
+        "synth/images.jsonl",
+        "run/metrics.json",
+        "eval/results.json",
+        "eval/results.png",
+        "export/model.onnx",
+        "export/model.json",
+        "clip/pristine.mp4",
+        "clip/distorted.mp4",
+        "scores/vmaf_distorted.json",
+        "summary.json",
+    ):
         assert (out / rel).is_file(), rel
     assert json.loads((out / "summary.json").read_text()) == summary
     # Figures are real numbers in range (a 1-epoch model need not be good, only measured).
@@ -41,7 +50,9 @@ def test_quick_demo_runs_and_reuses_its_outputs(tmp_path, capsys):
     # A re-run does no work: every step finds its output and the figures are unchanged.
     mtimes = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file() and p.name != "summary.json"}
     again = demo.run(out, demo.QUICK)
-    assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in summary.items() if k != "seconds"}
+    assert {k: v for k, v in again.items() if k != "seconds"} == {
+        k: v for k, v in summary.items() if k != "seconds"
+    }
     changed = [str(p) for p, t in mtimes.items() if p.stat().st_mtime != t]
     assert not changed, changed
     assert "$ qualitas train" not in capsys.readouterr().out

@@ -34,8 +34,20 @@ from qualitas.errors import DependencyError, QualitasError
 
 # Colour photos bundled with scikit-image (no download), and scikit-learn's two samples.
 SKIMAGE_PHOTOS = (
-    "astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "hubble_deep_field",
-    "immunohistochemistry", "retina", "brick", "grass", "gravel", "camera", "moon", "coins",
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "motorcycle_left",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "brick",
+    "grass",
+    "gravel",
+    "camera",
+    "moon",
+    "coins",
 )
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
 MIN_SIDE = 176
@@ -58,15 +70,29 @@ class DemoSize:
 FULL = DemoSize(
     photos=16,
     max_side=320,
-    types=("gaussian_blur", "jpeg", "white_noise", "webp", "downscale_upscale", "contrast_change",
-           "color_quantization", "impulse_noise"),
+    types=(
+        "gaussian_blur",
+        "jpeg",
+        "white_noise",
+        "webp",
+        "downscale_upscale",
+        "contrast_change",
+        "color_quantization",
+        "impulse_noise",
+    ),
     levels=4,
     epochs=6,
     clip_frames=75,
     clip_hw=(360, 640),
 )
 QUICK = DemoSize(
-    photos=4, max_side=272, types=("gaussian_blur", "jpeg"), levels=3, epochs=1, clip_frames=12, clip_hw=(180, 320)
+    photos=4,
+    max_side=272,
+    types=("gaussian_blur", "jpeg"),
+    levels=3,
+    epochs=1,
+    clip_frames=12,
+    clip_hw=(180, 320),
 )
 
 
@@ -187,7 +213,9 @@ def make_clip_pair(folder: Path, size: DemoSize) -> tuple[Path, Path]:
     frames = pan_frames(photo, size.clip_frames, size.clip_hw)
     encode(frames, pristine, {"crf": "4", "preset": "medium"})
     encode(frames, distorted, {"crf": "40", "preset": "veryfast"})
-    say(f"made {pristine} and {distorted} ({size.clip_hw[1]}x{size.clip_hw[0]}, {size.clip_frames} frames, 25 fps)")
+    say(
+        f"made {pristine} and {distorted} ({size.clip_hw[1]}x{size.clip_hw[0]}, {size.clip_frames} frames, 25 fps)"
+    )
     return pristine, distorted
 
 
@@ -215,7 +243,12 @@ def train_config(out: Path, size: DemoSize) -> Path:
         "loss": [{"name": "l1", "weight": 1.0}, {"name": "plcc", "weight": 0.5}],
         "optimizer": {"name": "adamw", "lr": 2.0e-3, "weight_decay": 1.0e-4},
         "scheduler": {"name": "cosine", "warmup_epochs": 0.5, "min_lr": 0.02},
-        "trainer": {"max_epochs": size.epochs, "accelerator": "cpu", "progress_bar": True, "log_every_n_steps": 5},
+        "trainer": {
+            "max_epochs": size.epochs,
+            "accelerator": "cpu",
+            "progress_bar": True,
+            "log_every_n_steps": 5,
+        },
     }
     path = out / "demo_config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -246,9 +279,24 @@ def run(out: Path, size: DemoSize) -> dict:
     if (out / "synth" / "images.jsonl").is_file():
         say(f"(reusing {out / 'synth'})")
     else:
-        cli("data", "synth", "--images", str(out / "photos"), "--out", str(out / "synth"),
-            "--image-max-side", str(size.max_side), "--levels", str(size.levels), "--types", *size.types,
-            "--jobs", "1", "--seed", "0")
+        cli(
+            "data",
+            "synth",
+            "--images",
+            str(out / "photos"),
+            "--out",
+            str(out / "synth"),
+            "--image-max-side",
+            str(size.max_side),
+            "--levels",
+            str(size.levels),
+            "--types",
+            *size.types,
+            "--jobs",
+            "1",
+            "--seed",
+            "0",
+        )
     rows = (out / "synth" / "images.jsonl").read_text().count("\n")
     summary["ladder"] = f"{n} photos x {len(size.types)} types x {size.levels} levels = {rows} images"
 
@@ -267,7 +315,9 @@ def run(out: Path, size: DemoSize) -> dict:
     figs = json.loads(results.read_text())
     fig = figs["metrics"]
     summary["srocc"], summary["plcc"] = float(fig["srocc"]), float(fig["plcc"])
-    say(f"held-out SROCC {summary['srocc']:.3f}, PLCC {summary['plcc']:.3f}; scatter plot {results.with_suffix('.png')}")
+    say(
+        f"held-out SROCC {summary['srocc']:.3f}, PLCC {summary['plcc']:.3f}; scatter plot {results.with_suffix('.png')}"
+    )
 
     step("4/6 export to ONNX and verify parity (qualitas export)")
     export = out / "export"
@@ -291,7 +341,17 @@ def run(out: Path, size: DemoSize) -> dict:
         say("(the nr-video default model is not installed in this checkout; skipping it)")
     dest = scores / "vmaf_distorted.json"
     if not dest.is_file():
-        cli("score", str(distorted), "--ref", str(pristine), "--metric", "vmaf,psnr", "--out", str(dest), "--quiet")
+        cli(
+            "score",
+            str(distorted),
+            "--ref",
+            str(pristine),
+            "--metric",
+            "vmaf,psnr",
+            "--out",
+            str(dest),
+            "--quiet",
+        )
     summary["vmaf_distorted"] = read_scores(dest, "vmaf")
     summary["psnr_distorted"] = read_scores(dest, "psnr")
 
@@ -310,19 +370,29 @@ def format_summary(s: dict, out: Path) -> str:
         ("synthetic ladder", s["ladder"]),
         ("demo model, held-out SROCC / PLCC", f"{f(s['srocc'], 3)} / {f(s['plcc'], 3)}"),
         ("ONNX vs PyTorch max |diff|", "n/a" if s.get("parity") is None else f"{s['parity']:.1e}"),
-        ("sample clip, nr-video: pristine / distorted", f"{f(s.get('nr_video_pristine'))} / {f(s.get('nr_video_distorted'))}"),
-        ("sample clip, VMAF / PSNR of distorted vs pristine", f"{f(s.get('vmaf_distorted'))} / {f(s.get('psnr_distorted'))} dB"),
+        (
+            "sample clip, nr-video: pristine / distorted",
+            f"{f(s.get('nr_video_pristine'))} / {f(s.get('nr_video_distorted'))}",
+        ),
+        (
+            "sample clip, VMAF / PSNR of distorted vs pristine",
+            f"{f(s.get('vmaf_distorted'))} / {f(s.get('psnr_distorted'))} dB",
+        ),
         ("wall time of this run", f"{s['seconds']} s"),
     ]
     width = max(len(a) for a, _ in rows)
     lines = [f"{a:<{width}}  {b}" for a, b in rows]
-    lines.append(f"everything is under {out}/ (summary.json, eval/results.png, export/model.onnx, clip/, scores/)")
+    lines.append(
+        f"everything is under {out}/ (summary.json, eval/results.png, export/model.onnx, clip/, scores/)"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m qualitas.demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default demo-output)")
+    ap.add_argument(
+        "--out", type=Path, default=Path("demo-output"), help="output folder (default demo-output)"
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in well under a minute")
     args = ap.parse_args(argv)
     try:
