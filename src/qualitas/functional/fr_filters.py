@@ -40,10 +40,34 @@ def check_pair(dist: torch.Tensor, ref: torch.Tensor, *, name: str, min_size: in
 
 
 def _depthwise(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Correlate every channel of (B,C,H,W) ``x`` with the 2-D ``kernel`` (no padding)."""
-    c = x.shape[1]
-    k = kernel.to(dtype=x.dtype, device=x.device)
-    return F.conv2d(x, k.view(1, 1, *k.shape).expand(c, 1, *k.shape), groups=c)
+    """Correlate every channel of (B,C,H,W) ``x`` with the 2-D ``kernel`` (no padding).
+
+    Small kernels (the metrics' 3x3, 5x5, 1-D and sparse ones) are applied as a sum of
+    shifted, scaled views of ``x`` over their nonzero taps, rank-1 kernels as two such 1-D
+    passes: on CPU this is 10-15x faster than the single-channel ``conv2d`` path (measured
+    on 1080p maps); large dense kernels fall back to a grouped ``conv2d``.
+    """
+    k64 = kernel.detach().to(device="cpu", dtype=torch.float64)
+    kh, kw = k64.shape
+    if kh > 1 and kw > 1:
+        u, sv, vh = torch.linalg.svd(k64)
+        if sv.numel() < 2 or sv[1] <= 1e-13 * sv[0]:
+            col = u[:, 0] * sv[0]
+            row = vh[0]
+            return _depthwise(_depthwise(x, col.view(kh, 1)), row.view(1, kw))
+    taps = [(i, j, float(k64[i, j])) for i in range(kh) for j in range(kw) if k64[i, j] != 0]
+    if len(taps) > 32:
+        c = x.shape[1]
+        k = kernel.to(dtype=x.dtype, device=x.device)
+        return F.conv2d(x, k.view(1, 1, kh, kw).expand(c, 1, kh, kw), groups=c)
+    h, w = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
+    if not taps:
+        return x.new_zeros(*x.shape[:-2], h, w)
+    i, j, v = taps[0]
+    out = x[..., i : i + h, j : j + w] * v
+    for i, j, v in taps[1:]:
+        out.add_(x[..., i : i + h, j : j + w], alpha=v)
+    return out
 
 
 def conv2_same(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -87,6 +111,21 @@ def imfilter_same(x: torch.Tensor, kernel: torch.Tensor, *, padding: str = "zero
     else:
         raise ValueError(f"padding must be 'zeros' or 'symmetric', got {padding!r}")
     return _depthwise(x, kernel)
+
+
+def imfilter_same_separable(x: torch.Tensor, k1d: torch.Tensor, *, padding: str = "zeros") -> torch.Tensor:
+    """:func:`imfilter_same` with the separable kernel ``k1d' * k1d`` as two 1-D passes
+    (odd ``k1d``). (B,C,H,W) -> (B,C,H,W)."""
+    n = k1d.numel()
+    r = (n - 1) // 2
+    if padding == "symmetric":
+        x = pad_symmetric(x, r, n - 1 - r, r, n - 1 - r)
+    elif padding == "zeros":
+        x = F.pad(x, (r, n - 1 - r, r, n - 1 - r))
+    else:
+        raise ValueError(f"padding must be 'zeros' or 'symmetric', got {padding!r}")
+    k = k1d.to(dtype=x.dtype, device=x.device)
+    return _depthwise(_depthwise(x, k.view(n, 1)), k.view(1, n))
 
 
 def filter2_valid(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -75,21 +75,22 @@ def _pc_bank(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return filters, em_n, sum_an2, sum_aiaj
 
 
-def phase_congruency(x: torch.Tensor) -> torch.Tensor:
-    """Phase congruency of gray images ``x`` (B,1,H,W) -> (B,1,H,W) in [0, 1] (float64).
+def phase_congruency(x: torch.Tensor, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Phase congruency of gray images ``x`` (B,1,H,W) -> (B,1,H,W) in [0, 1], computed in
+    ``dtype`` (float32 stays within ~1e-6 of float64 in FSIM).
 
     NaN where the image has no energy at all (a flat image), as in the reference.
     """
     b, _, rows, cols = x.shape
     filters_np, em_n_np, an2_np, aiaj_np = _pc_bank(rows, cols)
     dev = x.device
-    filters = torch.from_numpy(filters_np).to(dev)  # (O, S, H, W)
-    em_n = torch.from_numpy(em_n_np).to(dev).view(1, -1)
-    sum_an2 = torch.from_numpy(an2_np).to(dev).view(1, -1)
-    sum_aiaj = torch.from_numpy(aiaj_np).to(dev).view(1, -1)
+    filters = torch.from_numpy(filters_np).to(device=dev, dtype=dtype)  # (O, S, H, W)
+    em_n = torch.from_numpy(em_n_np).to(device=dev, dtype=dtype).view(1, -1)
+    sum_an2 = torch.from_numpy(an2_np).to(device=dev, dtype=dtype).view(1, -1)
+    sum_aiaj = torch.from_numpy(aiaj_np).to(device=dev, dtype=dtype).view(1, -1)
     k, epsilon = 2.0, 1e-4
 
-    imagefft = torch.fft.fft2(x[:, 0].to(torch.float64))  # (B, H, W)
+    imagefft = torch.fft.fft2(x[:, 0].to(dtype))  # (B, H, W)
     eo = torch.fft.ifft2(imagefft[:, None, None] * filters[None])  # (B, O, S, H, W)
     e, o_ = eo.real, eo.imag
     an = eo.abs()

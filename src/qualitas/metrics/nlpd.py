@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from qualitas.functional.color import rgb_to_gray_matlab
-from qualitas.functional.fr_filters import check_pair, conv2_same, imfilter_same
+from qualitas.functional.fr_filters import check_pair, conv2_same, imfilter_same_separable
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
 
 N_LEVELS = 6
@@ -50,11 +50,11 @@ DN_FILTERS = _dn_filters()
 
 def laplacian_pyramid(x: torch.Tensor, levels: int = N_LEVELS) -> list[torch.Tensor]:
     """``laplacian_pyramid_s`` of NLP_dist.m on (B,1,H,W) -> ``levels`` band maps."""
-    kernel = (_F1[:, None] * _F1[None, :]).to(x.dtype)
+    # The 5x5 Burt-Adelson kernel is f' * f: filtered as two 1-D passes.
     pyr = []
     j = x
     for _ in range(levels - 1):
-        low = imfilter_same(j, kernel, padding="symmetric")[..., ::2, ::2]
+        low = imfilter_same_separable(j, _F1, padding="symmetric")[..., ::2, ::2]
         odd_h = 2 * low.shape[-2] - j.shape[-2]
         odd_w = 2 * low.shape[-1] - j.shape[-1]
         # upsample: replicate-pad by 1, zero-stuff x2 (times 4), filter (zero borders), crop.
@@ -63,7 +63,7 @@ def laplacian_pyramid(x: torch.Tensor, levels: int = N_LEVELS) -> list[torch.Ten
             *padded.shape[:-2], 2 * padded.shape[-2], 2 * padded.shape[-1], dtype=x.dtype, device=x.device
         )
         up[..., ::2, ::2] = 4 * padded
-        up = imfilter_same(up, kernel, padding="zeros")
+        up = imfilter_same_separable(up, _F1, padding="zeros")
         r, c = up.shape[-2:]
         up = up[..., 2 : r - 2 - odd_h, 2 : c - 2 - odd_w]
         pyr.append(j - up)
