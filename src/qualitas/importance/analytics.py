@@ -34,7 +34,9 @@ ANALYTICS: Registry[Callable[..., nn.Module]] = Registry("analytics")
 def _facenet_data_dir() -> Path:
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise DependencyError("the mtcnn analytics needs facenet-pytorch: pip install 'qualitas[importance]'")
+        raise DependencyError(
+            "the mtcnn analytics needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 (its own pins would replace torch)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
@@ -61,7 +63,9 @@ class MTCNNObjective(nn.Module):
         try:
             from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
         except ImportError as err:
-            raise DependencyError(f"the mtcnn analytics needs facenet-pytorch ({err})") from None
+            raise DependencyError(
+                f"the mtcnn analytics needs facenet-pytorch ({err}): pip install --no-deps facenet-pytorch==2.6.0"
+            ) from None
         if score not in ("prob", "logit"):
             raise UsageError(f"mtcnn score must be prob or logit, got '{score}'")
         data = _facenet_data_dir()
