@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import math
@@ -120,14 +119,6 @@ def test_stdout_json_when_piped_and_table_on_request(tmp_path, make_image, capsy
         (["--metric", "psnr"], "full-reference"),  # FR metric without --ref
         (["--metric", "psnrr", "--ref", "REF"], "did you mean 'psnr'"),
         (["--metric", "psnr", "--ref", "REF", "--out", "x.txt"], "output format"),
-        pytest.param(
-            ["--metric", "psnr", "--ref", "REF", "--model", "m.onnx"],
-            "--model",
-            marks=pytest.mark.skipif(
-                importlib.util.find_spec("qualitas.runtime.models") is not None,
-                reason="learned models are available: --model is no longer a usage error",
-            ),
-        ),
         (["--metric", "psnr", "--ref", "REF", "--device", "tpu"], "--device"),
     ],
 )
