@@ -213,20 +213,25 @@ import json, resource, sys
 from qualitas.runtime.score import Pair, ScoreOptions, score_pairs
 res, _ = score_pairs([Pair(sys.argv[1], sys.argv[2])], sys.argv[3].split(","), ScoreOptions())
 assert res[0].error is None, res[0].error
-print(json.dumps({"frames": res[0].frames_scored,
-                  "self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+# VmHWM: the peak RSS of this process image. getrusage's ru_maxrss is not used for it: Linux
+# carries it over from the forking parent across exec, so it reported the benchmark's own
+# peak (1505 MB for every clip) instead of the scoring process's.
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+print(json.dumps({"frames": res[0].frames_scored, "self_mb": hwm,
                   "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 
-def bench_memory(workdir: Path, lengths: list[float], metrics: str) -> list[dict]:
+def bench_memory(workdir: Path, lengths: list[float], metrics: str, src: Path | None = None) -> list[dict]:
+    """Peak RSS of fresh processes scoring 4K pairs of each length (``src``: another source tree)."""
     rows = []
+    env = dict(os.environ, PYTHONPATH=str(src)) if src is not None else None
     for seconds in lengths:
         ref, dist = make_pair(workdir, 3840, 2160, seconds)
         start = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-c", _RSS_SCRIPT, str(dist), str(ref), metrics],
-            check=True, capture_output=True, text=True,
+            check=True, capture_output=True, text=True, env=env,
         )  # fmt: skip
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row.update(seconds=seconds, wall_s=time.perf_counter() - start)
@@ -244,11 +249,27 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true", help="also time decoding alone and each metric alone")
     ap.add_argument("--memory-seconds", type=float, nargs=2, default=(1.0, 4.0))
     ap.add_argument("--memory-metrics", default="psnr,ssim,ms_ssim")
+    ap.add_argument("--memory-only", action="store_true", help="only the 4K peak-memory measurement")
     ap.add_argument(
         "--baseline-src", type=Path, help="a qualitas 'src' folder (e.g. from git archive) to compare against"
     )
     args = ap.parse_args()
 
+    if args.memory_only:
+        args.memory = True
+    else:
+        bench_1080p(args)
+    if args.memory:
+        trees = [("this tree", None)] + ([("baseline", args.baseline_src)] if args.baseline_src else [])
+        for label, src in trees:
+            for row in bench_memory(args.workdir, list(args.memory_seconds), args.memory_metrics, src):
+                print(
+                    f"{label}: 4K {row['seconds']:g} s ({row['frames']} frames, {args.memory_metrics}): "
+                    f"peak RSS {row['self_mb']:.0f} MB, {row['wall_s']:.1f} s"
+                )
+
+
+def bench_1080p(args: argparse.Namespace) -> None:
     ref, dist = make_pair(args.workdir, 1920, 1080, args.seconds)
     n = int(round(args.seconds * 25))
     print(f"1080p pair: {ref.name} vs {dist.name}, {n} frames, {os.cpu_count()} CPUs")
@@ -266,12 +287,6 @@ def main() -> None:
     if args.baseline_src is not None:
         new, old = speed[f"{q} (subprocess)"], speed["baseline psnr+ssim+ms_ssim (subprocess)"]
         print(f"this tree vs baseline: {new[0] / old[0]:.2f}x frames/s, {old[1] / new[1]:.2f}x less CPU per frame")
-    if args.memory:
-        for row in bench_memory(args.workdir, list(args.memory_seconds), args.memory_metrics):
-            print(
-                f"4K {row['seconds']:g} s ({row['frames']} frames, {args.memory_metrics}): peak RSS "
-                f"{row['self_mb']:.0f} MB (ffmpeg children {row['children_mb']:.0f} MB), {row['wall_s']:.1f} s"
-            )
 
 
 if __name__ == "__main__":
