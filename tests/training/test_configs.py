@@ -31,6 +31,8 @@ def test_every_config_is_covered():
         "rankiqa_finetune.yaml",
         "emd_ava.yaml",
         "importance_faces.yaml",  # exercised by tests/importance/test_dataset_train.py
+        "default_nr_image.yaml",
+        "default_nr_video.yaml",
     }
 
 
@@ -85,3 +87,22 @@ def test_emd_config_on_vote_histograms(vote_data, tmp_path):
     model, info = load_trained(res.run_dir)
     assert info["target"] == "votes" and model.spec.output == "distribution"
     assert res.metrics["val"]["n"] == 5
+
+
+@pytest.mark.slow
+def test_default_nr_image_config(image_data, tmp_path):
+    """The config that trains the shipped nr-image model runs (fragments input, l1+plcc)."""
+    res = _run("default_nr_image.yaml", image_data, tmp_path / "r", "data.input_size.patch=8")
+    model, info = load_trained(res.run_dir)
+    assert not info["full_reference"] and not info["video"] and res.metrics["val"]["n"] > 0
+
+
+@pytest.mark.slow
+def test_default_nr_video_config(video_data, tmp_path):
+    """The config that trains the shipped nr-video model runs on decoded clips."""
+    res = _run(
+        "default_nr_video.yaml", video_data, tmp_path / "r", "data.input_size.patch=8",
+        "data.split_ratios={train: 0.5, val: 0.25, test: 0.25}",
+    )  # fmt: skip
+    _, info = load_trained(res.run_dir)
+    assert info["video"] and info["sampling"]["num_frames"] == 4 and res.metrics["val"]["n"] > 0
