@@ -164,14 +164,15 @@ class Result:
 def default_metrics(kind: str, has_ref: bool) -> list[str]:
     """Metrics used when the user names none, for one input ``kind`` ("image"/"video").
 
-    Full reference: psnr, ssim, ms_ssim, plus vmaf for videos. No reference: none yet
-    (a later release adds default no-reference models), so this raises a usage error.
+    Full reference: psnr, ssim, ms_ssim, plus vmaf for videos. No reference: there is no
+    default *metric*; the CLI scores with the default no-reference *model* of the media kind
+    instead (:mod:`qualitas.runtime.defaults`), so here it is a usage error.
     """
     if has_ref:
         return ["psnr", "ssim", "ms_ssim"] + (["vmaf"] if kind == "video" else [])
     raise UsageError(
         "no-reference scoring needs --metric NAME (a no-reference metric, see `qualitas metrics`) "
-        "or --model PATH; give --ref REF for full-reference metrics"
+        "or --model PATH|nr-image|nr-video; give --ref REF for full-reference metrics"
     )
 
 
