@@ -32,3 +32,13 @@ def test_training_curves_from_lightning_style_csv(tmp_path):
         assert im.format == "PNG" and im.size == (700, 900)  # three panels: loss, lr, metrics
     with pytest.raises(UsageError, match="no CSV log"):
         plots.training_curves(tmp_path / "missing.csv", tmp_path / "x.png")
+
+
+def test_log_columns_grouped_by_scale():
+    groups = plots.group_log_columns(
+        ["train/loss", "lr-AdamW", "val/srocc", "val/plcc_fitted", "val/rmse", "val/n", "sps", "train/data_wait"]
+    )
+    assert groups["loss"] == ["train/loss"] and groups["learning rate"] == ["lr-AdamW"]
+    assert groups["correlation"] == ["val/srocc", "val/plcc_fitted"]
+    assert groups["rmse"] == ["val/rmse"] and groups["samples/s"] == ["sps"]
+    assert groups["other"] == ["train/data_wait"]  # item counts (val/n) are not plotted

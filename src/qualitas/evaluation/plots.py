@@ -104,10 +104,32 @@ def read_csv_log(csv_path: str | Path) -> dict[str, list[float]]:
     return columns
 
 
+def group_log_columns(names: list[str]) -> dict[str, list[str]]:
+    """Split log column names into panels with one scale each (item counts dropped).
+
+    Correlations in [-1, 1] next to an RMSE of 40 would be flattened on a shared axis.
+    """
+
+    def last(name: str) -> str:
+        return re.split(r"[/.]", name.lower())[-1]
+
+    groups = {
+        "loss": [n for n in names if "loss" in n.lower()],
+        "learning rate": [n for n in names if "lr" in re.split(r"[^a-z0-9]+", n.lower())],
+        "correlation": [n for n in names if last(n).split("_")[0] in ("srocc", "krocc", "plcc")],
+        "rmse": [n for n in names if last(n).split("_")[0] == "rmse"],
+        "samples/s": [n for n in names if last(n) in ("sps", "samples_per_s")],
+    }
+    grouped = {n for group in groups.values() for n in group}
+    groups["other"] = [n for n in names if n not in grouped and last(n) != "n"]
+    return groups
+
+
 def training_curves(csv_path: str | Path, out_png: str | Path, *, title: str | None = None) -> Path:
     """Plot every numeric column of a CSV log against ``step`` (or ``epoch``).
 
-    Panels: losses (names containing ``loss``), learning rates (``lr``), other metrics.
+    Panels: losses (names containing ``loss``), learning rates (``lr``), correlations
+    (SROCC/KROCC/PLCC), RMSE, throughput, and any other column (item counts left out).
     Rows where a column is empty are skipped for that column (Lightning logs train and
     validation values on different rows).
     """
@@ -116,12 +138,7 @@ def training_curves(csv_path: str | Path, out_png: str | Path, *, title: str | N
     xs = cols.pop(x_name) if x_name else [float(i) for i in range(len(next(iter(cols.values()), [])))]
     if x_name == "step":
         cols.pop("epoch", None)
-    groups = {
-        "loss": [n for n in cols if "loss" in n.lower()],
-        "learning rate": [n for n in cols if "lr" in re.split(r"[^a-z0-9]+", n.lower())],
-    }
-    grouped = {n for names in groups.values() for n in names}
-    groups["metrics"] = [n for n in cols if n not in grouped]
+    groups = group_log_columns(list(cols))
     panels = [(g, names) for g, names in groups.items() if names]
     if not panels:
         raise UsageError(f"CSV log '{csv_path}' has no numeric column to plot")
