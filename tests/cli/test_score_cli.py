@@ -217,3 +217,16 @@ def test_raw_yuv_flags_apply_to_yuv_inputs_only(tmp_path, make_video):
     assert "--size" in _strict_json(out.read_text())["results"][0]["error"]
     # --pix-fmt without --size is a usage error.
     assert main([*argv[:6], "--pix-fmt", "yuv420p", "--quiet"]) == 2
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_anywhere_shows_the_traceback(tmp_path, make_image, capsys, where):
+    from qualitas.errors import ConfigError
+
+    img = str(make_image("a.png"))
+    argv = ["score", img, "--ref", img, "--metric", "psnrr", "--quiet"]
+    assert main(argv) == 2  # without --debug: one line, no traceback
+    err = capsys.readouterr().err
+    assert "did you mean 'psnr'" in err and "Traceback" not in err
+    with pytest.raises(ConfigError, match="psnrr"):
+        main(["--debug", *argv] if where == "before" else [*argv, "--debug"])

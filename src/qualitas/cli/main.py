@@ -70,6 +70,9 @@ _HELP = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # `--debug` is global but users put it anywhere (`qualitas score x --debug`): accept both.
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     # Build only the chosen sub-command's parser (imports stay lazy).
     chosen = next((a for a in argv if a in _COMMANDS), None)
     parser = build_parser(only=chosen)
@@ -78,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     args = parser.parse_args(argv)
+    args.debug = debug
     try:
         return int(args.func(args) or 0)
     except QualitasError as err:
