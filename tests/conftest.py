@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from media_helpers import write_video
+
 
 def scene_frames(n: int, width: int = 192, height: int = 176, seed: int = 0) -> np.ndarray:
     """``n`` RGB uint8 frames (n, H, W, 3): a pan across scikit-image's astronaut photo."""
@@ -20,36 +22,6 @@ def scene_frames(n: int, width: int = 192, height: int = 176, seed: int = 0) -> 
         y = min(img.shape[0] - height, 2 * i)
         frames.append(img[y : y + height, x : x + width])
     return np.ascontiguousarray(np.stack(frames))
-
-
-def write_video(
-    path: str | Path,
-    frames: np.ndarray,
-    fps: int = 25,
-    *,
-    codec: str = "libx264",
-    crf: int = 18,
-    faststart: bool = False,
-) -> Path:
-    """Encode RGB uint8 frames (n, H, W, 3) to ``path`` with PyAV (yuv420p).
-
-    ``faststart`` puts the MP4 index first (then a truncated copy still opens).
-    """
-    import av
-
-    path = Path(path)
-    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else None) as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": str(crf), "preset": "ultrafast"}
-        for arr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from media_helpers import write_video
 from qualitas.data.datasets import (
     DATASETS,
     FrameFolderDataset,
@@ -37,16 +38,7 @@ def _photo(h: int = 40, w: int = 56) -> np.ndarray:
 
 
 def _write_video(path: Path, frames: np.ndarray, fps: int = 10) -> None:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("mpeg4", rate=fps)
-        st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        st.options = {"qscale": "1"}
-        for f in frames:
-            out.mux(st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        out.mux(st.encode())
+    write_video(path, frames, fps, codec="mpeg4", options={"qscale": "1"})
 
 
 def _numbered_frames(n: int, h: int = 32, w: int = 32) -> np.ndarray:

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from media_helpers import write_video
+
 REFERENCE_DIR = Path(__file__).parent / "reference_values"
 
 
@@ -59,19 +61,7 @@ def pan_frames(n: int, width: int = 320, height: int = 240) -> np.ndarray:
 
 def encode(path: Path, frames: np.ndarray, crf: int, fps: int = 25) -> Path:
     """x264 (yuv420p) encode of RGB uint8 frames with PyAV."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "ultrafast"}
-        for arr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_video(path, frames, fps, crf=crf)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from media_helpers import write_video
+
 CONTENTS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
 LEVELS = 8
 
@@ -80,18 +82,7 @@ def make_image_dataset(
 
 
 def _write_video(path: Path, frames: np.ndarray, fps: int = 10) -> None:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("mpeg4", rate=fps)
-        st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        st.options = {"qscale": "2"}
-        for f in frames:
-            for pkt in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(pkt)
-        for pkt in st.encode():
-            out.mux(pkt)
+    write_video(path, frames, fps, codec="mpeg4", options={"qscale": "2"})
 
 
 def make_video_dataset(
