@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from media_helpers import write_video
 from qualitas.models import build_model
 
 
@@ -79,18 +80,6 @@ def save_png(arr: np.ndarray, path: Path) -> Path:
 
 def write_clip(path: Path, frames: int = 12, size: int = 32, fps: int = 10) -> Path:
     """A short mpeg4 clip panning over a photo (real content, real motion)."""
-    import av
-
     big = photo(size + 2 * frames, "coffee")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        st = out.add_stream("mpeg4", rate=fps)
-        st.width, st.height, st.pix_fmt = size, size, "yuv420p"
-        st.options = {"qscale": "2"}
-        for i in range(frames):
-            f = np.ascontiguousarray(big[2 * i : 2 * i + size, 2 * i : 2 * i + size])
-            for pkt in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(pkt)
-        for pkt in st.encode():
-            out.mux(pkt)
-    return path
+    pan = np.stack([big[2 * i : 2 * i + size, 2 * i : 2 * i + size] for i in range(frames)])
+    return write_video(path, np.ascontiguousarray(pan), fps, codec="mpeg4", options={"qscale": "2"})
