@@ -74,7 +74,7 @@ def box_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     if factor <= 1:
         return x
     # Separable: rows, then columns (4x fewer samples by then). Each pass averages runs of
-    # f samples through a view (unflatten + mean); only the few samples next to the edges
+    # f samples as a sum of f strided views; only the few samples next to the edges
     # are padded, so no padded copy of the whole map is made (33 MB per 4K gray frame),
     # and it is ~1.7x faster than padding plus a 2-D average pool.
     return _box_axis(_box_axis(x, factor, -2), factor, -1)
@@ -94,7 +94,13 @@ def _box_axis(x: torch.Tensor, f: int, dim: int) -> torch.Tensor:
         return pad_symmetric(t, lo, hi, 0, 0) if dim == -2 else pad_symmetric(t, 0, 0, lo, hi)
 
     def runs(t: torch.Tensor, m: int) -> torch.Tensor:  # mean of m consecutive runs of f
-        return t.narrow(dim, 0, m * f).unflatten(dim, (m, f)).mean(dim)
+        # The sum of f strided views (every f-th sample from offset j), divided by f: whole-row
+        # (or column) adds, 5x faster on CPU than a mean over an inner axis of size f.
+        t = t.narrow(dim, 0, m * f)
+        total = _every(t, 0, f, dim) + _every(t, 1, f, dim)
+        for j in range(2, f):
+            total.add_(_every(t, j, f, dim))  # in place on a fresh tensor: autograd-safe
+        return total.div_(f)
 
     if last - first < 2 or f * last - before - f < 0:  # small: pad the whole axis
         return runs(pad(x, before, max(0, after)), n_out)
@@ -108,6 +114,11 @@ def _box_axis(x: torch.Tensor, f: int, dim: int) -> torch.Tensor:
         tail = pad(x.narrow(dim, start, n - start), 0, after)
         parts.append(runs(tail.narrow(dim, f, f * (n_out - last)), n_out - last))
     return torch.cat(parts, dim=dim) if len(parts) > 1 else parts[0]
+
+
+def _every(t: torch.Tensor, start: int, step: int, dim: int) -> torch.Tensor:
+    """Samples ``start, start + step, ...`` of ``t`` along ``dim`` (-2 or -1), as a view."""
+    return t[..., start::step, :] if dim == -2 else t[..., start::step]
 
 
 def matlab_round(x: float) -> int:
