@@ -8,7 +8,10 @@ Built in (``ANALYTICS``):
   confidence of the detections whose confidence is at least ``threshold``. Detection
   (pyramid, NMS, box regression) runs without gradients; the confidences are then
   recomputed differentiably from 48x48 area-resampled crops of the input, exactly as
-  MTCNN's third stage does, so ``d objective / d pixels`` is defined.
+  MTCNN's third stage does, so ``d objective / d pixels`` is defined. ``boxes=reference``
+  is the smooth variant: the boxes are detected once on a reference frame (the enhanced
+  one) and any frame is scored by the O-Net at those fixed boxes, ungated
+  (:func:`reference_objective`), so the objective is a continuous function of the pixels.
 * ``quality_model`` — a model trained with ``qualitas train`` (run dir or ``.ckpt``): its
   predicted score (negated when lower is better), per image.
 """
@@ -49,6 +52,9 @@ class MTCNNObjective(nn.Module):
         min_face: smallest face searched, in pixels.
         score: ``"prob"`` (softmax confidence, in ``[0, 1]`` per face) or ``"logit"``
             (``log(p / (1 - p))``, which keeps a gradient when ``p`` saturates near 1).
+        boxes: ``"detect"`` (run the cascade on every scored frame: finding or losing a
+            face, or a shifted box, makes the objective jump) or ``"reference"`` (the
+            boxes of a reference frame, see :meth:`with_reference`).
     """
 
     def __init__(
@@ -58,6 +64,7 @@ class MTCNNObjective(nn.Module):
         min_face: int = 20,
         factor: float = 0.709,
         score: str = "prob",
+        boxes: str = "detect",
     ) -> None:
         super().__init__()
         try:
@@ -68,6 +75,8 @@ class MTCNNObjective(nn.Module):
             ) from None
         if score not in ("prob", "logit"):
             raise UsageError(f"mtcnn score must be prob or logit, got '{score}'")
+        if boxes not in ("detect", "reference"):
+            raise UsageError(f"mtcnn boxes must be detect or reference, got '{boxes}'")
         data = _facenet_data_dir()
         self.pnet, self.rnet, self.onet = (
             PNet(pretrained=False),
@@ -82,6 +91,7 @@ class MTCNNObjective(nn.Module):
         self.min_face = min_face
         self.factor = factor
         self.score = score
+        self.boxes = boxes
 
     @torch.no_grad()
     def detect(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -117,6 +127,10 @@ class MTCNNObjective(nn.Module):
             p = torch.log(prob[:, 1].clamp_min(1e-12)) - torch.log(prob[:, 0].clamp_min(1e-12))
         return p
 
+    def _gate(self, c: torch.Tensor) -> torch.Tensor:
+        p = c.detach() if self.score == "prob" else c.detach().sigmoid()
+        return p >= self.threshold
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> ``(B,)`` summed confidence of the faces found in each image."""
         if x.ndim != 4 or x.shape[1] != 3:
@@ -127,13 +141,52 @@ class MTCNNObjective(nn.Module):
             c = self.confidences(x[i], b)
             # Confidence of the final (regressed) box, recomputed on this very input; only
             # detections at or above the threshold count (gating is not differentiated).
-            gate = (
-                (c.detach() >= self.threshold)
-                if self.score == "prob"
-                else (c.detach().sigmoid() >= self.threshold)
-            )
-            vals.append((c * gate).sum() + 0.0 * x[i].sum())
+            vals.append((c * self._gate(c)).sum() + 0.0 * x[i].sum())
         return torch.stack(vals)
+
+    def reference_boxes(self, reference: torch.Tensor) -> torch.Tensor:
+        """Boxes ``(n, 4)`` of the detections on ``reference (1, 3, H, W)`` whose confidence
+        (recomputed as in :meth:`forward`) reaches ``threshold``."""
+        if reference.ndim != 4 or reference.shape[0] != 1 or reference.shape[1] != 3:
+            raise UsageError(f"mtcnn reference: expected (1,3,H,W), got {tuple(reference.shape)}")
+        b = self.detect(reference)[0]
+        with torch.no_grad():
+            kept = [row for row in b if len(self.confidences(reference[0], row[None]))]
+            b = torch.stack(kept) if kept else b[:0]
+            c = self.confidences(reference[0], b)
+        return b[self._gate(c), :4] if len(b) else b[:, :4]
+
+    def with_reference(self, reference: torch.Tensor) -> nn.Module:
+        """The objective to score frames derived from ``reference (1, 3, H, W)`` (its
+        pasted / encoded / cheap versions): ``self`` when ``boxes="detect"``; with
+        ``boxes="reference"`` the summed, ungated O-Net score at the reference's boxes."""
+        if self.boxes == "detect":
+            return self
+        return FixedBoxesObjective(self, self.reference_boxes(reference))
+
+
+class FixedBoxesObjective(nn.Module):
+    """``(B, 3, H, W)`` -> ``(B,)``: summed MTCNN O-Net score (``mtcnn.score``) of fixed
+    ``boxes (n, 4)``; continuous in the pixels (no detection, no threshold)."""
+
+    def __init__(self, mtcnn: MTCNNObjective, boxes: torch.Tensor) -> None:
+        super().__init__()
+        self.mtcnn = mtcnn
+        self.register_buffer("boxes", boxes.float().reshape(-1, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise UsageError(f"mtcnn: expected (B,3,H,W) RGB in [0,1], got {tuple(x.shape)}")
+        return torch.stack([self.mtcnn.confidences(xi, self.boxes).sum() + 0.0 * xi.sum() for xi in x])
+
+
+def reference_objective(
+    objective: Callable[[torch.Tensor], torch.Tensor], reference: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The objective conditioned on ``reference (1, 3, H, W)`` when it supports it
+    (``with_reference``, e.g. ``mtcnn:boxes=reference``), else ``objective`` itself."""
+    hook = getattr(objective, "with_reference", None)
+    return hook(reference) if callable(hook) else objective
 
 
 class QualityModelObjective(nn.Module):
@@ -157,8 +210,10 @@ class QualityModelObjective(nn.Module):
 
 
 @ANALYTICS.register("mtcnn")
-def mtcnn(*, threshold: float = 0.9, min_face: int = 20, score: str = "prob") -> nn.Module:
-    return MTCNNObjective(threshold=threshold, min_face=min_face, score=score)
+def mtcnn(
+    *, threshold: float = 0.9, min_face: int = 20, score: str = "prob", boxes: str = "detect"
+) -> nn.Module:
+    return MTCNNObjective(threshold=threshold, min_face=min_face, score=score, boxes=boxes)
 
 
 @ANALYTICS.register("quality_model")

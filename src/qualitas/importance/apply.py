@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from qualitas.errors import DependencyError, MediaError, UsageError
+from qualitas.importance.analytics import reference_objective
 from qualitas.importance.grid import blocks_to_pixels, dilate, paste, select_topk
 
 
@@ -84,6 +85,7 @@ def selective_enhance(
     enhanced frames can be passed when already known (several masks per frame).
     """
     frame, cost = selective_frame(cheap, enhanced, mask, block=block, scale=scale, margin=margin)
+    objective = reference_objective(objective, enhanced[None])
     with torch.no_grad():
         f_c = float(objective(cheap[None])[0]) if objective_cheap is None else objective_cheap
         f_e = float(objective(enhanced[None])[0]) if objective_full is None else objective_full
@@ -236,7 +238,11 @@ def roi_encode_compare(
         )
         dec = decode_frames(path)
         with torch.no_grad():
-            obj = float(torch.cat([objective(dec[i : i + 1]) for i in range(len(dec))]).mean())
+            # Reference-conditioned objectives take their boxes from the source frame.
+            objs = [
+                reference_objective(objective, frames[i : i + 1])(dec[i : i + 1]) for i in range(len(dec))
+            ]
+            obj = float(torch.cat(objs).mean())
         results[name] = asdict(EncodeResult(str(path), bitrate_kbps(path, t, fps), obj))
     report = {
         "target_kbps": bitrate_kbps_target,

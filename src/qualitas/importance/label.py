@@ -27,6 +27,7 @@ import torch
 
 from qualitas.data.manifest import atomic_write_text
 from qualitas.errors import UsageError
+from qualitas.importance.analytics import reference_objective
 from qualitas.importance.grid import block_sum, normalise, quantise
 
 MODES = ("grad_x_diff", "grad")
@@ -165,9 +166,11 @@ def label_frames(
         x = lr.unsqueeze(0)
         with torch.no_grad():
             e, u = enhance(x).clamp(0, 1), cheap(x).clamp(0, 1)
-        g, v = block_importance(objective, e, u, scale=scale, block=block, mode=mode)
+        # A reference-conditioned objective (mtcnn:boxes=reference) fixes its boxes on e.
+        obj = reference_objective(objective, e)
+        g, v = block_importance(obj, e, u, scale=scale, block=block, mode=mode)
         with torch.no_grad():
-            vc = objective(u)
+            vc = obj(u)
         names.append(name)
         grids.append(g[0].float().numpy())
         obj_e.append(float(v[0]))

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qualitas.errors import ConfigError
+from qualitas.models import mtcnn_backbone  # noqa: F401  (registers the mtcnn_pnet backbones)
 from qualitas.models.backbones import create_backbone
 from qualitas.models.iqa import Normalize, check_images
 from qualitas.models.registry import MODELS, card_kwargs
@@ -38,6 +39,10 @@ class ImportancePredictor(nn.Module):
         if not stages:
             raise ConfigError(f"block {block} is smaller than every backbone stride")
         self.fine, self.coarse = stages[-1], len(info) - 1
+        # A finer stage than the block (e.g. the stride-4 mtcnn_pnet maps) is averaged over
+        # each block, rather than point-sampled by the final bilinear resize.
+        reduction = int(info[self.fine]["reduction"])
+        self.pool = block // reduction if block % reduction == 0 else 1
         chans = info[self.fine]["num_chs"] + (info[self.coarse]["num_chs"] if self.coarse != self.fine else 0)
         self.backbone = backbone
         self.normalize = Normalize(spec.mean, spec.std)
@@ -68,7 +73,10 @@ class ImportancePredictor(nn.Module):
             + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]],
             1,
         )
-        out = F.interpolate(self.head(cat), size=(gh, gw), mode="bilinear", align_corners=False)
+        out = self.head(cat)
+        if self.pool > 1:
+            out = F.avg_pool2d(out, self.pool, ceil_mode=True)
+        out = F.interpolate(out, size=(gh, gw), mode="bilinear", align_corners=False)
         return out[:, 0] if self.num_classes == 0 else out
 
 
