@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import torch
 
+from qualitas.errors import MediaError
+
 
 def planes_to_float(src: torch.Tensor, max_value: float, out: torch.Tensor | None = None) -> torch.Tensor:
     """Copy an integer ``(C, H, W)`` view (C = 1 or 3, any strides) into float32 ``(3, H, W)``.
@@ -199,6 +201,35 @@ def yuv_to_rgb(
     return out
 
 
+def yuv_luma(
+    y: torch.Tensor | np.ndarray, *, bit_depth: int, full_range: bool = False, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The Y plane ``(H, W)`` (any integer dtype and strides) -> normalised luma Y' float32 ``(H, W)`` in ``[0, 1]``.
+
+    The same scaling as :func:`yuv_to_rgb` uses for the luma term (limited range
+    ``(Y - 16*2^(n-8)) / (219*2^(n-8))``, full range ``Y / (2^n - 1)``), clamped to
+    ``[0, 1]``: for a pixel with neutral chroma it equals each of the R, G, B values that
+    ``yuv_to_rgb`` returns, bit for bit. One thread of numpy, like ``yuv_to_rgb``.
+    """
+    y = np.asarray(y)
+    top = float(2**bit_depth - 1)
+    if full_range:
+        y_off, y_scale = 0.0, 1.0 / top
+    else:
+        unit = float(2 ** (bit_depth - 8))
+        y_off, y_scale = 16.0 * unit, 1.0 / (219.0 * unit)
+    if out is None:
+        out = torch.empty(y.shape, dtype=torch.float32)
+    if not out.is_contiguous():
+        out.copy_(yuv_luma(y, bit_depth=bit_depth, full_range=full_range))
+        return out
+    res = out.numpy()
+    np.multiply(y, np.float32(y_scale), out=res, dtype=np.float32)
+    res += np.float32(-y_off * y_scale)  # the same float32 steps as yuv_to_rgb's luma term
+    np.clip(res, 0.0, 1.0, out=res)
+    return out
+
+
 def rotate_cw(t: torch.Tensor, degrees: int) -> torch.Tensor:
     """Rotate ``(..., H, W)`` clockwise by 0/90/180/270 degrees."""
     if degrees == 90:
@@ -222,6 +253,11 @@ _PLANAR_YUV = {
 }
 _PLANAR_YUV.update({f"yuvj{sub}p": (sub, 8) for sub in ("420", "422", "444")})
 _PLANAR_YUV.update({f"yuva{sub}p": (sub, 8) for sub in ("420", "422", "444")})  # alpha plane ignored
+
+
+def has_luma_plane(pix_fmt: str) -> bool:
+    """Whether frames of ``pix_fmt`` are planar YUV, whose Y plane gives luma without RGB."""
+    return pix_fmt in _PLANAR_YUV
 
 
 def pix_fmt_bits(pix_fmt: str) -> int:
@@ -282,6 +318,30 @@ class FrameConverter:
             yuv_to_rgb(y, u, v, bit_depth=bits, matrix=matrix, full_range=full, out=target, scratch=self._scratch)
         else:
             self._swscale(frame, target)
+        if not plain:
+            out.copy_(rotate_cw(target, self.rotation))
+        return out
+
+    def has_luma(self, frame) -> bool:
+        """Whether :meth:`luma` can read this frame's Y plane (planar YUV formats)."""
+        return frame.format.name in _PLANAR_YUV
+
+    def luma_shape(self, frame) -> tuple[int, int, int]:
+        return (1, *self.out_shape(frame)[1:])
+
+    def luma(self, frame, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised luma Y' ``(1, H, W)`` of one planar-YUV ``av.VideoFrame`` (:func:`yuv_luma`),
+        rotation applied; writes into ``out`` when given. Other formats: ``MediaError``."""
+        name = frame.format.name
+        if name not in _PLANAR_YUV:
+            raise MediaError(f"frames in {name} have no Y plane to read luma from")
+        if out is None:
+            out = torch.empty(self.luma_shape(frame), dtype=torch.float32)
+        plain = self.rotation == 0 and out.is_contiguous()
+        target = out if plain else torch.empty((1, frame.height, frame.width), dtype=torch.float32)
+        _, full, bits = self.settings(frame)
+        dtype = np.dtype("<u2") if bits > 8 else np.dtype(np.uint8)
+        yuv_luma(plane_tensor(frame.planes[0], dtype), bit_depth=bits, full_range=full, out=target[0])
         if not plain:
             out.copy_(rotate_cw(target, self.rotation))
         return out

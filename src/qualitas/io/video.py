@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import torch
 
 from qualitas.errors import MediaError, UsageError, one_line
 from qualitas.io import yuv as _yuv
-from qualitas.io._convert import FrameConverter, pix_fmt_bits, yuv_to_rgb
+from qualitas.io._convert import FrameConverter, has_luma_plane, pix_fmt_bits, yuv_luma, yuv_to_rgb
 from qualitas.io.media import VIDEO_EXTENSIONS, check_readable, is_raw_yuv
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "FrameBatch",
     "VideoFrame",
     "VideoInfo",
+    "has_luma_plane",
     "iter_batches",
     "iter_decoded_batches",
     "iter_frames",
@@ -82,11 +83,14 @@ class VideoFrame:
 
 @dataclass
 class FrameBatch:
-    """Consecutive selected frames: ``indices``/``times`` (length B), ``data`` ``(B, 3, H, W)``."""
+    """Consecutive selected frames: ``indices``/``times`` (length B), ``data`` ``(B, 3, H, W)``
+    RGB, and with ``luma=True`` readers ``luma`` ``(B, 1, H, W)``: the normalised Y' of the
+    frames' Y plane (``_convert.yuv_luma``). ``data`` is None when RGB was not asked for."""
 
     indices: list[int]
     times: list[float]
-    data: torch.Tensor
+    data: torch.Tensor | None
+    luma: torch.Tensor | None = None
 
 
 # --- probing -----------------------------------------------------------------------
@@ -258,8 +262,10 @@ class _Selection:
 # --- iteration -----------------------------------------------------------------------
 
 # A selected frame whose pixels are converted only when asked (into ``out`` if given),
-# so batch readers write straight into the batch tensor.
-_Lazy = tuple[int, float, Callable[[torch.Tensor | None], torch.Tensor], tuple[int, int, int]]
+# so batch readers write straight into the batch tensor: (index, time, RGB converter,
+# (3, H, W), luma converter writing (1, H, W)).
+_Convert = Callable[[torch.Tensor | None], torch.Tensor]
+_Lazy = tuple[int, float, _Convert, tuple[int, int, int], _Convert]
 
 
 def iter_frames(
@@ -277,7 +283,7 @@ def iter_frames(
     required for raw ``.yuv`` files. Raises ``MediaError`` for unreadable files; a stream
     failing mid-way raises after the frames decoded before the failure.
     """
-    for index, time, convert, _ in _iter_lazy(path, frame_step, max_frames, start, end, yuv):
+    for index, time, convert, _, _ in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
         yield VideoFrame(index=index, time=time, data=convert(None))
 
 
@@ -291,6 +297,8 @@ def iter_batches(
     end: float | None = None,
     yuv: _yuv.RawYUVSpec | None = None,
     reuse_buffer: bool | int = False,
+    rgb: bool = True,
+    luma: bool = False,
 ) -> Iterator[FrameBatch]:
     """Like ``iter_frames`` but groups up to ``batch_size`` frames: ``data`` ``(B, 3, H, W)``.
 
@@ -301,33 +309,51 @@ def iter_batches(
     on the development machine) for callers that consume each batch before the next.
     An integer ``n`` rotates ``n`` tensors: a batch stays valid until ``n`` more batches
     have been requested (``2`` for a consumer one batch behind a prefetching thread).
+
+    ``luma=True`` also fills ``FrameBatch.luma`` ``(B, 1, H, W)`` from the frames' Y plane
+    (planar YUV only: other formats raise ``MediaError``; see ``has_luma_plane``), and
+    ``rgb=False`` skips the RGB conversion (``data`` is None): luma-only metrics then
+    cost the decoder and one pass over the Y plane.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     pool_size = int(reuse_buffer)
     if pool_size < 0:
         raise UsageError(f"reuse_buffer must be >= 0, got {reuse_buffer!r}")
-    pool: list[torch.Tensor] = []  # buffers handed out, oldest first
-    buf: torch.Tensor | None = None
-    spare: torch.Tensor | None = None
+    if not (rgb or luma):
+        raise UsageError("iter_batches needs rgb=True or luma=True")
+    # Buffers are (rgb, luma) pairs, recycled together.
+    pool: list[tuple[torch.Tensor | None, torch.Tensor | None]] = []  # handed out, oldest first
+    buf: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
+    spare: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
+    shape: tuple[int, int, int] | None = None
     indices: list[int] = []
     times: list[float] = []
-    for index, time, convert, shape in _iter_lazy(path, frame_step, max_frames, start, end, yuv):
-        if buf is None:
-            if spare is not None and tuple(spare.shape[1:]) == shape:
-                buf = spare
-            else:
-                buf = torch.empty((batch_size, *shape), dtype=torch.float32)
-        elif tuple(buf.shape[1:]) != shape:
+    for index, time, convert, frame_shape, convert_luma in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
+        if shape is None:
+            shape = frame_shape
+        elif frame_shape != shape:
             raise MediaError(
                 f"{path}: frame size changed mid-stream at frame {index} "
-                f"({buf.shape[3]}x{buf.shape[2]} -> {shape[2]}x{shape[1]})"
+                f"({shape[2]}x{shape[1]} -> {frame_shape[2]}x{frame_shape[1]})"
             )
-        convert(buf[len(indices)])
+        if buf is None:
+            if spare is not None:
+                buf = spare
+            else:
+                buf = (
+                    torch.empty((batch_size, *shape), dtype=torch.float32) if rgb else None,
+                    torch.empty((batch_size, 1, *shape[1:]), dtype=torch.float32) if luma else None,
+                )
+        j = len(indices)
+        if buf[0] is not None:
+            convert(buf[0][j])
+        if buf[1] is not None:
+            convert_luma(buf[1][j])
         indices.append(index)
         times.append(time)
         if len(indices) == batch_size:
-            yield FrameBatch(indices=indices, times=times, data=buf)
+            yield FrameBatch(indices=indices, times=times, data=buf[0], luma=buf[1])
             spare = None
             if pool_size:
                 pool.append(buf)
@@ -335,7 +361,13 @@ def iter_batches(
                     spare = pool.pop(0)  # handed out pool_size batches ago: free again
             buf, indices, times = None, [], []
     if indices and buf is not None:
-        yield FrameBatch(indices=indices, times=times, data=buf[: len(indices)])
+        n = len(indices)
+        yield FrameBatch(
+            indices=indices,
+            times=times,
+            data=None if buf[0] is None else buf[0][:n],
+            luma=None if buf[1] is None else buf[1][:n],
+        )
 
 
 @dataclass
@@ -346,16 +378,35 @@ class DecodedBatch:
     times: list[float]
     shape: tuple[int, int, int]
     """(3, H, W) of each converted frame."""
-    converts: list[Callable[[torch.Tensor | None], torch.Tensor]]
+    converts: list[_Convert]
+    luma_converts: list[_Convert] = field(default_factory=list)
 
-    def to_batch(self, out: torch.Tensor | None = None) -> FrameBatch:
-        """Convert into ``out`` (B' >= len, 3, H, W; reused when it fits) -> :class:`FrameBatch`."""
+    def to_batch(
+        self,
+        out: torch.Tensor | None = None,
+        *,
+        rgb: bool = True,
+        luma: bool = False,
+        luma_out: torch.Tensor | None = None,
+    ) -> FrameBatch:
+        """Convert into ``out`` (B' >= len, 3, H, W) and, with ``luma``, ``luma_out``
+        (B' >= len, 1, H, W), each reused when it fits -> :class:`FrameBatch`."""
         n = len(self.indices)
-        if out is None or tuple(out.shape[1:]) != self.shape or out.shape[0] < n:
-            out = torch.empty((n, *self.shape), dtype=torch.float32)
-        for j, convert in enumerate(self.converts):
-            convert(out[j])
-        return FrameBatch(indices=self.indices, times=self.times, data=out[:n])
+        data = lum = None
+        if rgb:
+            if out is None or tuple(out.shape[1:]) != self.shape or out.shape[0] < n:
+                out = torch.empty((n, *self.shape), dtype=torch.float32)
+            for j, convert in enumerate(self.converts):
+                convert(out[j])
+            data = out[:n]
+        if luma:
+            lshape = (1, *self.shape[1:])
+            if luma_out is None or tuple(luma_out.shape[1:]) != lshape or luma_out.shape[0] < n:
+                luma_out = torch.empty((n, *lshape), dtype=torch.float32)
+            for j, convert in enumerate(self.luma_converts):
+                convert(luma_out[j])
+            lum = luma_out[:n]
+        return FrameBatch(indices=self.indices, times=self.times, data=data, luma=lum)
 
 
 def iter_decoded_batches(
@@ -374,7 +425,7 @@ def iter_decoded_batches(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     group: DecodedBatch | None = None
-    for index, time, convert, shape in _iter_lazy(path, frame_step, max_frames, start, end, yuv):
+    for index, time, convert, shape, convert_luma in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
         if group is None:
             group = DecodedBatch([], [], shape, [])
         elif group.shape != shape:
@@ -385,6 +436,7 @@ def iter_decoded_batches(
         group.indices.append(index)
         group.times.append(time)
         group.converts.append(convert)
+        group.luma_converts.append(convert_luma)
         if len(group.indices) == batch_size:
             yield group
             group = DecodedBatch([], [], shape, [])
@@ -392,7 +444,13 @@ def iter_decoded_batches(
         yield group
 
 
-def _iter_lazy(path, frame_step, max_frames, start, end, yuv) -> Iterator[_Lazy]:
+def _iter_lazy(path, frame_step, max_frames, start, end, yuv) -> Iterator[tuple]:
+    """(index, time, RGB converter, (3, H, W)) per selected frame (runtime.models reads this)."""
+    for index, time, convert, shape, _ in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
+        yield index, time, convert, shape
+
+
+def _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv) -> Iterator[_Lazy]:
     selection = _Selection(frame_step, max_frames, start, end)
     p = _check_video_path(path, yuv)
     if is_raw_yuv(p):
@@ -415,17 +473,30 @@ def _iter_raw(path: Path, spec: _yuv.RawYUVSpec, selection: _Selection) -> Itera
             if decision == "take":
                 yield i
 
-    def bind(planes) -> Callable[[torch.Tensor | None], torch.Tensor]:
+    def bind(planes) -> _Convert:
         return lambda out: yuv_to_rgb(*planes, **options, out=out)
+
+    def bind_luma(planes) -> _Convert:
+        def convert(out: torch.Tensor | None) -> torch.Tensor:
+            if out is None:
+                out = torch.empty((1, spec.height, spec.width), dtype=torch.float32)
+            yuv_luma(planes[0], bit_depth=spec.bit_depth, full_range=spec.full_range, out=out[0])
+            return out
+
+        return convert
 
     options = dict(bit_depth=spec.bit_depth, matrix=spec.matrix_name, full_range=spec.full_range, scratch={})
     shape = (3, spec.height, spec.width)
     for index, planes in _yuv.read_raw_frames(path, spec, wanted()):
-        yield index, float(index / fps), bind(planes), shape
+        yield index, float(index / fps), bind(planes), shape, bind_luma(planes)
 
 
-def _bind(converter: FrameConverter, frame) -> Callable[[torch.Tensor | None], torch.Tensor]:
+def _bind(converter: FrameConverter, frame) -> _Convert:
     return lambda out: converter(frame, out)
+
+
+def _bind_luma(converter: FrameConverter, frame) -> _Convert:
+    return lambda out: converter.luma(frame, out)
 
 
 def _iter_av(path: Path, selection: _Selection) -> Iterator[_Lazy]:
@@ -490,7 +561,7 @@ def _decode(path: Path, selection: _Selection, seek: tuple[int, float] | None):
             if decision == "stop":
                 return True
             if decision == "take":
-                yield index, time, _bind(converter, frame), converter.out_shape(frame)
+                yield index, time, _bind(converter, frame), converter.out_shape(frame), _bind_luma(converter, frame)
                 if selection.done():
                     return True
         if errors:

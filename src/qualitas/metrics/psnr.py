@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from qualitas.functional.color import rgb_to_y_bt601
+from qualitas.functional.color import BT601_Y_OFFSET, rgb_to_y_bt601
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
 
 PSNR_CAP_DB = 100.0
@@ -102,6 +102,10 @@ class PSNR(Metric):
         return psnr(dist, ref)
 
 
+SHARED_Y_BT601 = "y_bt601_studio"
+"""Name of the prepared input of ``psnr_y``: studio-range BT.601 Y in [0, 1] (B,1,H,W)."""
+
+
 @METRICS.register("psnr_y")
 class PSNRY(Metric):
     info = MetricInfo(
@@ -109,9 +113,26 @@ class PSNRY(Metric):
         full_reference=True,
         higher_is_better=True,
         range=(0.0, PSNR_CAP_DB),
-        input="RGB frames; computed on BT.601 studio-range luma (MATLAB rgb2ycbcr Y)",
-        reference="ffmpeg psnr filter on the Y plane of 8-bit BT.601 video; identical inputs -> 100 dB",
+        input="RGB frames (BT.601 studio-range luma, MATLAB rgb2ycbcr Y); YUV video: its Y plane",
+        reference="ffmpeg psnr filter on the Y plane of 8-bit video; identical inputs -> 100 dB",
     )
+    shared_input = SHARED_Y_BT601
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) RGB in [0,1] -> studio-range BT.601 Y (B,1,H,W) (MATLAB ``rgb2ycbcr``)."""
+        with torch.no_grad():
+            return rgb_to_y_bt601(x.to(self.device))
+
+    def prepare_luma(self, luma: torch.Tensor) -> torch.Tensor:
+        """Normalised Y' (B,1,H,W) of a YUV video -> the same studio-range Y: 16/255 + 219/255 Y'
+        (what :meth:`prepare` gives for a pixel with neutral chroma; for 8-bit limited-range
+        video that is the stored Y / 255)."""
+        with torch.no_grad():
+            return luma.to(self.device, torch.float32) * (219.0 / 255.0) + BT601_Y_OFFSET
+
+    @torch.no_grad()
+    def score_prepared(self, dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return psnr_from_mse(mse(dist, ref), 1.0, PSNR_CAP_DB)
 
     def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
         return psnr_y(dist, ref)

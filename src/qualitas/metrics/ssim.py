@@ -18,6 +18,8 @@ assessment", Asilomar 2003.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -218,9 +220,17 @@ def ssim_gray255(x: torch.Tensor, y: torch.Tensor, *, downsample: bool = True) -
     _check_pair(x, y)
     h, w = x.shape[-2:]
     f = ssim_downsample_factor(h, w) if downsample else 1
-    x = box_downsample(x, f)
-    y = box_downsample(y, f)
+    return ssim_downsampled(box_downsample(x, f), box_downsample(y, f), size=(h, w))
+
+
+def ssim_downsampled(x: torch.Tensor, y: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """The rest of :func:`ssim_gray255` once both images are downsampled: (B,1,h,w) x2 -> (B,).
+
+    ``size`` (H, W) is the size before downsampling, for the error message.
+    """
+    _check_pair(x, y)
     if min(x.shape[-2:]) < WIN_SIZE:
+        h, w = size or tuple(x.shape[-2:])
         raise MediaError(f"ssim needs images of at least {WIN_SIZE}x{WIN_SIZE} pixels, got {w}x{h}")
     window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=x.dtype, device=x.device)
     return ssim_means(x, y, window)[0].to(x.dtype)
@@ -248,23 +258,39 @@ def ms_ssim_gray255(
 ) -> torch.Tensor:
     """:func:`ms_ssim` of gray images x, y (B,1,H,W) already on the 0..255 scale -> (B,) float64."""
     _check_pair(x, y)
-    h, w = x.shape[-2:]
+    return ms_ssim_pyramids(ms_ssim_pyramid(x, len(weights)), ms_ssim_pyramid(y, len(weights)), weights=weights)
+
+
+def ms_ssim_pyramid(x: torch.Tensor, levels: int = len(MS_SSIM_WEIGHTS)) -> list[torch.Tensor]:
+    """msssim.m's scales of one gray image batch (B,1,H,W): ``levels`` maps, each the 2x2
+    average (``box_downsample(., 2)``) of the one before. Per image, so a scoring engine can
+    build it next to the decoder of each stream."""
+    pyramid = [x]
+    for _ in range(levels - 1):
+        pyramid.append(box_downsample(pyramid[-1], 2))
+    return pyramid
+
+
+def ms_ssim_pyramids(
+    xs: list[torch.Tensor], ys: list[torch.Tensor], *, weights: tuple[float, ...] = MS_SSIM_WEIGHTS
+) -> torch.Tensor:
+    """:func:`ms_ssim_gray255` from the two :func:`ms_ssim_pyramid` -> (B,) float64."""
     levels = len(weights)
+    if len(xs) != levels or len(ys) != levels:
+        raise ValueError(f"expected {levels} scales, got {len(xs)} and {len(ys)}")
+    _check_pair(xs[0], ys[0])
+    h, w = xs[0].shape[-2:]
     min_side = WIN_SIZE * 2 ** (levels - 1)
     if min(h, w) < min_side:
         raise MediaError(
             f"ms_ssim needs images at least {min_side} pixels on the shorter side ({levels} scales), got {w}x{h}"
         )
-    window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=x.dtype, device=x.device)
-    wts = torch.tensor(weights, dtype=torch.float64, device=x.device)
+    window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=xs[0].dtype, device=xs[0].device)
+    wts = torch.tensor(weights, dtype=torch.float64, device=xs[0].device)
     values = []
-    for level in range(levels):
+    for level, (x, y) in enumerate(zip(xs, ys)):
         ssim_mean, cs_mean = ssim_means(x, y, window)
-        last = level == levels - 1
-        values.append(ssim_mean if last else cs_mean)
-        if not last:
-            x = box_downsample(x, 2)
-            y = box_downsample(y, 2)
+        values.append(ssim_mean if level == levels - 1 else cs_mean)
     stacked = torch.stack(values, dim=1).clamp(min=0.0)  # (B, levels)
     return torch.prod(stacked**wts, dim=1)
 
@@ -276,6 +302,18 @@ A scoring engine computes it once per batch (``metric.prepare``) for every metri
 
 
 class _Gray255Metric(Metric):
+    """A metric on MATLAB-gray luma (0..255) with the scoring engine's per-stream hooks:
+
+    * ``prepare(rgb)`` / ``prepare_luma(luma)``: the shared gray of one stream's batch, from
+      RGB (``rgb2gray``) or from the normalised Y' of a YUV video (see docs/metrics.md:
+      the same gray for neutral chroma);
+    * ``refine(gray)``: this metric's own per-stream work on it (SSIM's downsampling,
+      MS-SSIM's scales), which an engine may run in the stream's decoding thread;
+    * ``score_refined(d, r)``: the pair score from the two refined inputs.
+
+    ``score_prepared(prepare(d), prepare(r))`` == ``self(d, r)`` == ``score_refined`` of the refined.
+    """
+
     shared_input = SHARED_GRAY255
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -283,19 +321,30 @@ class _Gray255Metric(Metric):
         with torch.no_grad():
             return _to_gray255(x.to(self.device), torch.float32)
 
-    def score_gray255(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def prepare_luma(self, luma: torch.Tensor) -> torch.Tensor:
+        """Normalised luma Y' (B,1,H,W) in [0,1] -> the shared gray (B,1,H,W) on 0..255."""
+        if luma.dim() != 4 or luma.shape[1] != 1:
+            raise ValueError(f"expected luma (B,1,H,W), got {tuple(luma.shape)}")
+        with torch.no_grad():
+            return luma.to(self.device, torch.float32) * L
+
+    def refine(self, gray: torch.Tensor) -> Any:
+        return gray
+
+    def score_refined(self, x: Any, y: Any) -> torch.Tensor:
         raise NotImplementedError
 
     @torch.no_grad()
     def score_prepared(self, dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Score from :meth:`prepare` outputs: same values as ``self(dist_rgb, ref_rgb)``."""
-        return self.score_gray255(dist, ref)
+        _check_pair(dist, ref)
+        return self.score_refined(self.refine(dist), self.refine(ref))
 
     def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
         if ref is None:
             raise ValueError(f"{self.info.name} is a full-reference metric and needs a reference")
         _check_pair(dist, ref)
-        return self.score_gray255(self.prepare(dist), self.prepare(ref))
+        return self.score_prepared(self.prepare(dist), self.prepare(ref))
 
 
 @METRICS.register("ssim")
@@ -309,8 +358,17 @@ class SSIM(_Gray255Metric):
         reference="Wang et al. ssim.m (2009, automatic downsampling); within 0.5% (measured < 1e-5)",
     )
 
-    def score_gray255(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return ssim_gray255(x, y)
+    @torch.no_grad()
+    def refine(self, gray: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """ssim.m's automatic downsampling of one stream's gray -> (downsampled, (H, W) before)."""
+        h, w = gray.shape[-2:]
+        return box_downsample(gray, ssim_downsample_factor(h, w)), (int(h), int(w))
+
+    @torch.no_grad()
+    def score_refined(self, x: tuple, y: tuple) -> torch.Tensor:
+        if x[1] != y[1]:
+            raise ValueError(f"dist and ref sizes differ: {x[1]} vs {y[1]}")
+        return ssim_downsampled(x[0], y[0], size=x[1])
 
 
 @METRICS.register("ms_ssim")
@@ -324,5 +382,11 @@ class MSSSIM(_Gray255Metric):
         reference="Wang et al. msssim.m (2003, 5 scales, published weights); within 0.5% (measured < 1e-5)",
     )
 
-    def score_gray255(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return ms_ssim_gray255(x, y)
+    @torch.no_grad()
+    def refine(self, gray: torch.Tensor) -> list[torch.Tensor]:
+        """The five msssim.m scales of one stream's gray."""
+        return ms_ssim_pyramid(gray)
+
+    @torch.no_grad()
+    def score_refined(self, x: list[torch.Tensor], y: list[torch.Tensor]) -> torch.Tensor:
+        return ms_ssim_pyramids(x, y)

@@ -434,22 +434,27 @@ class _Scorer:
             raise
 
     def _call_frame_metrics(
-        self, frame: Mapping[str, Callable[..., torch.Tensor]], dist: torch.Tensor, ref: torch.Tensor | None
+        self,
+        frame: Mapping[str, Callable[..., torch.Tensor]],
+        dist: torch.Tensor | None,
+        ref: torch.Tensor | None,
+        prepared: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Every frame metric on one batch -> {name: (B,)}.
 
-        Metrics that name a ``shared_input`` (SSIM and MS-SSIM share MATLAB gray luma) get
-        it computed once per batch through their ``prepare`` and are scored with
-        ``score_prepared``, which gives the same values as calling them on RGB.
+        Metrics that name a ``shared_input`` (SSIM and MS-SSIM share MATLAB gray luma) are
+        scored from per-stream prepared inputs (:class:`_StreamPrep`): ``prepared`` when the
+        caller made them (in the decoding threads, possibly from luma), else made here from
+        the RGB batches; the values equal calling the metrics on RGB (or, from luma, follow
+        the luma rule of docs/metrics.md). The other metrics get the RGB batches.
         """
-        prepared: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        if prepared is None and ref is not None:
+            prep = _StreamPrep(frame, use_luma=False)
+            prepared = (prep.from_rgb(dist), prep.from_rgb(ref)) if prep.metrics else ({}, {})
         out: dict[str, torch.Tensor] = {}
         for name, metric in frame.items():
-            key = getattr(metric, "shared_input", None)
-            if key is not None and ref is not None and callable(getattr(metric, "score_prepared", None)):
-                if key not in prepared:
-                    prepared[key] = (metric.prepare(dist), metric.prepare(ref))
-                out[name] = self._call(metric.score_prepared, *prepared[key])
+            if prepared is not None and name in prepared[0] and name in prepared[1]:
+                out[name] = self._call(_StreamPrep.scorer(metric), prepared[0][name], prepared[1][name])
             else:
                 out[name] = self._call(metric, dist, ref)
         return out
@@ -550,7 +555,7 @@ class _Scorer:
 
     # -- videos
     def _score_video(self, res: Result, metrics: _Metrics) -> None:
-        from qualitas.io.video import iter_batches, iter_decoded_batches, probe_video
+        from qualitas.io.video import has_luma_plane, iter_batches, iter_decoded_batches, probe_video
 
         opts = self.options
         dist_yuv = opts.yuv_for(res.path)
@@ -571,7 +576,16 @@ class _Scorer:
             total = _expected_frames(
                 [dinfo.num_frames] + ([rinfo.num_frames] if rinfo is not None else []), opts
             )
-            kw = {"frame_step": opts.frame_step, "max_frames": opts.max_frames, "batch_size": batch}
+            kw: dict[str, Any] = {"frame_step": opts.frame_step, "max_frames": opts.max_frames, "batch_size": batch}
+            # Luma-only metrics read the Y plane of YUV video (both files planar YUV): no RGB
+            # conversion for them, and RGB only when another metric needs it.
+            prep = _StreamPrep(metrics.frame, use_luma=False)
+            if rinfo is not None and prep.luma_capable and has_luma_plane(dinfo.pix_fmt) and has_luma_plane(rinfo.pix_fmt):
+                prep = _StreamPrep(metrics.frame, use_luma=True)
+            planes = {"rgb": prep.needs_rgb(metrics.frame), "luma": prep.use_luma}
+            # Per-stream preparation (gray, SSIM downsampling, MS-SSIM scales) runs in each
+            # stream's decoding thread when both streams have the same size (no rescaling).
+            early = rinfo is not None and prep.metrics and (dinfo.width, dinfo.height) == (width, height)
             # Large frames (4K: 100 MB of float RGB each) are decoded ahead but converted
             # here, into one buffer per stream: 200 MB less than converting ahead.
             large = batch == 1 and 2 * max(dinfo.width, width) * max(dinfo.height, height) > BATCH_PIXEL_BUDGET
@@ -583,18 +597,20 @@ class _Scorer:
                 kw["reuse_buffer"] = 2 if opts.prefetch else 1
             try:
                 if convert_late:
-                    dist_it = _ConvertLate(prefetch(iter_decoded_batches(res.path, yuv=dist_yuv, **kw)))
+                    dist_it = _ConvertLate(prefetch(iter_decoded_batches(res.path, yuv=dist_yuv, **kw)), **planes)
                     ref_it = None
                     if res.ref is not None:
-                        ref_it = _ConvertLate(prefetch(iter_decoded_batches(res.ref, yuv=ref_yuv, **kw)))
+                        ref_it = _ConvertLate(prefetch(iter_decoded_batches(res.ref, yuv=ref_yuv, **kw)), **planes)
                 else:
-                    dist_it = iter_batches(res.path, yuv=dist_yuv, **kw)
-                    ref_it = iter_batches(res.ref, yuv=ref_yuv, **kw) if res.ref is not None else None
+                    dist_it = iter_batches(res.path, yuv=dist_yuv, **kw, **planes)
+                    ref_it = iter_batches(res.ref, yuv=ref_yuv, **kw, **planes) if res.ref is not None else None
                     if opts.prefetch:
+                        if early:
+                            dist_it, ref_it = prep.attach(dist_it), prep.attach(ref_it)
                         dist_it = prefetch(dist_it)
                         ref_it = prefetch(ref_it) if ref_it is not None else None
                 with self.progress.frames(total, Path(res.path).name) as bar:
-                    counts = self._frame_loop(res, metrics, dist_it, ref_it, (height, width), frames, bar)
+                    counts = self._frame_loop(res, metrics, dist_it, ref_it, (height, width), frames, bar, prep)
             except BaseException:
                 _wait_quietly(vmaf.values())  # no libvmaf process outlives the failed input
                 raise
@@ -640,14 +656,18 @@ class _Scorer:
         ref_hw: tuple[int, int],
         frames: dict[int, FrameScores],
         bar,
+        prep: _StreamPrep | None = None,
     ) -> tuple[int, int | None]:
-        """Score batches in lockstep; returns the decoded frame counts (dist, ref)."""
+        """Score batches in lockstep; returns the decoded frame counts (dist, ref).
+
+        Items are ``FrameBatch`` or, from :meth:`_StreamPrep.attach`, ``(FrameBatch, prepared)``.
+        """
         opts = self.options
         n_dist = n_ref = 0
         try:
             while True:
-                db = next(dist_it, None)
-                rb = next(ref_it, None) if ref_it is not None else None
+                db, pd = _split(next(dist_it, None))
+                rb, pr = _split(next(ref_it, None) if ref_it is not None else None)
                 if db is None or (ref_it is not None and rb is None):
                     n_dist += 0 if db is None else len(db.indices)
                     n_ref += 0 if rb is None else len(rb.indices)
@@ -656,13 +676,22 @@ class _Scorer:
                 n = nd if rb is None else min(nd, len(rb.indices))
                 n_dist += nd
                 n_ref += 0 if rb is None else len(rb.indices)
-                dist = db.data[:n]
+                dist = None if db.data is None else db.data[:n]
                 ref = None
+                prepared = None
                 if rb is not None:
-                    ref = rb.data[:n].to(opts.device, non_blocking=True)
-                    dist = _match(dist, ref_hw, opts.on_size_mismatch)
-                dist = dist.to(opts.device, non_blocking=True)
-                per_metric = {name: v.tolist() for name, v in self._call_frame_metrics(metrics.frame, dist, ref).items()}
+                    ref = None if rb.data is None else rb.data[:n].to(opts.device, non_blocking=True)
+                    if dist is not None:
+                        dist = _match(dist, ref_hw, opts.on_size_mismatch)
+                    if pd is not None and pr is not None:  # made in the decoding threads
+                        prepared = (_take(pd, n), _take(pr, n))
+                    elif prep is not None and prep.use_luma:
+                        dl = _match(db.luma[:n], ref_hw, opts.on_size_mismatch)
+                        prepared = (prep.from_luma(dl), prep.from_luma(rb.luma[:n]))
+                if dist is not None:
+                    dist = dist.to(opts.device, non_blocking=True)
+                results = self._call_frame_metrics(metrics.frame, dist, ref, prepared)
+                per_metric = {name: v.tolist() for name, v in results.items()}
                 for j in range(n):
                     idx = int(db.indices[j])
                     frames[idx] = FrameScores(
@@ -673,9 +702,9 @@ class _Scorer:
                     break
             # One stream ended: count what is left of the other (decoded, not scored), so
             # that both frame counts are reported.
-            n_dist += sum(len(b.indices) for b in dist_it)
+            n_dist += sum(len(_split(b)[0].indices) for b in dist_it)
             if ref_it is not None:
-                n_ref += sum(len(b.indices) for b in ref_it)
+                n_ref += sum(len(_split(b)[0].indices) for b in ref_it)
         finally:
             for it in (dist_it, ref_it):
                 close = getattr(it, "close", None)
@@ -686,20 +715,102 @@ class _Scorer:
 
 class _ConvertLate(Iterator[Any]):
     """``DecodedBatch`` items from ``source`` (a :class:`prefetch`) converted to ``FrameBatch``
-    in the consumer's thread, always into the same tensor (valid until the next item)."""
+    in the consumer's thread, always into the same tensors (valid until the next item)."""
 
-    def __init__(self, source: prefetch) -> None:
+    def __init__(self, source: prefetch, rgb: bool = True, luma: bool = False) -> None:
         self.source = source
+        self.rgb, self.luma = rgb, luma
         self.buffer: torch.Tensor | None = None
+        self.luma_buffer: torch.Tensor | None = None
 
     def __next__(self) -> Any:
-        batch = next(self.source).to_batch(self.buffer)
-        if self.buffer is None or batch.data.data_ptr() != self.buffer.data_ptr():
+        batch = next(self.source).to_batch(self.buffer, rgb=self.rgb, luma=self.luma, luma_out=self.luma_buffer)
+        if batch.data is not None and (self.buffer is None or batch.data.data_ptr() != self.buffer.data_ptr()):
             self.buffer = batch.data
+        if batch.luma is not None and (
+            self.luma_buffer is None or batch.luma.data_ptr() != self.luma_buffer.data_ptr()
+        ):
+            self.luma_buffer = batch.luma
         return batch
 
     def close(self) -> None:
         self.source.close()
+
+
+class _StreamPrep:
+    """Per-stream inputs of a run's shared-input metrics (``shared_input`` + ``prepare``, e.g.
+    SSIM, MS-SSIM, PSNR-Y), computed from one stream's batch, RGB or luma.
+
+    Each shared input is made once per batch (``prepare(rgb)``, or ``prepare_luma(luma)``
+    when ``use_luma``) and refined per metric (``refine``, when the metric has it: SSIM's
+    downsampling, MS-SSIM's scales). All of it depends on one stream only, so
+    :meth:`attach` runs it in that stream's decoding thread. ``use_luma`` applies only when
+    every such metric has ``prepare_luma``; the others read RGB as before.
+    """
+
+    def __init__(self, frame: Mapping[str, Any], use_luma: bool) -> None:
+        self.metrics = {
+            name: m
+            for name, m in frame.items()
+            if getattr(m, "shared_input", None) is not None and callable(getattr(m, "score_prepared", None))
+        }
+        self.luma_capable = bool(self.metrics) and all(
+            callable(getattr(m, "prepare_luma", None)) for m in self.metrics.values()
+        )
+        self.use_luma = use_luma and self.luma_capable
+
+    def needs_rgb(self, frame: Mapping[str, Any]) -> bool:
+        """Whether any metric of ``frame`` still reads the RGB batch."""
+        return not self.use_luma or any(name not in self.metrics for name in frame)
+
+    def _make(self, source: torch.Tensor, luma: bool) -> dict[str, Any]:
+        shared: dict[str, Any] = {}
+        out: dict[str, Any] = {}
+        for name, metric in self.metrics.items():
+            key = metric.shared_input
+            if key not in shared:
+                shared[key] = metric.prepare_luma(source) if luma else metric.prepare(source)
+            refine = getattr(metric, "refine", None)
+            out[name] = refine(shared[key]) if callable(refine) else shared[key]
+        return out
+
+    def from_rgb(self, rgb: torch.Tensor) -> dict[str, Any]:
+        return self._make(rgb, luma=False)
+
+    def from_luma(self, luma: torch.Tensor) -> dict[str, Any]:
+        return self._make(luma, luma=True)
+
+    def of_batch(self, batch: Any) -> dict[str, Any]:
+        return self.from_luma(batch.luma) if self.use_luma else self.from_rgb(batch.data)
+
+    def attach(self, batches: Iterable[Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """``(batch, prepared)`` for each batch (run it in the producing thread)."""
+        for batch in batches:
+            yield batch, self.of_batch(batch)
+
+    @staticmethod
+    def scorer(metric: Any) -> Callable[[Any, Any], torch.Tensor]:
+        """The function that scores a pair of this metric's prepared inputs."""
+        refined = getattr(metric, "score_refined", None)
+        return refined if callable(getattr(metric, "refine", None)) and callable(refined) else metric.score_prepared
+
+
+def _split(item: Any) -> tuple[Any, dict[str, Any] | None]:
+    """A frame-loop item -> (FrameBatch or None, prepared inputs or None)."""
+    if isinstance(item, tuple):
+        return item
+    return item, None
+
+
+def _take(value: Any, n: int) -> Any:
+    """The first ``n`` items of the batch axis of a prepared input (tensors, lists, tuples, dicts)."""
+    if isinstance(value, torch.Tensor):
+        return value if value.dim() == 0 else value[:n]
+    if isinstance(value, dict):
+        return {k: _take(v, n) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_take(v, n) for v in value)
+    return value
 
 
 def _expected_frames(counts: Sequence[int | None], opts: ScoreOptions) -> int | None:
