@@ -179,19 +179,21 @@ def bench_speed(
             baseline_src, d, r, "psnr,ssim,ms_ssim"
         )
     if breakdown:
-        # Where the time goes: decoding + RGB conversion alone, then each metric alone.
-        def decode_only() -> None:
+        # Where the time goes: decoding + conversion alone (RGB as psnr reads it, and the Y
+        # plane as the luma metrics read it), then each metric alone.
+        def decode_only(**planes) -> None:
             from qualitas.io.video import iter_batches
             from qualitas.runtime.score import prefetch
 
-            its = [prefetch(iter_batches(p, 4, reuse_buffer=2)) for p in (d, r)]  # as the engine
+            its = [prefetch(iter_batches(p, 4, reuse_buffer=2, **planes)) for p in (d, r)]  # as the engine
             for _ in zip(*its):
                 pass
 
         cases["qualitas decode+RGB both (no metric)"] = decode_only
-        for name in ("psnr", "ssim", "ms_ssim"):
-            cases[f"qualitas {name} alone"] = lambda name=name: _check(
-                score_pairs([Pair(d, r)], [name], ScoreOptions())[0]
+        cases["qualitas decode+luma both (no metric)"] = lambda: decode_only(rgb=False, luma=True)
+        for names in (["psnr"], ["ssim"], ["ms_ssim"], ["ssim", "ms_ssim"]):
+            cases[f"qualitas {'+'.join(names)} alone"] = lambda names=names: _check(
+                score_pairs([Pair(d, r)], names, ScoreOptions())[0]
             )
     best: dict[str, tuple[float, float]] = {}
     for _ in range(repeat):
