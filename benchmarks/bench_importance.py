@@ -34,28 +34,28 @@ from qualitas.importance.apply import selective_frame
 from qualitas.importance.dataset_export import export_dataset
 from qualitas.importance.enhancers import Bicubic, TinySR, train_tiny_sr
 from qualitas.importance.grid import select_random, select_topk
-from qualitas.importance.label import LabelSet
+from qualitas.importance.label import LabelSet, block_importance
 from qualitas.io.image import read_image
 
 MEDIA = Path("/work/shared/media")
-# Held out as whole contents: never labelled for training, never used for TinySR.
-TEST_PHOTOS = [
-    "images/matplotlib_grace_hopper.jpg",
-    "images/opencv_messi5.jpg",
-    "images/skimage_astronaut.png",
-    "images/opencv_basketball1.png",
-    "images/opencv_basketball2.png",
-]
-TEST_VIDEO = "videos/carphone_pristine.mp4"  # carphone_distorted is the same content: unused
-# Training contents: (path, frame_step, max_frames). Megamind_bugy is Megamind re-encoded.
-TRAIN_VIDEOS = [
-    ("videos/Megamind.avi", 12, 22),
-    ("videos/bigbuckbunny.mp4", 12, 11),
-    ("videos/bikes.mp4", 10, 25),
-]
-# Photos that are not test photos: the cameraman (a face) and scenes without faces (false
-# positives of the cascade's first stage are exactly what the predictor must learn to ignore).
-TRAIN_PHOTOS = [
+# Contents (whole photos sets / whole videos), each held out as a unit: (path, frame_step, max_frames).
+CONTENTS: dict[str, list[tuple[str, int, int]]] = {
+    "photos": [
+        ("images/matplotlib_grace_hopper.jpg", 1, 1),
+        ("images/opencv_messi5.jpg", 1, 1),
+        ("images/skimage_astronaut.png", 1, 1),
+        ("images/opencv_basketball1.png", 1, 1),
+        ("images/opencv_basketball2.png", 1, 1),
+    ],
+    "carphone": [("videos/carphone_pristine.mp4", 10, 12)],  # carphone_distorted: same content, unused
+    "megamind": [("videos/Megamind.avi", 12, 22)],  # Megamind_bugy: same content, unused
+    "bunny": [("videos/bigbuckbunny.mp4", 12, 11)],
+    "bikes": [("videos/bikes.mp4", 10, 25)],
+}
+# Always training data: photos that no fold tests -- the cameraman (a face) and scenes
+# without faces (false positives of the cascade's first stage are what the predictor must
+# learn to ignore).
+OTHER_PHOTOS = [
     "images/skimage_camera.png",
     "images/skimage_motorcycle_left.png",
     "images/opencv_scenetext01.jpg",
@@ -67,20 +67,27 @@ TRAIN_PHOTOS = [
     "images/sklearn_china.jpg",
     "images/opencv_fruits.jpg",
 ]
+TEST_PHOTOS = [p for p, _, _ in CONTENTS["photos"]]  # never used to train TinySR
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="bench-output/importance")
     ap.add_argument("--figure", default=None)
+    ap.add_argument(
+        "--folds",
+        default="photos+carphone,megamind,bunny,bikes",
+        help="comma-separated folds; each holds out the '+'-joined contents and trains on the rest",
+    )
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--backbone", default="mtcnn_pnet")
-    ap.add_argument("--loss", default="ce", choices=("ce", "mse"))
+    ap.add_argument("--loss", default="mse", choices=("ce", "mse"))
     ap.add_argument("--lr", type=float, default=3.0e-3)
+    ap.add_argument("--seed", type=int, default=0, help="training seed")
     ap.add_argument("--crop", type=int, default=0, help="block-aligned training crops (0: whole frames)")
-    ap.add_argument("--run-name", default="predictor", help="sub-folder of --work for the trained run")
+    ap.add_argument("--run-name", default="predictor", help="prefix of the trained runs under --work")
     ap.add_argument("--min-face", type=int, default=32)
-    ap.add_argument("--jitter", default="1.0,0.6", help="scales the training media are labelled at")
+    ap.add_argument("--jitter", default="1.0,0.6,0.35", help="scales the media are labelled at for training")
     ap.add_argument(
         "--enhancer",
         default="oracle",
@@ -97,17 +104,19 @@ def main() -> None:
     ap.add_argument("--fractions", default="0.1,0.2,0.4", help="shares of blocks enhanced")
     ap.add_argument("--random-seeds", type=int, default=10)
     ap.add_argument("--min-gain", type=float, default=0.5, help="frames with a smaller gain are not summed")
-    ap.add_argument("--test-video-frames", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     fractions = tuple(float(f) for f in args.fractions.split(","))
     jitter = tuple(float(f) for f in args.jitter.split(","))
-    seeds = range(args.random_seeds)
+    folds = [tuple(f.split("+")) for f in args.folds.split(",")]
+    for name in (c for f in folds for c in f):
+        if name not in CONTENTS:
+            ap.error(f"unknown content '{name}'; choose from {', '.join(CONTENTS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"threads": args.threads}
 
     # 1. enhancer and labels
     sr = None
@@ -131,179 +140,197 @@ def main() -> None:
     # either way); the stored cheap-frame objective does.
     objective = MTCNNObjective(min_face=args.min_face, threshold=0.9, score="logit", boxes=args.boxes)
 
-    def label(name: str, sources: list, scales: tuple = (1.0,)) -> LabelSet:
-        out = work / name
-        if (out / "frames.json").is_file():
-            return LabelSet.load(out)
-        t = time.perf_counter()
-        labels = label_pairs(out, sources, objective, sr, cheap, scales=scales)
-        timings[f"label_{name}_s_per_frame"] = (time.perf_counter() - t) / len(labels.frames)
-        return labels
+    labels: dict[str, LabelSet] = {}
+    for name, sources in [*CONTENTS.items(), ("other_photos", [(p, 1, 1) for p in OTHER_PHOTOS])]:
+        out = work / f"labels_{name}"
+        if not (out / "frames.json").is_file():
+            t = time.perf_counter()
+            lab = label_pairs(
+                out, [(MEDIA / p, s, n) for p, s, n in sources], objective, sr, cheap, scales=jitter
+            )
+            timings[f"label_{name}_s_per_frame"] = (time.perf_counter() - t) / len(lab.frames)
+        labels[name] = LabelSet.load(out)
+        if not (work / "dataset" / name / "manifest.jsonl").is_file():
+            # Per-frame split (groups unset): validation only picks the checkpoint.
+            export_dataset(out, work / "dataset" / name, ratios={"train": 0.8, "val": 0.2, "test": 0.0})
 
-    train_sets = {
-        "labels_train_video": label(
-            "labels_train_video", [(MEDIA / p, s, n) for p, s, n in TRAIN_VIDEOS], jitter
-        ),
-        "labels_train_photo": label("labels_train_photo", [(MEDIA / p, 1, 1) for p in TRAIN_PHOTOS], jitter),
-    }
-    step = 120 // max(1, args.test_video_frames)
-    test_labels = merge_labels(
-        {
-            "labels_test": label("labels_test", [(MEDIA / p, 1, 1) for p in TEST_PHOTOS]),
-            "labels_test_video": label(
-                "labels_test_video", [(MEDIA / TEST_VIDEO, step, args.test_video_frames)]
-            ),
-        }
-    )
-
-    # 2. predictor through the training engine
+    from qualitas.importance.metrics import grid_scores, spearman_per_frame, topk_iou
     from qualitas.training.config import load_config
     from qualitas.training.run import load_trained, train
 
-    run_dir = work / args.run_name
-    if not (run_dir / "checkpoints" / "best.ckpt").is_file():
-        rows_all = []
-        for part in train_sets:
-            # Per-frame split (groups unset): validation only picks the checkpoint.
-            export_dataset(
-                work / part, work / "dataset" / part, ratios={"train": 0.8, "val": 0.2, "test": 0.0}
-            )
-            for line in (work / "dataset" / part / "manifest.jsonl").read_text().splitlines():
-                row = json.loads(line)
-                row["path"], row["grid"] = f"{part}/{row['path']}", f"{part}/{row['grid']}"
-                rows_all.append(json.dumps(row))
-        (work / "dataset" / "manifest.jsonl").write_text("\n".join(rows_all) + "\n")
-        loss = (
-            ["model.num_classes=10", "loss={name: importance_ce, class_weights: balanced}"]
-            if args.loss == "ce"
-            else ["model.num_classes=0", "loss={name: importance_mse}"]
-        )
-        cfg = load_config(
-            Path(__file__).resolve().parents[1] / "configs" / "importance_faces.yaml",
-            [
-                f"data.manifest={work / 'dataset' / 'manifest.jsonl'}",
-                f"model.backbone={args.backbone}",
-                *loss,
-                "data.num_workers=0",
-                *(
-                    [
-                        "data.batch_size=8",
-                        f"data.input_size={{mode: crop, size: [{args.crop}, {args.crop}], hflip: true}}",
-                    ]
-                    if args.crop
-                    else ["data.batch_size=1", "data.input_size={mode: none, hflip: true}"]
-                ),
-                f"trainer.max_epochs={args.epochs}",
-                "trainer.accelerator=cpu",
-                "trainer.progress_bar=false",
-                f"optimizer.lr={args.lr}",
-            ],
-        )
-        t = time.perf_counter()
-        train(cfg, out=run_dir)
-        timings["predictor_train_s"] = time.perf_counter() - t
-    model, info = load_trained(run_dir)
-    model.eval()
-    from qualitas.importance.metrics import grid_scores, spearman_per_frame, topk_iou
-
-    # 3. selective enhancement on the test frames
     rows = []
-    t_pred = t_obj = 0.0
+    t_pred = t_obj = t_label = 0.0
     n_obj = 0
-    for i, rel in enumerate(test_labels.frames):
-        x = read_image(work / rel).data
-        with torch.no_grad():
-            u = cheap(x[None])[0].clamp(0, 1)
-            e = sr(x[None])[0].clamp(0, 1) if sr is not None else read_image(work / hr_path(rel)).data
+    seeds = range(args.random_seeds)
+    models = {}
+    for fold in folds:
+        fold_name = "+".join(fold)
+        # 2. predictor through the training engine, on every content but the fold's
+        run_dir = work / f"{args.run_name}_{fold_name}"
+        if not (run_dir / "checkpoints" / "best.ckpt").is_file():
+            rows_all = []
+            for part in [c for c in CONTENTS if c not in fold] + ["other_photos"]:
+                for line in (work / "dataset" / part / "manifest.jsonl").read_text().splitlines():
+                    row = json.loads(line)
+                    row["path"], row["grid"] = f"{part}/{row['path']}", f"{part}/{row['grid']}"
+                    rows_all.append(json.dumps(row))
+            manifest = work / "dataset" / f"manifest_{fold_name}.jsonl"
+            manifest.write_text("\n".join(rows_all) + "\n")
+            loss = (
+                ["model.num_classes=10", "loss={name: importance_ce, class_weights: balanced}"]
+                if args.loss == "ce"
+                else ["model.num_classes=0", "loss={name: importance_mse}"]
+            )
+            sizing = (
+                [
+                    "data.batch_size=8",
+                    f"data.input_size={{mode: crop, size: [{args.crop}, {args.crop}], hflip: true}}",
+                ]
+                if args.crop
+                else ["data.batch_size=1", "data.input_size={mode: none, hflip: true}"]
+            )
+            cfg = load_config(
+                Path(__file__).resolve().parents[1] / "configs" / "importance_faces.yaml",
+                [
+                    f"data.manifest={manifest}",
+                    f"model.backbone={args.backbone}",
+                    *loss,
+                    *sizing,
+                    "data.num_workers=0",
+                    f"trainer.max_epochs={args.epochs}",
+                    "trainer.accelerator=cpu",
+                    "trainer.progress_bar=false",
+                    f"optimizer.lr={args.lr}",
+                    f"run.seed={args.seed}",
+                ],
+            )
             t = time.perf_counter()
-            pred = grid_scores(model(x[None]))[0]
-            t_pred += time.perf_counter() - t
-            t = time.perf_counter()
-            obj = reference_objective(objective, e[None])  # boxes of e, once per frame
-            f_c, f_e = float(obj(u[None])[0]), float(obj(e[None])[0])
-        gt = torch.from_numpy(test_labels.raw[i])
-        row = {
-            "frame": rel,
-            "f_cheap": f_c,
-            "f_full": f_e,
-            "srocc": float(spearman_per_frame(pred[None], gt[None])[0]),
-            "iou20": float(topk_iou(pred[None], gt[None], 0.2)[0]),
-        }
-        for frac in fractions:
-            masks = {
-                "gt": select_topk(gt, frac),
-                "pred": select_topk(pred, frac),
-                **{
-                    f"random{s}": select_random(gt.shape, frac, torch.Generator().manual_seed(s))
-                    for s in seeds
-                },
-            }
-            for key, mask in masks.items():
-                frame, cost = selective_frame(u, e, mask, block=16, scale=4)
-                with torch.no_grad():
-                    row[f"{key}@{frac}"] = float(obj(frame[None])[0])
-                row[f"cost_{key}@{frac}"] = cost
-                n_obj += 1
-        t_obj += time.perf_counter() - t
-        row["gain"] = f_e - f_c
-        for frac in fractions:
-            for key in ("gt", "pred"):
-                row[f"rec_{key}@{frac}"] = (
-                    (row[f"{key}@{frac}"] - f_c) / row["gain"] if row["gain"] else float("nan")
-                )
-            rnd = statistics.fmean(row[f"random{s}@{frac}"] for s in seeds)
-            row[f"rec_random@{frac}"] = (rnd - f_c) / row["gain"] if row["gain"] else float("nan")
-        rows.append(row)
-        logging.info(
-            "%s: gain %.3f srocc %.2f iou20 %.2f rec@0.2 gt %.2f pred %.2f random %.2f",
-            rel, row["gain"], row["srocc"], row["iou20"],
-            row.get("rec_gt@0.2", float("nan")), row.get("rec_pred@0.2", float("nan")),
-            row.get("rec_random@0.2", float("nan")),
-        )  # fmt: skip
-    timings["predict_s_per_frame"] = t_pred / len(rows)
-    timings["objective_s_per_call"] = t_obj / (n_obj + 2 * len(rows))
-    timings.update(
-        json.loads((work / "timings.json").read_text()) if (work / "timings.json").is_file() else {}
-    )
-    (work / "timings.json").write_text(json.dumps(timings, indent=1))
+            train(cfg, out=run_dir)
+            timings[f"predictor_train_s_{fold_name}"] = time.perf_counter() - t
+        model, _ = load_trained(run_dir)
+        model.eval()
+        models[fold_name] = model
 
-    counted = [r for r in rows if r["gain"] >= args.min_gain]
-    gain = sum(r["gain"] for r in counted)
+        # 3. selective enhancement on the held-out frames (unjittered)
+        for content in fold:
+            lab = labels[content]
+            for i, rel in enumerate(lab.frames):
+                if lab.meta["scales"][i] != 1.0:
+                    continue
+                x = read_image(work / f"labels_{content}" / rel).data
+                with torch.no_grad():
+                    u = cheap(x[None])[0].clamp(0, 1)
+                    e = (
+                        sr(x[None])[0].clamp(0, 1)
+                        if sr is not None
+                        else read_image(work / f"labels_{content}" / hr_path(rel)).data
+                    )
+                    t = time.perf_counter()
+                    pred = grid_scores(model(x[None]))[0]
+                    t_pred += time.perf_counter() - t
+                # Same frame, same run: what a ground-truth label costs (detection + backward).
+                t = time.perf_counter()
+                block_importance(reference_objective(objective, e[None]), e[None], u[None], scale=4, block=16)
+                t_label += time.perf_counter() - t
+                t = time.perf_counter()
+                with torch.no_grad():
+                    obj = reference_objective(objective, e[None])  # boxes of e, once per frame
+                    f_c, f_e = float(obj(u[None])[0]), float(obj(e[None])[0])
+                gt = torch.from_numpy(lab.raw[i])
+                row = {
+                    "fold": fold_name,
+                    "content": content,
+                    "frame": f"labels_{content}/{rel}",
+                    "f_cheap": f_c,
+                    "f_full": f_e,
+                    "gain": f_e - f_c,
+                    "srocc": float(spearman_per_frame(pred[None], gt[None])[0]),
+                    "iou20": float(topk_iou(pred[None], gt[None], 0.2)[0]),
+                }
+                for frac in fractions:
+                    masks = {
+                        "gt": select_topk(gt, frac),
+                        "pred": select_topk(pred, frac),
+                        **{
+                            f"random{s}": select_random(gt.shape, frac, torch.Generator().manual_seed(s))
+                            for s in seeds
+                        },
+                    }
+                    for key, mask in masks.items():
+                        frame, cost = selective_frame(u, e, mask, block=16, scale=4)
+                        with torch.no_grad():
+                            row[f"{key}@{frac}"] = float(obj(frame[None])[0])
+                        row[f"cost_{key}@{frac}"] = cost
+                        n_obj += 1
+                    rnd = statistics.fmean(row[f"random{s}@{frac}"] for s in seeds)
+                    for key, val in (
+                        ("gt", row[f"gt@{frac}"]),
+                        ("pred", row[f"pred@{frac}"]),
+                        ("random", rnd),
+                    ):
+                        row[f"rec_{key}@{frac}"] = (val - f_c) / row["gain"] if row["gain"] else float("nan")
+                t_obj += time.perf_counter() - t
+                rows.append(row)
+                logging.info(
+                    "%s: gain %.3f srocc %.2f iou20 %.2f rec@0.2 gt %.2f pred %.2f random %.2f",
+                    row["frame"], row["gain"], row["srocc"], row["iou20"],
+                    row.get("rec_gt@0.2", float("nan")), row.get("rec_pred@0.2", float("nan")),
+                    row.get("rec_random@0.2", float("nan")),
+                )  # fmt: skip
+    timings["predict_s_per_frame"] = t_pred / len(rows)
+    timings["label_s_per_frame"] = t_label / len(rows)
+    timings["objective_s_per_call"] = t_obj / (n_obj + 2 * len(rows))
+
     summary: dict = {
-        "frames": len(rows),
-        "frames_counted": len(counted),
-        "min_gain": args.min_gain,
-        "total_gain": gain,
         "boxes": args.boxes,
         "backbone": args.backbone,
         "loss": args.loss,
+        "seed": args.seed,
         "timings": timings,
-        "predictor_val": info.get("metrics", {}),
+        "all": summarise(rows, fractions, seeds, args.min_gain),
     }
-    for frac in fractions:
-        for key in ("gt", "pred"):
-            summary[f"recovered_{key}@{frac}"] = (
-                sum(r[f"{key}@{frac}"] - r["f_cheap"] for r in counted) / gain
-            )
-            summary[f"median_{key}@{frac}"] = statistics.median(r[f"rec_{key}@{frac}"] for r in counted)
-        per_seed = [sum(r[f"random{s}@{frac}"] - r["f_cheap"] for r in counted) / gain for s in seeds]
-        summary[f"recovered_random@{frac}"] = statistics.fmean(per_seed)
-        summary[f"recovered_random_sd@{frac}"] = statistics.pstdev(per_seed)
-        summary[f"median_random@{frac}"] = statistics.median(r[f"rec_random@{frac}"] for r in counted)
-    summary["test_srocc"] = statistics.fmean(r["srocc"] for r in rows if r["srocc"] == r["srocc"])
-    summary["test_iou20"] = statistics.fmean(r["iou20"] for r in rows)
+    for fold in folds:
+        name = "+".join(fold)
+        summary[name] = summarise([r for r in rows if r["fold"] == name], fractions, seeds, args.min_gain)
     (work / f"results_{args.run_name}_{args.boxes}.json").write_text(
         json.dumps({"summary": summary, "rows": rows}, indent=1)
     )
     print(json.dumps(summary, indent=1))
     if args.figure:
         enh = "oracle x4 enhancer" if sr is None else "TinySR x4"
-        title = f"MTCNN logit ({args.boxes} boxes), {enh}, {len(counted)} test frames"
-        figure(summary, rows, work, test_labels, model, Path(args.figure), fractions, title)
+        n = summary["all"]["frames_counted"]
+        title = f"MTCNN logit ({args.boxes} boxes), {enh}\n{n} held-out frames, {len(folds)} folds"
+        figure(summary["all"], rows, work, models, Path(args.figure), fractions, title)
+
+
+def summarise(rows: list[dict], fractions: tuple, seeds: range, min_gain: float) -> dict:
+    """Share of the gain recovered, summed over the frames whose full-enhancement gain is at
+    least ``min_gain`` (and the per-frame median), for ground truth, predicted and random."""
+    counted = [r for r in rows if r["gain"] >= min_gain]
+    out: dict = {"frames": len(rows), "frames_counted": len(counted), "min_gain": min_gain}
+    if not counted:
+        return out
+    gain = out["total_gain"] = sum(r["gain"] for r in counted)
+    for frac in fractions:
+        for key in ("gt", "pred"):
+            out[f"recovered_{key}@{frac}"] = sum(r[f"{key}@{frac}"] - r["f_cheap"] for r in counted) / gain
+        per_seed = [sum(r[f"random{s}@{frac}"] - r["f_cheap"] for r in counted) / gain for s in seeds]
+        out[f"recovered_random@{frac}"] = statistics.fmean(per_seed)
+        out[f"recovered_random_sd@{frac}"] = statistics.pstdev(per_seed)
+        for key in ("gt", "pred", "random"):
+            out[f"median_{key}@{frac}"] = statistics.median(r[f"rec_{key}@{frac}"] for r in counted)
+    # Rank figures over the frames whose ground truth is not constant (a face was found).
+    ranked = [r for r in rows if r["srocc"] == r["srocc"]]
+    out["frames_ranked"] = len(ranked)
+    out["srocc"] = statistics.fmean(r["srocc"] for r in ranked) if ranked else float("nan")
+    out["iou20"] = statistics.fmean(r["iou20"] for r in ranked) if ranked else float("nan")
+    return out
 
 
 def hr_path(rel: str) -> str:
-    return rel.replace("/frames/", "/hr/")
+    """``frames/<name>.png`` -> ``hr/<name>.png`` (the pristine frame saved by ``label_pairs``)."""
+    folder, name = rel.rsplit("/", 1)
+    return f"{folder.removesuffix('frames')}hr/{name}"
 
 
 def label_pairs(out: Path, sources: list, objective, sr, cheap, *, scales: tuple = (1.0,)) -> LabelSet:
@@ -323,6 +350,7 @@ def label_pairs(out: Path, sources: list, objective, sr, cheap, *, scales: tuple
     (out / "hr").mkdir(parents=True, exist_ok=True)
     current = {}
     groups: list[str] = []
+    frame_scales: list[float] = []
 
     def frames():
         for f, step, count in sources:
@@ -336,6 +364,8 @@ def label_pairs(out: Path, sources: list, objective, sr, cheap, *, scales: tuple
                 ]
             for name, hr in items:
                 for s in scales:
+                    if s != 1.0 and min(hr.shape[1:]) * s < 4 * 32:
+                        continue  # the low-res frame would be under two blocks high
                     if s != 1.0:
                         size = (round(hr.shape[1] * s), round(hr.shape[2] * s))
                         im = F.interpolate(hr[None], size=size, mode="bicubic", antialias=True)[0].clamp(0, 1)
@@ -349,71 +379,66 @@ def label_pairs(out: Path, sources: list, objective, sr, cheap, *, scales: tuple
                         Image.fromarray(arr).save(out / sub / f"{name_s}.png")
                     current["hr"] = read_image(out / "hr" / f"{name_s}.png").data
                     groups.append(f.name)
+                    frame_scales.append(s)
                     yield f"frames/{name_s}.png", read_image(out / "frames" / f"{name_s}.png").data
 
     enhance = sr if sr is not None else (lambda x: current["hr"][None])
     labels = label_frames(frames(), objective, enhance, cheap, scale=4, block=16)
-    labels.meta = {"groups": groups}
+    labels.meta = {"groups": groups, "scales": frame_scales}
     labels.save(out)
     return labels
 
 
-def merge_labels(parts: dict[str, LabelSet]) -> LabelSet:
-    """Test frames of several label folders; frame paths made relative to the work dir."""
-    sets = list(parts.items())
-    a = sets[0][1]
-    return LabelSet(
-        [f"{name}/{f}" for name, s in sets for f in s.frames],
-        [r for _, s in sets for r in s.raw],
-        [v for _, s in sets for v in s.objective_enhanced],
-        [v for _, s in sets for v in s.objective_cheap],
-        a.block,
-        a.scale,
-        a.mode,
-    )
-
-
 def figure(
-    summary: dict, rows: list, work: Path, labels: LabelSet, model, path: Path, fractions: tuple, title: str
+    summary: dict, rows: list, work: Path, models: dict, path: Path, fractions: tuple, title: str
 ) -> None:
+    """Recovery curves (all held-out frames) and ground-truth vs predicted maps on the held-out
+    frames with the largest gain of three contents."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from qualitas.importance.grid import blocks_to_pixels, normalise
+    from qualitas.importance.label import LabelSet
     from qualitas.importance.metrics import grid_scores
 
-    shown = [i for i, r in enumerate(rows) if "labels_test/" in r["frame"]][:2]
-    shown += [i for i, r in enumerate(rows) if "labels_test_video/" in r["frame"]][:1]
-    fig, axes = plt.subplots(2, 1 + len(shown), figsize=(4 * (1 + len(shown)), 7))
+    shown = []
+    for content in ("photos", "carphone", "bikes"):
+        mine = [r for r in rows if r["content"] == content]
+        if mine:
+            shown.append(max(mine, key=lambda r: r["gain"]))
+    fig, axes = plt.subplots(2, 1 + len(shown), figsize=(3.6 * (1 + len(shown)), 6.4), squeeze=False)
     ax = axes[0, 0]
+    names = {"gt": "ground-truth top", "pred": "predicted top", "random": "random (mean of seeds)"}
     for key, style in (("gt", "o-"), ("pred", "s-"), ("random", "^--")):
         ax.plot(
             [100 * f for f in fractions],
             [100 * summary[f"recovered_{key}@{f}"] for f in fractions],
             style,
-            label={"gt": "ground truth", "pred": "predicted", "random": "random (mean)"}[key],
+            label=names[key],
         )
     ax.axhline(100, color="gray", lw=0.8)
     ax.axhline(80, color="gray", lw=0.8, ls=":")
     ax.set_xlabel("blocks enhanced (%)")
     ax.set_ylabel("objective gain recovered (%)")
     ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     axes[1, 0].axis("off")
-    for col, i in enumerate(shown, start=1):
-        x = read_image(work / labels.frames[i]).data
-        gt = normalise(torch.from_numpy(labels.raw[i]))
+    for col, row in enumerate(shown, start=1):
+        folder, rel = row["frame"].split("/", 1)
+        lab = LabelSet.load(work / folder)
+        gt = normalise(torch.from_numpy(lab.raw[lab.frames.index(rel)]))
+        x = read_image(work / row["frame"]).data
         with torch.no_grad():
-            pred = normalise(grid_scores(model(x[None]))[0].clamp_min(0))
-        for r, (g, name) in enumerate(((gt, "ground truth"), (pred, "predicted"))):
+            pred = normalise(grid_scores(models[row["fold"]](x[None]))[0].clamp_min(0))
+        for r, (g, name) in enumerate(((gt, "ground truth"), (pred, "predicted (held out)"))):
             ax = axes[r, col]
             ax.imshow(x.permute(1, 2, 0).numpy())
             ax.imshow(
                 blocks_to_pixels(g, 16, *x.shape[-2:]).numpy(), alpha=0.55, cmap="inferno", vmin=0, vmax=1
             )
-            ax.set_title(f"{name}: {Path(labels.frames[i]).stem}", fontsize=8)
+            ax.set_title(f"{name}: {Path(rel).stem}", fontsize=8)
             ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

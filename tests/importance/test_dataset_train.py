@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,18 @@ def test_label_folder_and_export(labels_dir, tmp_path):
 
 @pytest.mark.parametrize(
     "model_args",
-    [["model.num_classes=4", "loss={name: importance_ce}"], ["model.num_classes=0", "loss=importance_mse"]],
+    [
+        ["model.num_classes=4", "loss={name: importance_ce}"],
+        ["model.num_classes=0", "loss=importance_mse"],
+        # The frozen MTCNN P-Net pyramid (as in docs/benchmarks.md "Importance"), exported.
+        pytest.param(
+            ["model.num_classes=0", "loss=importance_mse", "model.backbone=mtcnn_pnet"],
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("facenet_pytorch") is None,
+                reason="needs facenet-pytorch",
+            ),
+        ),
+    ],
 )
 def test_predictor_trains_one_epoch(labels_dir, tmp_path, model_args):
     from qualitas.training.config import load_config
@@ -86,7 +98,7 @@ def test_predictor_trains_one_epoch(labels_dir, tmp_path, model_args):
     model, info = load_trained(res.run_dir)
     out = model(torch.rand(1, 3, 32, 40))
     assert out.shape[-2:] == (4, 5) and info["spec"]["output"].startswith("grid")
-    if model_args[0] == "model.num_classes=4":  # through qualitas' export pipeline, with parity
+    if model_args[0] == "model.num_classes=4" or "mtcnn" in model_args[-1]:  # export, with parity
         pytest.importorskip("onnxruntime")
         from qualitas.export.pipeline import export_model
 
