@@ -1,20 +1,22 @@
 """Importance maps on real content: objective recovered by enhancing the top-k% blocks.
 
 Pipeline (all offline, CPU):
-1. label training and test media with the MTCNN face objective (``label_pairs``): the
+1. label every content (a set of photos or a whole video, ``CONTENTS``) and photos no fold
+   tests (``OTHER_PHOTOS``) with the MTCNN face objective (``label_pairs``): the
    low-quality input is the pristine frame downscaled 4x, the cheap upscale bicubic, the
    enhanced frame the pristine one (an oracle x4 enhancer; ``--enhancer tiny_sr`` uses
-   qualitas' TinySR trained on non-test photos). Training media are labelled at several
-   scales (``--jitter``: the pristine frame resized first, so faces of many sizes);
-2. train the importance predictor with the training engine
-   (``configs/importance_faces.yaml`` + overrides: backbone, epochs, loss);
-3. on the held-out test contents (whole photos and a whole video never used in training),
-   enhance the ground-truth / predicted / random top-k% blocks, paste them into the bicubic
-   upscale and report the share of the full-enhancement gain recovered, summed over the
-   frames whose gain is at least ``--min-gain``, plus per-frame figures and timings of
-   labelling vs prediction (same run).
+   qualitas' TinySR trained on non-test photos), each at the ``--jitter`` scales (the
+   pristine frame resized first: faces of many sizes);
+2. per fold (``--folds``: held-out contents), train the importance predictor with the
+   training engine on every other content (``configs/importance_faces.yaml`` + overrides);
+3. on the held-out frames (scale 1), enhance the ground-truth / predicted / random top-k%
+   blocks, paste them into the bicubic upscale and report the share of the
+   full-enhancement gain recovered, summed over the frames whose gain is at least
+   ``--min-gain`` (all folds pooled and per fold), per-frame figures, and the time of a
+   prediction vs a ground-truth label on the same frames (same run).
 
-    python benchmarks/bench_importance.py --work bench-output/importance --figure docs/figures/importance_recovery.png
+    python benchmarks/bench_importance.py --work bench-output/imp_cv --run-name mse \
+        --figure docs/figures/importance_recovery.png
 """
 
 from __future__ import annotations

@@ -117,3 +117,32 @@ def test_reference_boxes_objective_is_smooth_and_matches_the_cascade_at_the_refe
     assert x.grad is not None and x.grad.abs().sum() > 0
     # A frame without a face: no boxes, objective 0.
     assert reference_objective(ref, torch.full_like(face, 0.5))(face).item() == 0.0
+
+
+def test_labels_do_not_depend_on_the_box_variant_and_apply_uses_the_reference():
+    from qualitas.importance.analytics import build_analytics
+    from qualitas.importance.apply import selective_enhance
+    from qualitas.importance.enhancers import Bicubic, bicubic_down
+    from qualitas.importance.grid import select_topk
+    from qualitas.importance.label import label_frames
+
+    hr = _astronaut(256)
+    lr = bicubic_down(hr, 4)[0]
+    out = {}
+    for boxes in ("detect", "reference"):
+        obj = build_analytics(f"mtcnn:score=logit,boxes={boxes}")
+        out[boxes] = label_frames([("a", lr)], obj, lambda x: hr, Bicubic(4), scale=4, block=16)
+    det, ref = out["detect"], out["reference"]
+    np.testing.assert_allclose(ref.raw[0], det.raw[0], rtol=1e-4, atol=1e-6)
+    assert ref.objective_enhanced[0] == pytest.approx(det.objective_enhanced[0], abs=1e-4)
+    assert ref.raw[0].max() > 0
+    # The reference variant scores the cheap frame at the enhanced frame's boxes.
+    obj = build_analytics("mtcnn:score=logit,boxes=reference")
+    u = Bicubic(4)(lr[None])[0]
+    fixed = obj.with_reference(hr)
+    assert ref.objective_cheap[0] == pytest.approx(fixed(u[None]).item(), abs=1e-4)
+    # selective_enhance conditions on the enhanced frame too: all blocks = full enhancement.
+    mask = select_topk(torch.from_numpy(ref.raw[0]), 1.0)
+    _, res = selective_enhance(obj, u, hr[0], mask, block=16, scale=4)
+    assert res.objective_selective == pytest.approx(res.objective_full, abs=1e-4)
+    assert res.objective_cheap == pytest.approx(ref.objective_cheap[0], abs=1e-4)
