@@ -22,8 +22,9 @@ Per image (``(B, 3, H, W)`` RGB in ``[0, 1]``; the luma is BT.601 full range, 0-
 * colour: per-channel mean/std, Cb/Cr mean/std, saturation mean/std, clipped shares, a
   16-bin soft luma histogram and its entropy, chroma MSCN variance and Laplacian energy.
 
-The features then go through ``BatchNorm1d(affine=False)``: its running statistics are
-learned in training and saved with the weights, so the head sees standardised inputs.
+The features then go through ``BatchNorm1d(affine=False, momentum=None)``: its running
+statistics (cumulative averages over the training batches) are saved with the weights, so
+the head sees standardised inputs.
 """
 
 from __future__ import annotations
@@ -154,7 +155,11 @@ class NSSFeatures(nn.Module):
             "centres", torch.linspace(0.0, 255.0, _HIST_BINS).view(1, _HIST_BINS, 1, 1), persistent=False
         )
         self.num_features = len(feature_names(self.num_scales))
-        self.norm = nn.BatchNorm1d(self.num_features, affine=False, momentum=0.01)
+        # momentum=None: a cumulative average over every training batch. The statistics are
+        # fixed functions of the data, so the exact dataset mean/variance is the right
+        # estimate; an exponential average would lag for hundreds of steps and leave the
+        # first epochs' evaluation mis-scaled.
+        self.norm = nn.BatchNorm1d(self.num_features, affine=False, momentum=None)
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """Unnormalised statistics ``(B, num_features)``."""
