@@ -113,22 +113,32 @@ from qualitas.runtime.score import Pair, ScoreOptions, score_pairs
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-score_pairs([Pair(sys.argv[1], sys.argv[2])], ["psnr"], ScoreOptions(max_frames=2))  # warm up imports
+t = time.perf_counter()
+# Warm up imports (and, with QUALITAS_COMPILE=1, the kernel's compilation) on two frames.
+score_pairs([Pair(sys.argv[1], sys.argv[2])], sys.argv[3].split(","), ScoreOptions(max_frames=2))
+warm = time.perf_counter() - t
 t, c = time.perf_counter(), cpu()
 res, _ = score_pairs([Pair(sys.argv[1], sys.argv[2])], sys.argv[3].split(","), ScoreOptions())
 assert res[0].error is None, res[0].error
-print(json.dumps({"wall": time.perf_counter() - t, "cpu": cpu() - c}))
+print(json.dumps({"wall": time.perf_counter() - t, "cpu": cpu() - c, "warmup": warm}))
 """
 
 
-def engine_in_subprocess(src: Path, dist: str, ref: str, metrics: str) -> tuple[float, float]:
+WARMUP: dict[str, float] = {}
+"""Longest warm-up (imports, compilation) seen per subprocess case, in seconds."""
+
+
+def engine_in_subprocess(
+    src: Path, dist: str, ref: str, metrics: str, env_extra: dict[str, str] | None = None, label: str = ""
+) -> tuple[float, float]:
     """(wall, CPU) seconds of the engine of the qualitas tree ``src`` (its ``src`` folder),
-    measured inside a fresh process after its imports."""
-    env = dict(os.environ, PYTHONPATH=str(src))
+    measured inside a fresh process after a warm-up on two frames (imports, compilation)."""
+    env = dict(os.environ, PYTHONPATH=str(src), **(env_extra or {}))
     out = subprocess.run(
         [sys.executable, "-c", _ENGINE_SCRIPT, dist, ref, metrics], check=True, capture_output=True, text=True, env=env
     )
     row = json.loads(out.stdout.strip().splitlines()[-1])
+    WARMUP[label] = max(WARMUP.get(label, 0.0), row["warmup"])
     return row["wall"], row["cpu"]
 
 
@@ -147,6 +157,7 @@ def bench_speed(
     threads: int,
     breakdown: bool = False,
     baseline_src: Path | None = None,
+    compiled: bool = False,
 ) -> dict[str, tuple[float, float]]:
     """{case: (frames/s, CPU ms per frame)}, best of ``repeat`` interleaved runs each."""
     from qualitas.runtime.score import Pair, ScoreOptions, score_pairs
@@ -173,10 +184,17 @@ def bench_speed(
         # both in fresh processes timed after their imports: a before/after in one run.
         here = Path(__file__).resolve().parents[1] / "src"
         cases["qualitas psnr+ssim+ms_ssim (subprocess)"] = lambda: engine_in_subprocess(
-            here, d, r, "psnr,ssim,ms_ssim"
+            here, d, r, "psnr,ssim,ms_ssim", label="this tree"
         )
         cases["baseline psnr+ssim+ms_ssim (subprocess)"] = lambda: engine_in_subprocess(
-            baseline_src, d, r, "psnr,ssim,ms_ssim"
+            baseline_src, d, r, "psnr,ssim,ms_ssim", label="baseline tree"
+        )
+    if compiled:
+        # The opt-in compiled SSIM kernel, in a fresh process; its compilation happens in the
+        # warm-up (reported apart: Inductor's on-disk cache makes later processes faster).
+        here = Path(__file__).resolve().parents[1] / "src"
+        cases["qualitas psnr+ssim+ms_ssim, QUALITAS_COMPILE=1 (subprocess)"] = lambda: engine_in_subprocess(
+            here, d, r, "psnr,ssim,ms_ssim", {"QUALITAS_COMPILE": "1"}, label="QUALITAS_COMPILE=1"
         )
     if breakdown:
         # Where the time goes: decoding + conversion alone (RGB as psnr reads it, and the Y
@@ -253,6 +271,9 @@ def main() -> None:
     ap.add_argument("--memory-metrics", default="psnr,ssim,ms_ssim")
     ap.add_argument("--memory-only", action="store_true", help="only the 4K peak-memory measurement")
     ap.add_argument(
+        "--compile", action="store_true", help="also time the engine with QUALITAS_COMPILE=1 (fresh process)"
+    )
+    ap.add_argument(
         "--baseline-src", type=Path, help="a qualitas 'src' folder (e.g. from git archive) to compare against"
     )
     args = ap.parse_args()
@@ -275,7 +296,7 @@ def bench_1080p(args: argparse.Namespace) -> None:
     ref, dist = make_pair(args.workdir, 1920, 1080, args.seconds)
     n = int(round(args.seconds * 25))
     print(f"1080p pair: {ref.name} vs {dist.name}, {n} frames, {os.cpu_count()} CPUs")
-    speed = bench_speed(ref, dist, n, args.repeat, args.threads, args.breakdown, args.baseline_src)
+    speed = bench_speed(ref, dist, n, args.repeat, args.threads, args.breakdown, args.baseline_src, args.compile)
     fps = {name: v[0] for name, v in speed.items()}
     base = fps["ffmpeg psnr+ssim filters"]
     vmaf_base = fps["ffmpeg libvmaf"]
@@ -286,6 +307,8 @@ def bench_1080p(args: argparse.Namespace) -> None:
     print(f"ratio {q} / ffmpeg psnr+ssim: {fps[q] / base:.2f}x frames/s, "
           f"{speed['ffmpeg psnr+ssim filters'][1] / speed[q][1]:.2f}x CPU time")  # fmt: skip
     print(f"ratio qualitas vmaf / ffmpeg libvmaf: {fps['qualitas vmaf'] / vmaf_base:.2f}x")
+    for label, seconds in WARMUP.items():
+        print(f"warm-up, {label} (imports, compilation, 2 frames; longest): {seconds:.1f} s")
     if args.baseline_src is not None:
         new, old = speed[f"{q} (subprocess)"], speed["baseline psnr+ssim+ms_ssim (subprocess)"]
         print(f"this tree vs baseline: {new[0] / old[0]:.2f}x frames/s, {old[1] / new[1]:.2f}x less CPU per frame")
