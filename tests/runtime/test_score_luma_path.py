@@ -131,3 +131,19 @@ def test_rescaled_distorted_video_uses_rescaled_luma(clips) -> None:
     want = _rgb_path(clips["dist_small"], clips["ref"], LUMA_METRICS)
     for name in LUMA_METRICS:
         assert got[name] == pytest.approx(want[name], rel=CALIBRATION_RTOL), name
+
+
+def test_raw_yuv_gives_the_scores_of_the_mp4_it_came_from(clips, tmp_path) -> None:
+    from qualitas.io.yuv import RawYUVSpec
+
+    raw = tmp_path / "dist.yuv"
+    with av.open(clips["dist"]) as c, open(raw, "wb") as out:
+        for frame in c.decode(video=0):
+            out.write(frame.to_ndarray(format="yuv420p").tobytes())  # planar Y, U, V
+    (res,), _ = score_pairs(
+        [Pair(str(raw), clips["ref"])], LUMA_METRICS, ScoreOptions(yuv=RawYUVSpec(W, H, "yuv420p", 25))
+    )
+    assert res.error is None and res.frames_scored == N, res.error
+    want = _engine(clips["dist"], clips["ref"], LUMA_METRICS)
+    for name in LUMA_METRICS:  # the same Y plane, whatever matrix the raw file is read with
+        assert [f.scores[name] for f in res.frames] == pytest.approx(want[name], rel=1e-9), name
