@@ -228,14 +228,15 @@ def train_config(out: Path, size: DemoSize) -> Path:
 
     cfg = {
         "run": {"name": "demo_nr_image", "seed": 0},
-        "model": {"name": "nr_iqa", "backbone": "test_resnet", "hidden": 128, "dropout": 0.0},
+        # The shipped defaults' recipe: scene statistics + MLP (docs/default-models.md).
+        "model": {"name": "nr_iqa", "backbone": "nss", "hidden": 128, "dropout": 0.1},
         "data": {
             "manifest": str(out / "synth" / "images.jsonl"),
             "root": str(out / "synth"),
             "dataset": "image",
             "batch_size": 16,
             "num_workers": 0,
-            "input_size": {"mode": "fragments", "grid": 4, "patch": 32},
+            "input_size": {"mode": "crop", "size": [160, 160], "hflip": True},
             "split_ratios": {"train": 0.6, "val": 0.2, "test": 0.2},
             "mos_norm": "minmax",
             "score_range": [0, 100],
