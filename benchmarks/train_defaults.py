@@ -6,7 +6,8 @@
 Steps (each skipped when its output exists; ``--retrain`` trains again):
 
 1. ``qualitas data synth`` ladders from the photos/videos under ``--media`` into
-   ``build/defaults/synth_{images,videos}`` (resumable);
+   ``build/defaults/synth_{images,videos}`` (resumable); ``--extra-photos`` adds 40
+   photographs from Debian wallpaper packages (``EXTRA_PHOTOS``) to the nr-image contents;
 2. ``qualitas train configs/default_nr_{image,video}.yaml --out runs/defaults/<name>``
    (grouped split: whole contents held out for ``test``);
 3. held-out figures vs the teacher, overall and per distortion family (``dist_type``),
@@ -35,6 +36,79 @@ PY = sys.executable
 PRISTINE_VIDEOS = ("Megamind.avi", "bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 """The pristine sources among /work/shared/media/videos (the others are distorted copies)."""
 
+EXTRA_PHOTOS: dict[str, tuple[str, ...]] = {
+    # Debian wallpaper packages whose images are photographs (the abstract/vector ones are
+    # left out: their statistics are not those of camera images). Licences: see each
+    # package's /usr/share/doc/<package>/copyright.
+    "lomiri-wallpapers-16.04": tuple(
+        f"usr/share/backgrounds/{n}.jpg"
+        for n in (
+            "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace",
+            "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+            "analogpattern_by_Peter_Nerlich", "free_by_Peter_Nerlich",
+            "friends_by_Aitzol_Berasategi", "greentock_by_Peter_Nerlich",
+            "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
+            "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi",
+            "umang_by_Abhishek_Mudgal",
+        )
+    ),
+    "lomiri-wallpapers-20.04": ("usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg",),
+    "mate-backgrounds": tuple(
+        f"usr/share/backgrounds/mate/nature/{n}.jpg"
+        for n in (
+            "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird",
+            "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower",
+        )
+    ),
+    "plasma-workspace-wallpapers": tuple(
+        f"usr/share/wallpapers/{n}/contents/images"  # a folder: its largest image is taken
+        for n in (
+            "BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf",
+            "Grey", "Kite", "OneStandsOut", "Path", "Volna", "summer_1am",
+        )
+    ),
+}  # fmt: skip
+"""Real photos from Debian's package registry, added to the nr-image training contents."""
+
+
+def extra_photos(dest: Path) -> int:
+    """``apt-get download`` the EXTRA_PHOTOS packages and link their photos into ``dest``.
+
+    Returns the number of photos linked; 0 (with a note) where apt-get/dpkg-deb are missing
+    or the download fails, so the build goes on with the shared media only.
+    """
+    debs = ROOT / "build/defaults/debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
+        print("note: apt-get/dpkg-deb not found; training on the shared photos only", flush=True)
+        return 0
+    n = 0
+    for pkg, members in EXTRA_PHOTOS.items():
+        tree = debs / pkg
+        if not tree.is_dir():
+            if not list(debs.glob(f"{pkg}_*.deb")):
+                rc = subprocess.run(["apt-get", "download", pkg], cwd=debs).returncode
+                if rc != 0:
+                    print(f"note: apt-get download {pkg} failed; skipped", flush=True)
+                    continue
+            deb = sorted(debs.glob(f"{pkg}_*.deb"))[-1]
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True)
+        for member in members:
+            src = tree / member
+            if src.is_dir():
+                files = [f for f in src.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png")]
+                src = max(files, key=lambda f: f.stat().st_size) if files else src
+            if not src.is_file():
+                print(f"note: {pkg} has no {member}; skipped", flush=True)
+                continue
+            label = member.split("/")[-3] if member.endswith("/contents/images") else src.stem
+            link = dest / f"debian_{label}{src.suffix.lower()}"
+            if not link.exists():
+                link.symlink_to(src)
+            n += 1
+    return n
+
 
 def qualitas(*args: str, ok: tuple[int, ...] = (0,)) -> None:
     cmd = [PY, "-m", "qualitas", *args]
@@ -44,14 +118,23 @@ def qualitas(*args: str, ok: tuple[int, ...] = (0,)) -> None:
         raise SystemExit(f"`qualitas {args[0]}` failed (exit status {rc})")
 
 
-def synth(name: str, media: Path) -> Path:
+def synth(name: str, media: Path, *, extra: bool = False) -> Path:
     if name == "nr-image":
         out = ROOT / "build/defaults/synth_images"
+        photos = media / "images"
+        if extra:  # the shared photos + EXTRA_PHOTOS, linked into one folder
+            photos = ROOT / "build/defaults/sources/images"
+            photos.mkdir(parents=True, exist_ok=True)
+            for f in sorted((media / "images").iterdir()):
+                link = photos / f.name
+                if f.is_file() and not link.exists():
+                    link.symlink_to(f)
+            print(f"{extra_photos(photos)} photos from Debian packages", flush=True)
         qualitas(
             "data",
             "synth",
             "--images",
-            str(media / "images"),
+            str(photos),
             "--out",
             str(out),
             "--image-max-side",
@@ -229,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         "--media", type=Path, default=Path("/work/shared/media"), help="folder with images/ and videos/"
     )
     ap.add_argument("--retrain", action="store_true", help="train again even if the run exists")
+    ap.add_argument(
+        "--extra-photos",
+        action="store_true",
+        help="nr-image: add the 40 photographs of EXTRA_PHOTOS (Debian wallpaper packages, apt-get download)",
+    )
     ap.add_argument("--no-ship", action="store_true", help="do not copy the export into src/qualitas/weights")
     ap.add_argument("--bench", action="store_true", help="only measure the speed of the shipped model")
     ap.add_argument("-o", action="append", default=[], metavar="KEY=VALUE", help="training config override")
@@ -239,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run = ROOT / "runs/defaults" / name
     t0 = time.perf_counter()
-    manifest = synth(name, args.media)
+    manifest = synth(name, args.media, extra=args.extra_photos)
     t_synth = time.perf_counter() - t0
     config = ROOT / "configs" / f"default_{name.replace('-', '_')}.yaml"
     t1 = time.perf_counter()
