@@ -16,8 +16,9 @@ def write_video(
     crf: int = 18,
     options: dict[str, str] | None = None,
     faststart: bool = False,
+    pix_fmt: str = "yuv420p",
 ) -> Path:
-    """Encode RGB uint8 frames (n, H, W, 3) to ``path`` with PyAV (yuv420p).
+    """Encode RGB uint8 frames (n, H, W, 3) to ``path`` with PyAV (``pix_fmt``, yuv420p).
 
     libx264 uses ``crf`` (preset ultrafast) unless ``options`` are given; other codecs take
     ``options`` as is (e.g. mpeg4 ``{"qscale": "2"}``). ``faststart`` puts the MP4 index
@@ -32,7 +33,7 @@ def write_video(
     with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else None) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         if options:
             stream.options = options
         for arr in frames:

@@ -4,12 +4,12 @@ RGB skipped on request, and a clear error for formats without a Y plane (budget:
 
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 import torch
 from io_helpers import encode_planes, ffmpeg, random_planes
 
+from media_helpers import write_video
 from qualitas.errors import MediaError, UsageError
 from qualitas.io._convert import has_luma_plane, yuv_luma, yuv_to_rgb
 from qualitas.io.video import iter_batches, iter_decoded_batches, probe_video
@@ -81,16 +81,7 @@ def test_decoded_batches_convert_luma_late(clips) -> None:
 def test_luma_needs_a_y_plane(tmp_path) -> None:
     frames = np.random.default_rng(0).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
     path = tmp_path / "rgb.mkv"
-    with av.open(str(path), "w") as c:  # an RGB codec: no Y plane to read
-        st = c.add_stream("ffv1", rate=25)
-        st.width, st.height, st.pix_fmt = W, H, "bgr0"
-        for i, arr in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(arr, format="rgb24")
-            f.pts = i
-            for pkt in st.encode(f):
-                c.mux(pkt)
-        for pkt in st.encode():
-            c.mux(pkt)
+    write_video(path, frames, codec="ffv1", pix_fmt="bgr0")  # an RGB format: no Y plane to read
     assert not has_luma_plane(probe_video(path).pix_fmt) and has_luma_plane("yuv420p10le")
     with pytest.raises(MediaError, match="no Y plane"):
         next(iter_batches(path, 2, rgb=False, luma=True))

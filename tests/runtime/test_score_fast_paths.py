@@ -6,7 +6,6 @@ tiled SSIM means, chunked MSE and block-wise YUV->RGB (budget: a few seconds).
 
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -14,6 +13,7 @@ import torch
 import qualitas.io._convert as convert
 import qualitas.metrics.psnr as psnr_mod
 import qualitas.runtime.score as score_mod
+from media_helpers import write_video
 from qualitas.functional.filters import gaussian_kernel1d
 from qualitas.io.video import iter_batches, iter_frames
 from qualitas.metrics import get_metric
@@ -24,18 +24,7 @@ SIZE = 192  # MS-SSIM needs >= 176 px
 
 
 def _encode(path, frames: list[np.ndarray], crf: int) -> str:
-    with av.open(str(path), "w") as c:
-        st = c.add_stream("libx264", rate=25)
-        st.width, st.height, st.pix_fmt = SIZE, SIZE, "yuv420p"
-        st.options = {"crf": str(crf), "preset": "ultrafast"}
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for pkt in st.encode(f):
-                c.mux(pkt)
-        for pkt in st.encode():
-            c.mux(pkt)
-    return str(path)
+    return str(write_video(path, np.stack(frames), crf=crf))
 
 
 @pytest.fixture(scope="module")
