@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qualitas.errors import ConfigError
-from qualitas.functional.filters import gaussian_kernel1d
+from qualitas.functional.nss import mscn
 from qualitas.models.backbones import BACKBONES
 
 _EPS = 1e-6
@@ -50,19 +50,10 @@ def _mean(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=(-2, -1))
 
 
-def _blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Separable 'same' (replicate-padded) filter of every channel of ``(B, C, H, W)``."""
-    c, k = x.shape[1], taps.numel()
-    x = F.pad(x, (k // 2, k // 2, k // 2, k // 2), mode="replicate")
-    x = F.conv2d(x, taps.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
-    return F.conv2d(x, taps.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
-
-
-def _mscn(x: torch.Tensor, taps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """MSCN coefficients and local contrast of ``(B, C, H, W)`` in 0-255 units."""
-    mu = _blur(x, taps)
-    sigma = torch.sqrt((_blur(x * x, taps) - mu * mu).abs() + _EPS)
-    return (x - mu) / (sigma + 1.0), sigma
+def _mscn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSCN coefficients and local contrast of every channel of ``(B, C, H, W)`` (0-255)."""
+    m, sigma = mscn(x.flatten(0, 1), padding="replicate")
+    return m.view_as(x), sigma.view_as(x)
 
 
 def _shape(x: torch.Tensor) -> torch.Tensor:
@@ -79,9 +70,9 @@ def _aggd(p: torch.Tensor) -> list[torch.Tensor]:
     return [0.5 * _log(left), 0.5 * _log(right), _mean(p), _shape(p)]
 
 
-def _scale_features(y: torch.Tensor, taps: torch.Tensor) -> list[torch.Tensor]:
+def _scale_features(y: torch.Tensor) -> list[torch.Tensor]:
     """26 statistics of one luma scale ``(B, 1, H, W)``, each ``(B, 1)``."""
-    m, sigma = _mscn(y, taps)
+    m, sigma = _mscn(y)
     feats = [_log(_mean(m * m)), _shape(m)]
     pairs = (
         m[..., :, :-1] * m[..., :, 1:],
@@ -150,7 +141,6 @@ class NSSFeatures(nn.Module):
         # Identity normalisation: the statistics want the image in display units.
         self.mean = (0.0, 0.0, 0.0)
         self.std = (1.0, 1.0, 1.0)
-        self.register_buffer("taps", gaussian_kernel1d(7, 7.0 / 6.0), persistent=False)
         self.register_buffer(
             "centres", torch.linspace(0.0, 255.0, _HIST_BINS).view(1, _HIST_BINS, 1, 1), persistent=False
         )
@@ -173,7 +163,7 @@ class NSSFeatures(nn.Module):
         for s in range(self.num_scales):
             if s:
                 ys = F.avg_pool2d(ys, 2)
-            feats += _scale_features(ys, self.taps)
+            feats += _scale_features(ys)
         # Blockiness at 8 and 16 px, horizontal and vertical.
         ex = (y[..., :, 1:] - y[..., :, :-1]).abs().mean(dim=(1, 2))  # (B, W-1)
         ey = (y[..., 1:, :] - y[..., :-1, :]).abs().mean(dim=(1, 3))  # (B, H-1)
@@ -193,7 +183,7 @@ class NSSFeatures(nn.Module):
         hist = _mean(torch.exp(-((small - self.centres) ** 2) / (2.0 * 8.0**2)))  # (B, 16)
         hist = hist / (hist.sum(dim=1, keepdim=True) + _EPS)
         feats += [hist, -(hist * _log(hist)).sum(dim=1, keepdim=True)]
-        mc, _ = _mscn(chroma, self.taps)
+        mc, _ = _mscn(chroma)
         feats.append(_log(_mean(mc * mc)))
         lap = (
             chroma[..., 1:-1, 1:-1] * 4
