@@ -70,6 +70,13 @@ def _aggd(p: torch.Tensor) -> list[torch.Tensor]:
     return [0.5 * _log(left), 0.5 * _log(right), _mean(p), _shape(p)]
 
 
+def _laplacian_energy(x: torch.Tensor) -> torch.Tensor:
+    """Log mean |4-neighbour Laplacian| of ``(B, C, H, W)`` (valid part) -> ``(B, C)``."""
+    c = x[..., 1:-1, 1:-1]
+    lap = c * 4 - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
+    return _log(_mean(lap.abs()))
+
+
 def _scale_features(y: torch.Tensor) -> list[torch.Tensor]:
     """26 statistics of one luma scale ``(B, 1, H, W)``, each ``(B, 1)``."""
     m, sigma = _mscn(y)
@@ -89,8 +96,7 @@ def _scale_features(y: torch.Tensor) -> list[torch.Tensor]:
     dx = y[..., :, 1:] - y[..., :, :-1]
     dy = y[..., 1:, :] - y[..., :-1, :]
     feats.append(_log(_mean(dx.abs()) + _mean(dy.abs())))
-    lap = y[..., 1:-1, 1:-1] * 4 - y[..., :-2, 1:-1] - y[..., 2:, 1:-1] - y[..., 1:-1, :-2] - y[..., 1:-1, 2:]
-    feats.append(_log(_mean(lap.abs())))
+    feats.append(_laplacian_energy(y))
     feats.append(0.5 * (_mean(torch.exp(-dx * dx * 4.0)) + _mean(torch.exp(-dy * dy * 4.0))))
     return feats
 
@@ -185,14 +191,7 @@ class NSSFeatures(nn.Module):
         feats += [hist, -(hist * _log(hist)).sum(dim=1, keepdim=True)]
         mc, _ = _mscn(chroma)
         feats.append(_log(_mean(mc * mc)))
-        lap = (
-            chroma[..., 1:-1, 1:-1] * 4
-            - chroma[..., :-2, 1:-1]
-            - chroma[..., 2:, 1:-1]
-            - chroma[..., 1:-1, :-2]
-            - chroma[..., 1:-1, 2:]
-        )
-        feats.append(_log(_mean(lap.abs())))
+        feats.append(_laplacian_energy(chroma))
         return torch.cat(feats, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
