@@ -444,12 +444,6 @@ def iter_decoded_batches(
         yield group
 
 
-def _iter_lazy(path, frame_step, max_frames, start, end, yuv) -> Iterator[tuple]:
-    """(index, time, RGB converter, (3, H, W)) per selected frame (runtime.models reads this)."""
-    for index, time, convert, shape, _ in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
-        yield index, time, convert, shape
-
-
 def _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv) -> Iterator[_Lazy]:
     selection = _Selection(frame_step, max_frames, start, end)
     p = _check_video_path(path, yuv)

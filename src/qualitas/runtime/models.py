@@ -379,5 +379,5 @@ def _iter_frames_lazy(path: str | os.PathLike, yuv: Any) -> Iterator[tuple[int, 
     # yield, which costs more than the decoding for sparse clip sampling of 1080p video.
     from qualitas.io import video
 
-    for index, time, convert, _shape in video._iter_lazy(path, 1, None, None, None, yuv):
+    for index, time, convert, _shape, _luma in video._iter_lazy_planes(path, 1, None, None, None, yuv):
         yield index, time, convert
