@@ -52,8 +52,11 @@ def _mean(x: torch.Tensor) -> torch.Tensor:
 
 def _mscn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """MSCN coefficients and local contrast of every channel of ``(B, C, H, W)`` (0-255)."""
-    m, sigma = mscn(x.flatten(0, 1), padding="replicate")
-    return m.view_as(x), sigma.view_as(x)
+    # float64: the local variance E[x^2] - E[x]^2 cancels catastrophically in float32 on
+    # flat bright areas (sigma noise ~0.05 grey levels), enough to make exported graphs and
+    # eager runs disagree on the flatness statistics.
+    m, sigma = mscn(x.flatten(0, 1).double(), padding="replicate")
+    return m.view_as(x).to(x.dtype), sigma.view_as(x).to(x.dtype)
 
 
 def _shape(x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +66,9 @@ def _shape(x: torch.Tensor) -> torch.Tensor:
 
 def _aggd(p: torch.Tensor) -> list[torch.Tensor]:
     """Asymmetric spread (left/right std), mean and shape proxy of ``(B, 1, H, W)``."""
-    neg = (p < 0).to(p.dtype)
+    # A soft sign (width 1e-3): products within float rounding of 0 (flat or clipped areas)
+    # would otherwise switch sides between eager and exported graphs and move the counts.
+    neg = torch.sigmoid(p * -1e3)
     pos = 1.0 - neg
     left = _mean(p * p * neg) / (_mean(neg) + _EPS)
     right = _mean(p * p * pos) / (_mean(pos) + _EPS)
