@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -178,6 +179,24 @@ def test_resume_does_no_work_and_teacher_change_relabels(built, sources):
     relabel = build(small_config(out, images, videos, teacher=ImageTeacherConfig.parse("psnr")))
     assert relabel.tasks_run == 2 + 2 * 3 and relabel.video_items == 0
     assert set(read_manifest(out / "images.jsonl")[1].extra["teacher"]) == {"psnr"}
+
+
+def test_resume_follows_content_not_location_or_mtime(sources, tmp_path):
+    images, _ = sources
+    out = tmp_path / "out"
+    first = build(small_config(out, images, None, teacher=None))
+    # A fresh copy elsewhere (new paths, new mtimes, same bytes) does no work.
+    moved = tmp_path / "moved"
+    shutil.copytree(images, moved, copy_function=shutil.copyfile)
+    again = build(small_config(out, moved, None, teacher=None))
+    assert again.tasks_run == 0 and again.tasks_skipped == first.tasks_run
+    # New bytes in one photo: its prep and its 3 distortion tasks rerun, the other's do not.
+    astro = moved / "astronaut.png"
+    pixels = np.asarray(Image.open(astro)).copy()
+    pixels[:8, :8] = 255 - pixels[:8, :8]
+    Image.fromarray(pixels).save(astro)
+    third = build(small_config(out, moved, None, teacher=None))
+    assert third.tasks_run == 1 + 3 and third.tasks_skipped == first.tasks_run - 4
 
 
 def test_same_seed_same_bytes_and_parallel_equals_serial(sources, tmp_path):

@@ -40,7 +40,7 @@ from qualitas.data.synth import video as V
 from qualitas.data.synth.teacher import ImageTeacher, ImageTeacherConfig, VideoTeacherConfig, vmaf_label
 from qualitas.errors import QualitasError, UsageError, one_line
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped when outputs change for the same parameters (invalidates old fragments)."""
 
 
@@ -163,7 +163,10 @@ def plan(cfg: SynthConfig) -> tuple[list[Task], list[Task], list[Task], list[Tas
 
 def fingerprint(task: Task, cfg: SynthConfig) -> str:
     """Hash of everything that determines a task's outputs and records."""
-    parts: dict = {"v": FORMAT_VERSION, "task": asdict(task), "seed": cfg.seed}
+    task_part = asdict(task)
+    if task.kind.startswith("prep"):
+        task_part.pop("source")  # where a source lives does not change what it makes
+    parts: dict = {"v": FORMAT_VERSION, "task": task_part, "seed": cfg.seed}
     if task.kind in ("prep_image", "image"):
         parts["max_side"] = cfg.image_max_side
         parts["teacher"] = cfg.teacher.spec() if cfg.teacher else None
@@ -176,18 +179,32 @@ def fingerprint(task: Task, cfg: SynthConfig) -> str:
         parts["step"] = asdict(V.video_step(task.dtype, task.levels[0]))
     if task.kind == "prep_photo":
         parts["photo"] = (25, 640)
-    # Prep tasks depend on the source file; distortions on the pristine that prep wrote
-    # (rewritten whenever prep reruns, so its distortions rerun too).
-    parts["source_stat"] = _stat(task.source if task.kind.startswith("prep") else cfg.out / task.source)
+    # Prep tasks depend on the source file; distortions on the pristine that prep wrote.
+    # By content, not mtime: a re-copied or touched media folder resumes instead of rerunning.
+    parts["source"] = _digest(task.source if task.kind.startswith("prep") else cfg.out / task.source)
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _stat(path: str | Path) -> list | None:
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _digest(path: str | Path) -> str | None:
+    """sha256 of a file's bytes (None when unreadable), memoised by path, size and mtime."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns]
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return None
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 # ----------------------------------------------------------------------------- task bodies
