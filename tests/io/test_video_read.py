@@ -12,7 +12,7 @@ import torch
 from io_helpers import SUBSAMPLING, encode_planes, encode_rgb, ffmpeg, random_planes, reference_rgb, upsample
 
 from qualitas.errors import MediaError, UsageError
-from qualitas.io.video import iter_batches, iter_frames, probe_video
+from qualitas.io.video import iter_batches, iter_frames, iter_lazy_frames, probe_video
 
 H, W = 32, 48
 
@@ -131,6 +131,15 @@ def test_batches_equal_frames(grey_clip):
     assert torch.equal(torch.cat([b.data for b in batches]), torch.stack([f.data for f in frames]))
     with pytest.raises(UsageError):
         next(iter_batches(grey_clip, 0))
+
+
+def test_lazy_frames_convert_to_the_same_pixels(grey_clip):
+    frames = list(iter_frames(grey_clip, frame_step=3))
+    lazy = [(i, t, convert(None)) for i, t, convert in iter_lazy_frames(grey_clip, frame_step=3) if i % 2 == 0]
+    assert [i for i, _, _ in lazy] == [f.index for f in frames if f.index % 2 == 0]
+    for i, t, data in lazy:
+        frame = next(f for f in frames if f.index == i)
+        assert t == frame.time and torch.equal(data, frame.data)
 
 
 def test_iteration_is_lazy(grey_clip):

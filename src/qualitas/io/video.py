@@ -40,6 +40,7 @@ __all__ = [
     "iter_batches",
     "iter_decoded_batches",
     "iter_frames",
+    "iter_lazy_frames",
     "probe_video",
 ]
 
@@ -285,6 +286,26 @@ def iter_frames(
     """
     for index, time, convert, _, _ in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
         yield VideoFrame(index=index, time=time, data=convert(None))
+
+
+def iter_lazy_frames(
+    path: str | os.PathLike,
+    *,
+    frame_step: int = 1,
+    max_frames: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    yuv: _yuv.RawYUVSpec | None = None,
+) -> Iterator[tuple[int, float, _Convert]]:
+    """Yield ``(index, time, convert)`` per selected frame, decoded but not yet converted.
+
+    ``convert(None)`` returns what ``iter_frames`` yields as ``data`` (float32 ``(3, H, W)``
+    RGB in ``[0, 1]``). A caller that keeps a few frames of a long stream (clip sampling)
+    converts only those: the colour conversion costs more than decoding at 1080p. Call it
+    before advancing the iterator (the decoder may reuse the frame's planes).
+    """
+    for index, time, convert, _, _ in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
+        yield index, time, convert
 
 
 def iter_batches(

@@ -375,9 +375,7 @@ def _decode_prepared(
 
 
 def _iter_frames_lazy(path: str | os.PathLike, yuv: Any) -> Iterator[tuple[int, float, Callable]]:
-    # qualitas.io converts frames lazily; its public iterators convert every frame they
-    # yield, which costs more than the decoding for sparse clip sampling of 1080p video.
-    from qualitas.io import video
+    # Converts only the frames the clip sampling keeps (conversion costs more than decoding).
+    from qualitas.io.video import iter_lazy_frames
 
-    for index, time, convert, _shape, _luma in video._iter_lazy_planes(path, 1, None, None, None, yuv):
-        yield index, time, convert
+    yield from iter_lazy_frames(path, yuv=yuv)
