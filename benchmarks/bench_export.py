@@ -148,7 +148,10 @@ def bench_video(tmp: Path, frames: int, rounds: int) -> list[dict]:
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
             if name not in best or n / wall > best[name][0]:
                 best[name] = (n / wall, 1000 * cpu / n)
-    rows = [{"what": k, "frames_per_s": round(v[0], 2), "cpu_ms_per_frame": round(v[1], 2)} for k, v in best.items()]
+    rows = [
+        {"what": k, "frames_per_s": round(v[0], 2), "cpu_ms_per_frame": round(v[1], 2)}
+        for k, v in best.items()
+    ]
     for r in rows:
         print(json.dumps(r), flush=True)
     return rows

@@ -68,7 +68,9 @@ def decode_rgb(path: Path) -> torch.Tensor:
 
 
 def run_ffmpeg(args: list[str]) -> None:
-    subprocess.run([find_ffmpeg_with_libvmaf(), "-hide_banner", "-nostdin", "-loglevel", "error", *args], check=True)
+    subprocess.run(
+        [find_ffmpeg_with_libvmaf(), "-hide_banner", "-nostdin", "-loglevel", "error", *args], check=True
+    )
 
 
 def main() -> None:
@@ -121,7 +123,10 @@ def main() -> None:
     for device in devices:
         jobs[f"uint8 -> float conversion only [{device}]"] = (metric_job((), device), n)
         for names in (("psnr",), ("psnr_y",), ("ssim",), ("ms_ssim",), ("psnr", "ssim", "ms_ssim")):
-            jobs[f"qualitas {'+'.join(names)} [{device}, frames pre-decoded]"] = (metric_job(names, device), n)
+            jobs[f"qualitas {'+'.join(names)} [{device}, frames pre-decoded]"] = (
+                metric_job(names, device),
+                n,
+            )
 
     best = {k: float("inf") for k in jobs}
     for _ in range(args.repeat):

@@ -37,7 +37,9 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, f
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def train_step(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], target: torch.Tensor) -> Callable[[], None]:
+def train_step(
+    model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], target: torch.Tensor
+) -> Callable[[], None]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = build_loss("l1")
     model.train()
@@ -108,7 +110,9 @@ def main() -> None:
     res = interleaved(
         {
             "plain": train_step(build_model("nr_vqa", backbone="resnet18", num_segments=t), clip, vtarget),
-            "tsm": train_step(build_model("nr_vqa", backbone="resnet18", tsm=True, num_segments=t), clip, vtarget),
+            "tsm": train_step(
+                build_model("nr_vqa", backbone="resnet18", tsm=True, num_segments=t), clip, vtarget
+            ),
         },
         args.repeats,
     )
@@ -120,7 +124,10 @@ def main() -> None:
     # 4. shift implementation: export-friendly cat vs the official in-place writes
     x = torch.randn(4 * t, 256, 28, 28)
     res = interleaved(
-        {"cat (qualitas)": lambda: temporal_shift(x, t, 8), "in-place (official)": lambda: official_shift(x, t, 8)},
+        {
+            "cat (qualitas)": lambda: temporal_shift(x, t, 8),
+            "in-place (official)": lambda: official_shift(x, t, 8),
+        },
         max(20, args.repeats),
     )
     print("\n## temporal_shift on (32, 256, 28, 28)")

@@ -135,7 +135,11 @@ def engine_in_subprocess(
     measured inside a fresh process after a warm-up on two frames (imports, compilation)."""
     env = dict(os.environ, PYTHONPATH=str(src), **(env_extra or {}))
     out = subprocess.run(
-        [sys.executable, "-c", _ENGINE_SCRIPT, dist, ref, metrics], check=True, capture_output=True, text=True, env=env
+        [sys.executable, "-c", _ENGINE_SCRIPT, dist, ref, metrics],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     row = json.loads(out.stdout.strip().splitlines()[-1])
     WARMUP[label] = max(WARMUP.get(label, 0.0), row["warmup"])
@@ -164,10 +168,21 @@ def bench_speed(
 
     d, r = str(dist), str(ref)
     cases = {
-        "ffmpeg decode both (-f null)": lambda: ffmpeg(["-i", d, "-i", r, "-map", "0:v", "-map", "1:v", "-f", "null", "-"]),
+        "ffmpeg decode both (-f null)": lambda: ffmpeg(
+            ["-i", d, "-i", r, "-map", "0:v", "-map", "1:v", "-f", "null", "-"]
+        ),
         "ffmpeg psnr+ssim filters": lambda: ffmpeg(
-            ["-i", d, "-i", r, "-lavfi", "[0:v]split[d1][d2];[1:v]split[r1][r2];[d1][r1]psnr;[d2][r2]ssim",
-             "-f", "null", "-"]  # fmt: skip
+            [
+                "-i",
+                d,
+                "-i",
+                r,
+                "-lavfi",
+                "[0:v]split[d1][d2];[1:v]split[r1][r2];[d1][r1]psnr;[d2][r2]ssim",
+                "-f",
+                "null",
+                "-",
+            ]  # fmt: skip
         ),
         "qualitas psnr+ssim+ms_ssim": lambda: _check(
             score_pairs([Pair(d, r)], ["psnr", "ssim", "ms_ssim"], ScoreOptions())[0]
@@ -296,7 +311,9 @@ def bench_1080p(args: argparse.Namespace) -> None:
     ref, dist = make_pair(args.workdir, 1920, 1080, args.seconds)
     n = int(round(args.seconds * 25))
     print(f"1080p pair: {ref.name} vs {dist.name}, {n} frames, {os.cpu_count()} CPUs")
-    speed = bench_speed(ref, dist, n, args.repeat, args.threads, args.breakdown, args.baseline_src, args.compile)
+    speed = bench_speed(
+        ref, dist, n, args.repeat, args.threads, args.breakdown, args.baseline_src, args.compile
+    )
     fps = {name: v[0] for name, v in speed.items()}
     base = fps["ffmpeg psnr+ssim filters"]
     vmaf_base = fps["ffmpeg libvmaf"]
@@ -311,7 +328,9 @@ def bench_1080p(args: argparse.Namespace) -> None:
         print(f"warm-up, {label} (imports, compilation, 2 frames; longest): {seconds:.1f} s")
     if args.baseline_src is not None:
         new, old = speed[f"{q} (subprocess)"], speed["baseline psnr+ssim+ms_ssim (subprocess)"]
-        print(f"this tree vs baseline: {new[0] / old[0]:.2f}x frames/s, {old[1] / new[1]:.2f}x less CPU per frame")
+        print(
+            f"this tree vs baseline: {new[0] / old[0]:.2f}x frames/s, {old[1] / new[1]:.2f}x less CPU per frame"
+        )
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ def main() -> None:
                          f"{res.image_items / cpu:.2f} images/CPU-s", f"{wall:.1f} s"))  # fmt: skip
 
         def video_run(name: str, out: str, **kw) -> None:
-            cfg = SynthConfig(out=tmp / out, videos=vids, clip_seconds=args.clip_seconds, progress=False, **kw)
+            cfg = SynthConfig(
+                out=tmp / out, videos=vids, clip_seconds=args.clip_seconds, progress=False, **kw
+            )
             res, wall, cpu = _timed(cfg)
             rows.append((name, f"{res.video_items} clips, {res.video_content_seconds:.0f} s of video",
                          f"{res.video_content_seconds / res.video_seconds:.2f} video s/s",
@@ -84,7 +86,12 @@ def main() -> None:
 
         image_run("images, teacher ms_ssim+psnr, jobs 1", "i1", teacher=ImageTeacherConfig())
         image_run("images, no labels, jobs 1", "i0", teacher=None)
-        image_run(f"images, teacher ms_ssim+psnr, jobs {args.jobs}", "ij", teacher=ImageTeacherConfig(), jobs=args.jobs)
+        image_run(
+            f"images, teacher ms_ssim+psnr, jobs {args.jobs}",
+            "ij",
+            teacher=ImageTeacherConfig(),
+            jobs=args.jobs,
+        )
         video_run("videos, VMAF labels, jobs 1", "v1", video_teacher=VideoTeacherConfig(threads=0))
         video_run("videos, no labels, jobs 1", "v0", video_teacher=None)
 

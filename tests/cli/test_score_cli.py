@@ -26,7 +26,9 @@ def test_json_schema_for_image_and_video_pairs(tmp_path, make_image, make_video,
     make_video("ref/clip.mp4", n=4, crf=0)
     make_video("dist/clip.mp4", n=4, crf=38)
     out = tmp_path / "scores.json"
-    code = main(["score", str(tmp_path / "dist"), "--ref", str(tmp_path / "ref"), "--out", str(out), "--quiet"])
+    code = main(
+        ["score", str(tmp_path / "dist"), "--ref", str(tmp_path / "ref"), "--out", str(out), "--quiet"]
+    )
     assert code == 0
     assert capsys.readouterr().err == ""  # --quiet: no bar, no summary
     doc = _strict_json(out.read_text())
@@ -54,7 +56,9 @@ def test_csv_one_row_per_input_and_exit_1_on_failure(tmp_path, make_image, capsy
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     out = tmp_path / "s.csv"
-    code = main(["score", str(good), str(empty), "--ref", str(ref), "--metric", "psnr", "ssim", "--out", str(out)])
+    code = main(
+        ["score", str(good), str(empty), "--ref", str(ref), "--metric", "psnr", "ssim", "--out", str(out)]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "1 scored, 1 failed" in err and "empty file" in err and "Traceback" not in err
@@ -86,7 +90,15 @@ def test_bad_inputs_each_get_an_error_entry_and_the_rest_is_scored(tmp_path, mak
     assert main([*argv, "--on-size-mismatch", "error", "--quiet"]) == 1
     results = {r["path"].rsplit("/", 1)[1]: r for r in _strict_json(out.read_text())["results"]}
     assert results["ok.png"]["error"] is None and results["ok.png"]["scores"]["psnr"] > 30
-    for name in ("corrupt.jpg", "empty.png", "tiny.png", "text.mp4", "truncated.mp4", "small.png", "orphan.png"):
+    for name in (
+        "corrupt.jpg",
+        "empty.png",
+        "tiny.png",
+        "text.mp4",
+        "truncated.mp4",
+        "small.png",
+        "orphan.png",
+    ):
         err = results[name]["error"]
         assert err and "\n" not in err, name
         assert results[name]["scores"] == {}, name
@@ -149,7 +161,9 @@ def test_interrupted_write_leaves_no_partial_output(tmp_path, make_image, monkey
         raise KeyboardInterrupt
 
     monkeypatch.setattr(manifest.os, "replace", boom)
-    assert main(["score", str(ref), "--ref", str(ref), "--metric", "psnr", "--out", str(out), "--quiet"]) == 130
+    assert (
+        main(["score", str(ref), "--ref", str(ref), "--metric", "psnr", "--out", str(out), "--quiet"]) == 130
+    )
     monkeypatch.setattr(manifest.os, "replace", real)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.png"]  # neither output nor temp file
 
@@ -159,7 +173,18 @@ def test_frame_count_and_fps_mismatch_through_the_cli(tmp_path, make_video, caps
     short = make_video("short.mp4", n=4, fps=25, crf=35)
     other_fps = make_video("fps30.mp4", n=6, fps=30, crf=35)
     out = tmp_path / "v.json"
-    argv = ["score", str(short), str(other_fps), "--ref", str(ref), "--metric", "psnr", "--out", str(out), "--quiet"]
+    argv = [
+        "score",
+        str(short),
+        str(other_fps),
+        "--ref",
+        str(ref),
+        "--metric",
+        "psnr",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 1
     r_short, r_fps = _strict_json(out.read_text())["results"]
     assert r_short["error"] is None and r_short["frames_scored"] == 4
@@ -175,7 +200,24 @@ def test_pool_option_changes_pooling(tmp_path, make_video):
     out = tmp_path / "p.json"
     pooled = {}
     for pool in ("mean", "min", "p5", "harmonic_mean"):
-        assert main(["score", str(dist), "--ref", str(ref), "--metric", "psnr", "--pool", pool, "--out", str(out), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "score",
+                    str(dist),
+                    "--ref",
+                    str(ref),
+                    "--metric",
+                    "psnr",
+                    "--pool",
+                    pool,
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         doc = _strict_json(out.read_text())
         frames = [f["scores"]["psnr"] for f in doc["results"][0]["frames"]]
         pooled[pool] = doc["results"][0]["scores"]["psnr"]

@@ -35,7 +35,9 @@ def make_clip(path: Path, n: int = 10, size: tuple[int, int] = (32, 24)) -> Path
 
 def png(path: Path, size=(20, 10)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+        path
+    )
     return path
 
 
@@ -79,7 +81,14 @@ def test_every_problem_kind(dataset):
     for i, r in enumerate(recs, start=1):
         r.line = i
     report = check_records(recs, dataset, mos_range=(1, 5), progress=False)
-    assert report.counts() == {"escape": 1, "missing": 3, "decode": 2, "score": 2, "duplicate": 2, "group_leak": 1}
+    assert report.counts() == {
+        "escape": 1,
+        "missing": 3,
+        "decode": 2,
+        "score": 2,
+        "duplicate": 2,
+        "group_leak": 1,
+    }
     bad_lines = {p.line for p in report.problems}
     assert bad_lines == {4, 5, 6, 7, 8, 9, 11, 12, 13}
     assert [r.line for r in report.good] == [1, 2, 3, 10]

@@ -69,9 +69,17 @@ def test_koniq10k_votes_split_and_missing(tmp_path):
     )
     touch(tmp_path, "1024x768/10004473376.jpg", "1024x768/10007357496.jpg")
     res = convert("koniq10k", tmp_path)
-    assert [r.path for r in res.records] == ["1024x768/10004473376.jpg", "1024x768/10007357496.jpg", "1024x768/gone.jpg"]
+    assert [r.path for r in res.records] == [
+        "1024x768/10004473376.jpg",
+        "1024x768/10007357496.jpg",
+        "1024x768/gone.jpg",
+    ]
     first = res.records[0]
-    assert first.votes == [0, 9, 43, 47, 1] and first.mos == pytest.approx(3.42) and first.std == pytest.approx(0.68)
+    assert (
+        first.votes == [0, 9, 43, 47, 1]
+        and first.mos == pytest.approx(3.42)
+        and first.std == pytest.approx(0.68)
+    )
     assert [r.split for r in res.records] == ["train", "test", "val"]
     assert first.group == "10004473376" and first.extra["mos_zscore"] == pytest.approx(70.3)
     assert res.missing_rows == 1 and "gone.jpg" in res.missing_examples[0] and res.skipped == 0
@@ -84,10 +92,16 @@ def test_live_challenge_mat_files(tmp_path):
     (tmp_path / "Data").mkdir()
     scipy.io.savemat(tmp_path / "Data/AllImages_release.mat", {"AllImages_release": cellcol(names)})
     scipy.io.savemat(tmp_path / "Data/AllMOS_release.mat", {"AllMOS_release": np.array([[63.9, 25.3, 67.2]])})
-    scipy.io.savemat(tmp_path / "Data/AllStdDev_release.mat", {"AllStdDev_release": np.array([[18.0, 15.1, 19.9]])})
+    scipy.io.savemat(
+        tmp_path / "Data/AllStdDev_release.mat", {"AllStdDev_release": np.array([[18.0, 15.1, 19.9]])}
+    )
     touch(tmp_path, "Images/trainingImages/t1.bmp", "Images/10.JPG", "Images/100.bmp")
     res = convert("live_challenge", tmp_path)
-    assert [r.path for r in res.records] == ["Images/trainingImages/t1.bmp", "Images/10.JPG", "Images/100.bmp"]
+    assert [r.path for r in res.records] == [
+        "Images/trainingImages/t1.bmp",
+        "Images/10.JPG",
+        "Images/100.bmp",
+    ]
     assert [r.mos for r in res.records] == pytest.approx([63.9, 25.3, 67.2])
     assert res.records[2].std == pytest.approx(19.9)
     assert res.records[0].extra == {"clive_training": True} and res.missing_rows == 0
@@ -95,7 +109,10 @@ def test_live_challenge_mat_files(tmp_path):
 
 def test_spaq_xlsx_and_csv(tmp_path):
     header = ["Image name", "MOS", "Brightness", "Colorfulness", "Contrast", "Noisiness", "Sharpness"]
-    xlsx(tmp_path / "Annotations/MOS and Image attribute scores.xlsx", [header, ["00001.png", 42.65, 44, 44, 42, 43, 41]])
+    xlsx(
+        tmp_path / "Annotations/MOS and Image attribute scores.xlsx",
+        [header, ["00001.png", 42.65, 44, 44, 42, 43, 41]],
+    )
     touch(tmp_path, "TestImage/00001.png")
     res = convert("spaq", tmp_path)
     (rec,) = res.records
@@ -124,7 +141,11 @@ def test_ava_histogram_mean(tmp_path):
 
 
 def test_kadid10k(tmp_path):
-    write(tmp_path, "dmos.csv", "dist_img,ref_img,dmos,var\nI01_01_01.png,I01.png,4.57,0.496\nI01_01_02.png,I01.png,4.33,0.869\n")
+    write(
+        tmp_path,
+        "dmos.csv",
+        "dist_img,ref_img,dmos,var\nI01_01_01.png,I01.png,4.57,0.496\nI01_01_02.png,I01.png,4.33,0.869\n",
+    )
     touch(tmp_path, "images/I01_01_01.png", "images/I01_01_02.png", "images/I01.png")
     res = convert("kadid10k", tmp_path)
     r = res.records[1]
@@ -162,7 +183,11 @@ def test_live_iqa_release2_order(tmp_path):
     res = convert("live_iqa", tmp_path)
     recs = res.records
     assert len(recs) == n
-    assert recs[0].path == "jp2k/img1.bmp" and recs[227].path == "jpeg/img1.bmp" and recs[-1].path == "fastfading/img174.bmp"
+    assert (
+        recs[0].path == "jp2k/img1.bmp"
+        and recs[227].path == "jpeg/img1.bmp"
+        and recs[-1].path == "fastfading/img174.bmp"
+    )
     assert recs[227].extra["dist_param"] == pytest.approx(0.4) and recs[227].ref == "refimgs/bikes.bmp"
     assert recs[-1].mos == pytest.approx(90.0) and recs[-1].group == "womanhat"
     assert recs[1].extra["is_reference"] is True
@@ -181,20 +206,35 @@ def test_csiq_xlsx_header_below_title(tmp_path):
         [None, None, None, "aerial_city", 3, "jpeg 2000", 2, 0.1, 0.2],
     ]  # fmt: skip
     xlsx(tmp_path / "csiq.DMOS.xlsx", rows, sheet="all_by_image")
-    touch(tmp_path, "dst_imgs/awgn/1600.AWGN.1.png", "src_imgs/1600.png", "dst_imgs/jpeg2000/aerial_city.jpeg2000.2.png")
+    touch(
+        tmp_path,
+        "dst_imgs/awgn/1600.AWGN.1.png",
+        "src_imgs/1600.png",
+        "dst_imgs/jpeg2000/aerial_city.jpeg2000.2.png",
+    )
     res = convert("csiq", tmp_path)
     a, b = res.records
     assert a.path == "dst_imgs/awgn/1600.AWGN.1.png" and a.ref == "src_imgs/1600.png" and a.group == "1600"
     assert a.mos == pytest.approx(0.062) and a.std == pytest.approx(0.061)
-    assert b.extra["dist_type"] == "jpeg2000" and b.extra["dist_level"] == 2 and b.extra["higher_is_better"] is False
+    assert (
+        b.extra["dist_type"] == "jpeg2000"
+        and b.extra["dist_level"] == 2
+        and b.extra["higher_is_better"] is False
+    )
     assert res.missing_rows == 1 and "aerial_city.png" in res.missing_examples[0]
 
 
 def test_konvid1k(tmp_path):
-    write(tmp_path, "KoNViD_1k_attributes.csv", "flickr_id,MOS,SD,file_name\n3337642103,4.64,0.6,3337642103_orig.mp4\n99,2.0,0.5,\n")
+    write(
+        tmp_path,
+        "KoNViD_1k_attributes.csv",
+        "flickr_id,MOS,SD,file_name\n3337642103,4.64,0.6,3337642103_orig.mp4\n99,2.0,0.5,\n",
+    )
     touch(tmp_path, "KoNViD_1k_videos/3337642103.mp4")
     res = convert("konvid1k", tmp_path)
-    assert res.records[0].path == "KoNViD_1k_videos/3337642103.mp4" and res.records[0].mos == pytest.approx(4.64)
+    assert res.records[0].path == "KoNViD_1k_videos/3337642103.mp4" and res.records[0].mos == pytest.approx(
+        4.64
+    )
     assert res.records[0].std == pytest.approx(0.6) and res.records[0].group == "3337642103"
     assert res.missing_rows == 1
 
@@ -204,13 +244,19 @@ def test_konvid150k_csv_and_paddle_lists(tmp_path):
     write(tmp_path, "k150kb_scores.csv", "video_name,mos,video_score\nb1.mp4,3.61,3.5\n")
     touch(tmp_path, "k150ka/a1.mp4", "k150kb/b1.mp4")
     res = convert("konvid150k", tmp_path)
-    assert [(r.path, r.split, r.mos) for r in res.records] == [("k150ka/a1.mp4", "train", 3.4), ("k150kb/b1.mp4", "test", 3.61)]
+    assert [(r.path, r.split, r.mos) for r in res.records] == [
+        ("k150ka/a1.mp4", "train", 3.4),
+        ("k150kb/b1.mp4", "test", 3.61),
+    ]
     paddle = tmp_path / "paddle"
     write(paddle, "train.txt", "videos/x.mp4 3.2\n")
     write(paddle, "eval.txt", "videos/y.mp4 2.9\n")
     touch(paddle, "videos/x.mp4", "videos/y.mp4")
     res = convert("konvid150k", paddle)
-    assert sorted((r.path, r.split) for r in res.records) == [("videos/x.mp4", "train"), ("videos/y.mp4", "test")]
+    assert sorted((r.path, r.split) for r in res.records) == [
+        ("videos/x.mp4", "train"),
+        ("videos/y.mp4", "test"),
+    ]
 
 
 def test_lsvq_splits(tmp_path):
@@ -219,7 +265,11 @@ def test_lsvq_splits(tmp_path):
         "labels_train_test.csv",
         "name,p1,height,width,mos,frame_number,is_test\nia-batch1/a,0,540,960,62.1,240,False\nyfcc-batch2/b,0,720,1280,55.0,300,True\n",
     )
-    write(tmp_path, "labels_test_1080p.csv", "name,height,width,mos,frame_number\nyfcc-batch9/c,1080,1920,70.2,200\n")
+    write(
+        tmp_path,
+        "labels_test_1080p.csv",
+        "name,height,width,mos,frame_number\nyfcc-batch9/c,1080,1920,70.2,200\n",
+    )
     touch(tmp_path, "ia-batch1/a.mp4", "yfcc-batch2/b.mp4", "yfcc-batch9/c.mp4")
     res = convert("lsvq", tmp_path)
     assert [(r.path, r.split, r.extra["subset"]) for r in res.records] == [
@@ -231,17 +281,25 @@ def test_lsvq_splits(tmp_path):
 
 
 def test_youtube_ugc(tmp_path):
-    rows = [["vid", "category", "resolution", "MOS full", "MOS chunk 00"], ["Animation_1080P-05f8", "Animation", "1080P", 3.9, 4.1]]
+    rows = [
+        ["vid", "category", "resolution", "MOS full", "MOS chunk 00"],
+        ["Animation_1080P-05f8", "Animation", "1080P", 3.9, 4.1],
+    ]
     xlsx(tmp_path / "original_videos_MOS_for_YouTube_UGC_dataset.xlsx", rows, sheet="MOS")
     touch(tmp_path, "original_videos/Animation/1080P/Animation_1080P-05f8.mkv")
     res = convert("youtube_ugc", tmp_path)
     (r,) = res.records
-    assert r.path == "original_videos/Animation/1080P/Animation_1080P-05f8.mkv" and r.mos == pytest.approx(3.9)
+    assert r.path == "original_videos/Animation/1080P/Animation_1080P-05f8.mkv" and r.mos == pytest.approx(
+        3.9
+    )
     assert r.extra["mos_chunk_00"] == pytest.approx(4.1) and r.extra["category"] == "Animation"
 
 
 def test_live_vqc(tmp_path):
-    scipy.io.savemat(tmp_path / "data.mat", {"video_list": cellcol(["A001.mp4", "B002.mp4"]), "mos": np.array([[80.2], [41.0]])})
+    scipy.io.savemat(
+        tmp_path / "data.mat",
+        {"video_list": cellcol(["A001.mp4", "B002.mp4"]), "mos": np.array([[80.2], [41.0]])},
+    )
     touch(tmp_path, "Video/A001.mp4")
     res = convert("live_vqc", tmp_path)
     assert [(r.path, r.mos) for r in res.records] == [("Video/A001.mp4", 80.2), ("Video/B002.mp4", 41.0)]
@@ -257,25 +315,47 @@ def test_censeo_json(tmp_path):
     touch(tmp_path, "UGC0241_crf_17.mp4", "UGC0241_crf_00.mp4", "dis/clip2.mp4", "refs/clip2.mp4")
     res = convert("censeo", label)
     a, b = res.records
-    assert (a.path, a.ref, a.group, a.split) == ("UGC0241_crf_17.mp4", "UGC0241_crf_00.mp4", "UGC0241_crf_00", "train")
+    assert (a.path, a.ref, a.group, a.split) == (
+        "UGC0241_crf_17.mp4",
+        "UGC0241_crf_00.mp4",
+        "UGC0241_crf_00",
+        "train",
+    )
     assert a.extra == {"mos_dv": pytest.approx(5.03)}
-    assert (b.path, b.ref, b.std) == ("dis/clip2.mp4", "refs/clip2.mp4", 0.5) and b.extra["ratings"] == [3, 2, 4]
+    assert (b.path, b.ref, b.std) == ("dis/clip2.mp4", "refs/clip2.mp4", 0.5) and b.extra["ratings"] == [
+        3,
+        2,
+        4,
+    ]
     assert b.votes is None and res.missing_rows == 0
 
 
 def test_icme_ugc(tmp_path):
-    mos = {"train": {"dis": ["UGC1_crf_22.mkv", "UGC1_crf_00.mkv"], "mos": [4.05, 4.2]}, "test": {"dis": ["UGC2_crf_47.mkv"], "mos": [1.1]}}
+    mos = {
+        "train": {"dis": ["UGC1_crf_22.mkv", "UGC1_crf_00.mkv"], "mos": [4.05, 4.2]},
+        "test": {"dis": ["UGC2_crf_47.mkv"], "mos": [1.1]},
+    }
     dmos = {
         "train": {"dis": ["UGC1_crf_22.mkv", "UGC1_crf_00.mkv"], "ref": ["UGC1_crf_00.mkv", "UGC1_crf_00.mkv"], "mos": [4.8, 5.0]},
         "test": {"dis": ["UGC2_crf_47.mkv"], "ref": ["UGC2_crf_00.mkv"], "mos": [1.5]},
     }  # fmt: skip
     write(tmp_path, "ugcset_mos.json", json.dumps(mos))
     write(tmp_path, "ugcset_dmos.json", json.dumps(dmos))
-    touch(tmp_path, "videos/UGC1_crf_22.mp4", "videos/UGC1_crf_00.mp4", "videos/UGC2_crf_47.mp4", "videos/UGC2_crf_00.mp4")
+    touch(
+        tmp_path,
+        "videos/UGC1_crf_22.mp4",
+        "videos/UGC1_crf_00.mp4",
+        "videos/UGC2_crf_47.mp4",
+        "videos/UGC2_crf_00.mp4",
+    )
     res = convert("icme_ugc", tmp_path)
     by = {r.path: r for r in res.records}
     r = by["videos/UGC1_crf_22.mp4"]  # CenseoQoE re-muxes to .mp4: found by name stem
-    assert r.ref == "videos/UGC1_crf_00.mp4" and r.mos == pytest.approx(4.05) and r.extra["dmos"] == pytest.approx(4.8)
+    assert (
+        r.ref == "videos/UGC1_crf_00.mp4"
+        and r.mos == pytest.approx(4.05)
+        and r.extra["dmos"] == pytest.approx(4.8)
+    )
     assert r.split == "train" and by["videos/UGC2_crf_47.mp4"].split == "test" and res.missing_rows == 0
 
 
@@ -312,7 +392,14 @@ def test_generic_csv_with_and_without_header(tmp_path):
     touch(tmp_path, "dist/a.png", "ref/a.png", "dist/b.png")
     res = convert("generic_csv", tmp_path)
     (r,) = res.records
-    assert (r.path, r.ref, r.mos, r.group, r.split, r.extra) == ("dist/a.png", "ref/a.png", 55.5, "a", "train", {"dist_type": "jpeg"})
+    assert (r.path, r.ref, r.mos, r.group, r.split, r.extra) == (
+        "dist/a.png",
+        "ref/a.png",
+        55.5,
+        "a",
+        "train",
+        {"dist_type": "jpeg"},
+    )
     nohead = tmp_path / "nr"
     touch(nohead, "b.png")
     write(nohead, "scores.csv", "b.png,blur,12\n")
@@ -325,7 +412,9 @@ def test_root_rebases_paths_and_manifest_roundtrip(tmp_path):
     write(ds, "dmos.csv", "dist_img,ref_img,dmos,var\nI01_01_01.png,I01.png,4.57,0.496\n")
     touch(ds, "images/I01_01_01.png", "images/I01.png")
     res = convert("kadid10k", ds, root=tmp_path / "datasets")
-    assert res.records[0].path == "kadid/images/I01_01_01.png" and res.records[0].ref == "kadid/images/I01.png"
+    assert (
+        res.records[0].path == "kadid/images/I01_01_01.png" and res.records[0].ref == "kadid/images/I01.png"
+    )
     out = tmp_path / "m.jsonl"
     write_manifest(res.records, out)
     back = read_manifest(out)
@@ -342,14 +431,23 @@ def test_wrong_folder_names_the_expected_file(tmp_path):
 def test_cli_convert_exit_status_and_csv_output(tmp_path, capsys):
     from qualitas.cli.main import main
 
-    write(tmp_path, "dmos.csv", "dist_img,ref_img,dmos,var\nI01_01_01.png,I01.png,4.57,0.496\nI02_01_01.png,I02.png,3.0,0.1\n")
+    write(
+        tmp_path,
+        "dmos.csv",
+        "dist_img,ref_img,dmos,var\nI01_01_01.png,I01.png,4.57,0.496\nI02_01_01.png,I02.png,3.0,0.1\n",
+    )
     touch(tmp_path, "images/I01_01_01.png", "images/I01.png")
     out = tmp_path / "m.jsonl"
     assert main(["data", "convert", "kadid10k", str(tmp_path), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "1 row(s) name missing files" in err and "images/I02_01_01.png" in err
     assert len(read_manifest(out)) == 2  # kept, not dropped
-    assert main(["data", "convert", "kadid10k", str(tmp_path), "--out", str(tmp_path / "m.csv"), "--skip-missing"]) == 0
+    assert (
+        main(
+            ["data", "convert", "kadid10k", str(tmp_path), "--out", str(tmp_path / "m.csv"), "--skip-missing"]
+        )
+        == 0
+    )
     rows = read_manifest(tmp_path / "m.csv")
     assert [r.path for r in rows] == ["images/I01_01_01.png"] and rows[0].std == pytest.approx(0.496**0.5)
     assert main(["data", "convert", "kadid10", str(tmp_path), "--out", str(out)]) == 2

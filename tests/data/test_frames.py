@@ -43,9 +43,19 @@ def test_step_writes_selected_frames_and_manifest(clip, tmp_path):
     assert [r.extra["index"] for r in res.records] == [0, 3, 6, 9]
     assert [r.extra["time"] for r in res.records] == pytest.approx([0.0, 0.3, 0.6, 0.9])
     assert all(r.group == "clip" and r.path.startswith("clip/") for r in res.records)
-    assert sorted(p.name for p in (tmp_path / "clip").glob("*.png")) == ["000000.png", "000003.png", "000006.png", "000009.png"]
+    assert sorted(p.name for p in (tmp_path / "clip").glob("*.png")) == [
+        "000000.png",
+        "000003.png",
+        "000006.png",
+        "000009.png",
+    ]
     back = read_manifest(tmp_path / "frames.jsonl")
-    assert [r.path for r in back] == ["clip/000000.png", "clip/000003.png", "clip/000006.png", "clip/000009.png"]
+    assert [r.path for r in back] == [
+        "clip/000000.png",
+        "clip/000003.png",
+        "clip/000006.png",
+        "clip/000009.png",
+    ]
     # The pixels are the decoded frame (gray level 20 * index, up to codec rounding).
     from PIL import Image
 

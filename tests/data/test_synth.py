@@ -54,12 +54,18 @@ def test_distortions_deterministic_per_seed(photo):
         a = D.apply(photo, name, 3, seed=7, content="c")
         b = D.apply(photo, name, 3, seed=7, content="c")
         assert np.array_equal(a, b), name
-    assert not np.array_equal(D.apply(photo, "white_noise", 3, seed=7), D.apply(photo, "white_noise", 3, seed=8))
+    assert not np.array_equal(
+        D.apply(photo, "white_noise", 3, seed=7), D.apply(photo, "white_noise", 3, seed=8)
+    )
     with pytest.raises(UsageError):
         D.apply(photo, "jpeg", 6)
     with pytest.raises(ConfigError, match="did you mean 'jpeg2000'"):
         D.apply(photo, "jpeg200", 1)
-    assert D.select_levels(5) == [1, 2, 3, 4, 5] and D.select_levels(2) == [1, 5] and D.select_levels(3) == [1, 3, 5]
+    assert (
+        D.select_levels(5) == [1, 2, 3, 4, 5]
+        and D.select_levels(2) == [1, 5]
+        and D.select_levels(3) == [1, 3, 5]
+    )
 
 
 def test_teacher_mapping_and_parse():
@@ -101,7 +107,9 @@ def make_clip(path: Path, n: int = 8, size=(64, 48)) -> Path:
         s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
         s.codec_context.time_base = Fraction(1, 10)
         for i in range(n):
-            arr = np.stack([(xx * 4 + i * 9) % 256, (yy * 5) % 256, ((xx + yy) * 3 + i * 5) % 256], -1).astype(np.uint8)
+            arr = np.stack(
+                [(xx * 4 + i * 9) % 256, (yy * 5) % 256, ((xx + yy) * 3 + i * 5) % 256], -1
+            ).astype(np.uint8)
             fr = av.VideoFrame.from_ndarray(arr, format="rgb24")
             fr.pts = i
             for p in s.encode(fr):

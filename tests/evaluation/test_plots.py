@@ -36,7 +36,16 @@ def test_training_curves_from_lightning_style_csv(tmp_path):
 
 def test_log_columns_grouped_by_scale():
     groups = plots.group_log_columns(
-        ["train/loss", "lr-AdamW", "val/srocc", "val/plcc_fitted", "val/rmse", "val/n", "sps", "train/data_wait"]
+        [
+            "train/loss",
+            "lr-AdamW",
+            "val/srocc",
+            "val/plcc_fitted",
+            "val/rmse",
+            "val/n",
+            "sps",
+            "train/data_wait",
+        ]
     )
     assert groups["loss"] == ["train/loss"] and groups["learning rate"] == ["lr-AdamW"]
     assert groups["correlation"] == ["val/srocc", "val/plcc_fitted"]

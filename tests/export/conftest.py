@@ -33,7 +33,9 @@ def trained_run(tmp_path_factory) -> Path:
     from qualitas.training.run import train
 
     torch.set_num_threads(1)
-    data = make_image_dataset(tmp_path_factory.mktemp("export_data"), contents=("astronaut", "coffee", "chelsea"), levels=4)
+    data = make_image_dataset(
+        tmp_path_factory.mktemp("export_data"), contents=("astronaut", "coffee", "chelsea"), levels=4
+    )
     cfg = load_config(
         "configs/nr_iqa_koniq.yaml",
         overrides(

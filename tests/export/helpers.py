@@ -55,11 +55,17 @@ def make_checkpoint(
         "score_range": [1.0, 5.0],
         "config": {"run": {"name": f"tiny_{arch}"}},
     }
-    ckpt = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "qualitas": info, "epoch": 3}
+    ckpt = {
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "qualitas": info,
+        "epoch": 3,
+    }
     (root / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, root / "checkpoints" / "best.ckpt")
     (root / "config.yaml").write_text(f"run: {{name: tiny_{arch}}}\n")
-    (root / "metrics.json").write_text('{"val": {"srocc": 0.91, "plcc": 0.93, "n": 8}, "test": {"srocc": 0.88, "plcc": 0.9, "n": 8}}')
+    (root / "metrics.json").write_text(
+        '{"val": {"srocc": 0.91, "plcc": 0.93, "n": 8}, "test": {"srocc": 0.88, "plcc": 0.9, "n": 8}}'
+    )
     return root
 
 

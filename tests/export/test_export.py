@@ -14,7 +14,12 @@ from qualitas.export.card import ModelCard, read_card
 from qualitas.export.formats import FORMATS
 
 FORMAT_NAMES = ["onnx", "torchscript", "exported_program", "openvino"]
-FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "exported_program": "model.pt2", "openvino": "model.xml"}
+FILES = {
+    "onnx": "model.onnx",
+    "torchscript": "model.pt",
+    "exported_program": "model.pt2",
+    "openvino": "model.xml",
+}
 
 
 def _need(fmt: str) -> None:
@@ -67,7 +72,13 @@ def test_card_fields(export_of, trained_run):
     # the backbone's statistics (timm's test_resnet: 0.5), applied inside the graph
     assert card.input.mean == (0.5, 0.5, 0.5) and card.input.std == (0.5, 0.5, 0.5)
     assert card.input.mean == tuple(card.architecture["mean"])
-    assert card.input.size_policy == {"mode": "crop", "size": [64, 64], "resize_short": 64, "grid": 7, "patch": 32}
+    assert card.input.size_policy == {
+        "mode": "crop",
+        "size": [64, 64],
+        "resize_short": 64,
+        "grid": 7,
+        "patch": 32,
+    }
     assert (card.input.height, card.input.width, card.input.dynamic_batch) == (64, 64, True)
     # config: mos_norm minmax over score_range [1, 5] -> mos = y * 4 + 1
     assert card.output.kind == "score" and card.output.mos_norm == "minmax"
@@ -99,7 +110,9 @@ def test_cli_parity_failure_exits_1_and_prints_difference(trained_run, tmp_path,
         return lambda *x: runner(*x) + 1e-3
 
     monkeypatch.setitem(FORMATS._items, "torchscript", dataclasses.replace(fmt, load=broken_load))
-    rc = main(["export", str(trained_run), "--format", "torchscript", "--out", str(tmp_path / "x"), "--verify"])
+    rc = main(
+        ["export", str(trained_run), "--format", "torchscript", "--out", str(tmp_path / "x"), "--verify"]
+    )
     out, err = capsys.readouterr()
     assert rc == 1
     assert "parity check failed: max |diff| 0.001 > 0.0001" in err
@@ -110,7 +123,9 @@ def test_cli_parity_failure_exits_1_and_prints_difference(trained_run, tmp_path,
 
 def test_cli_quantize_int8_reports_score_change(trained_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    rc = main(["export", str(trained_run), "--format", "onnx", "--out", str(tmp_path / "q"), "--quantize", "int8"])
+    rc = main(
+        ["export", str(trained_run), "--format", "onnx", "--out", str(tmp_path / "q"), "--quantize", "int8"]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "int8 (static): max score change" in out

@@ -52,7 +52,9 @@ def test_luma_is_the_y_plane(clips, pix_fmt: str) -> None:
 @pytest.mark.parametrize("bits, full_range", [(8, False), (10, False), (8, True)])
 def test_luma_equals_rgb_conversion_for_neutral_chroma(bits: int, full_range: bool) -> None:
     rng = np.random.default_rng(bits)
-    y = rng.integers(0, 2**bits, (16, 24), dtype=np.uint16 if bits > 8 else np.uint8)  # below 16 and above 235 too
+    y = rng.integers(
+        0, 2**bits, (16, 24), dtype=np.uint16 if bits > 8 else np.uint8
+    )  # below 16 and above 235 too
     neutral = np.full((8, 12), 2 ** (bits - 1), dtype=y.dtype)
     rgb = yuv_to_rgb(y, neutral, neutral, bit_depth=bits, matrix="bt709", full_range=full_range)
     luma = yuv_luma(y, bit_depth=bits, full_range=full_range)

@@ -135,7 +135,9 @@ def test_batches_equal_frames(grey_clip):
 
 def test_lazy_frames_convert_to_the_same_pixels(grey_clip):
     frames = list(iter_frames(grey_clip, frame_step=3))
-    lazy = [(i, t, convert(None)) for i, t, convert in iter_lazy_frames(grey_clip, frame_step=3) if i % 2 == 0]
+    lazy = [
+        (i, t, convert(None)) for i, t, convert in iter_lazy_frames(grey_clip, frame_step=3) if i % 2 == 0
+    ]
     assert [i for i, _, _ in lazy] == [f.index for f in frames if f.index % 2 == 0]
     for i, t, data in lazy:
         frame = next(f for f in frames if f.index == i)

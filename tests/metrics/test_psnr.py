@@ -110,7 +110,9 @@ def test_psnr_y_matches_ffmpeg_psnr_on_the_y_plane(tmp_path, make_clip) -> None:
          "-lavfi", "[0:v][1:v]psnr=stats_file=psnr.log", "-f", "null", "-"],
         check=True, cwd=tmp_path,
     )  # fmt: skip
-    theirs = np.array([float(re.search(r"psnr_y:(\S+)", ln).group(1)) for ln in stats.read_text().splitlines()])
+    theirs = np.array(
+        [float(re.search(r"psnr_y:(\S+)", ln).group(1)) for ln in stats.read_text().splitlines()]
+    )
     assert len(theirs) == len(ours)
     assert np.abs(ours - theirs).max() < 0.15
     # The full-range alternative would be ~1.3 dB off: the reason for the studio-range choice.

@@ -122,7 +122,11 @@ def test_monotone_in_distortion_strength(recipes, metric) -> None:
     def t(a):
         return torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None] / 255
 
-    for kind, strengths in (("blur", [0.5, 1.0, 2.0, 4.0]), ("noise", [2, 5, 15, 40]), ("jpeg", [90, 50, 20, 5])):
+    for kind, strengths in (
+        ("blur", [0.5, 1.0, 2.0, 4.0]),
+        ("noise", [2, 5, 15, 40]),
+        ("jpeg", [90, 50, 20, 5]),
+    ):
         scores = [metric(t(recipes.distort(ref, kind, s)), t(ref)).item() for s in strengths]
         assert scores == sorted(scores, reverse=True), (kind, scores)
         assert scores[0] - scores[-1] > 0.05, (kind, scores)

@@ -159,7 +159,9 @@ def test_video_model_without_tsm_accepts_any_clip_length():
     assert model(torch.rand(1, 3, 3, S, S)).shape == (1,)
 
 
-@pytest.mark.parametrize("backbone", ["mobilenetv3_small_050", "test_efficientnet", "test_convnext", "resnet10t"])
+@pytest.mark.parametrize(
+    "backbone", ["mobilenetv3_small_050", "test_efficientnet", "test_convnext", "resnet10t"]
+)
 def test_other_backbone_families(backbone):
     """Pooled feature width is read correctly (MobileNetV3 has a conv head after pooling)."""
     model = build_model("nr_iqa", backbone=backbone, hidden=0).eval()

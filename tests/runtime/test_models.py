@@ -35,7 +35,12 @@ def files(tmp_path_factory) -> dict[str, Path]:
     for name, size in (("astronaut", 64), ("coffee", 80)):
         save_png(photo(size, name), root / "images" / f"{name}.png")
         save_png(photo(size, name)[::-1].copy(), root / "refs" / f"{name}.png")  # a different "reference"
-    return {"images": root / "images", "refs": root / "refs", "clip": write_clip(root / "clip.mp4"), "root": root}
+    return {
+        "images": root / "images",
+        "refs": root / "refs",
+        "clip": write_clip(root / "clip.mp4"),
+        "root": root,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,9 @@ def nr_video(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def fr_image(tmp_path_factory) -> Path:
     """FR image model at native size (dynamic height/width), a PyTorch run directory."""
-    return make_checkpoint(tmp_path_factory.mktemp("fr_img"), "fr_iqa", fusion="diff6", input_size={"mode": "none"})
+    return make_checkpoint(
+        tmp_path_factory.mktemp("fr_img"), "fr_iqa", fusion="diff6", input_size={"mode": "none"}
+    )
 
 
 # ---------------------------------------------------------------------------- API
@@ -163,7 +170,9 @@ def test_cli_image_model_on_folder_and_clip(nr_image, files, capsys):
     assert doc["metrics"]["tiny_nr_iqa"]["range"] == [1.0, 5.0]
     by_path = {Path(r["path"]).name: r for r in doc["results"]}
     for name in ("astronaut.png", "coffee.png"):
-        assert by_path[name]["scores"]["tiny_nr_iqa"] == pytest.approx(model.score(files["images"] / name), abs=1e-5)
+        assert by_path[name]["scores"]["tiny_nr_iqa"] == pytest.approx(
+            model.score(files["images"] / name), abs=1e-5
+        )
     clip = by_path["clip.mp4"]
     assert clip["frames_scored"] == 12 and len(clip["frames"]) == 12  # an image model scores every frame
     per_frame = [f["scores"]["tiny_nr_iqa"] for f in clip["frames"]]
@@ -172,11 +181,15 @@ def test_cli_image_model_on_folder_and_clip(nr_image, files, capsys):
 
 def test_cli_video_model_clip_entries_and_image_refusal(nr_video, files, capsys):
     _, exported = nr_video
-    rc, doc, _ = _score(capsys, str(files["clip"]), str(files["images"] / "astronaut.png"), "--model", str(exported))
+    rc, doc, _ = _score(
+        capsys, str(files["clip"]), str(files["images"] / "astronaut.png"), "--model", str(exported)
+    )
     assert rc == 1  # the image failed, the clip was scored
     clip, image = doc["results"]
     assert clip["error"] is None and [f["index"] for f in clip["frames"]] == [0, 2]
-    assert clip["scores"]["tiny_nr_vqa"] == pytest.approx(qualitas.load_model(exported).score(files["clip"]), abs=1e-6)
+    assert clip["scores"]["tiny_nr_vqa"] == pytest.approx(
+        qualitas.load_model(exported).score(files["clip"]), abs=1e-6
+    )
     assert "is a video model" in image["error"] and image["scores"] == {}
 
 

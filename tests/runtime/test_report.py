@@ -32,7 +32,9 @@ def _results() -> list[Result]:
         frames=[FrameScores(0, 0.0, {"psnr": math.inf, "ssim": 0.25}), FrameScores(1, 0.04, {"psnr": 30.0})],
     )
     bad = Result(path="d/b.png", ref="r/b.png", kind="image", error="d/b.png: empty file (0 bytes)")
-    nan = Result(path="d/c.png", ref=None, kind="image", width=4, height=4, frames_scored=1, scores={"ssim": math.nan})
+    nan = Result(
+        path="d/c.png", ref=None, kind="image", width=4, height=4, frames_scored=1, scores={"ssim": math.nan}
+    )
     return [ok, bad, nan]
 
 

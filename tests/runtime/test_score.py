@@ -14,7 +14,9 @@ from qualitas.runtime.score import Pair, ScoreOptions, score_pairs, score_paths
 
 
 def _one(dist, ref, metrics, **opts):
-    results, _ = score_pairs([Pair(str(dist), None if ref is None else str(ref))], metrics, ScoreOptions(**opts))
+    results, _ = score_pairs(
+        [Pair(str(dist), None if ref is None else str(ref))], metrics, ScoreOptions(**opts)
+    )
     return results[0]
 
 
@@ -204,7 +206,10 @@ def test_score_paths_pairs_folders_by_relative_path(tmp_path, make_image):
         make_image(f"dist/{rel.replace('.png', '.jpg')}", noise=4.0)  # extension ignored
     results = score_paths([tmp_path / "dist"], ref=tmp_path / "ref", metrics=["psnr"])
     got = sorted((r.path, r.ref) for r in results)
-    assert [(p.split("dist/")[1], r.split("ref/")[1]) for p, r in got] == [("a.jpg", "a.png"), ("sub/b.jpg", "sub/b.png")]
+    assert [(p.split("dist/")[1], r.split("ref/")[1]) for p, r in got] == [
+        ("a.jpg", "a.png"),
+        ("sub/b.jpg", "sub/b.png"),
+    ]
     assert all(r.error is None for r in results)
 
 
@@ -245,4 +250,6 @@ def test_extra_scorers_score_images_and_videos_without_reference(make_image, mak
     r_img, r_vid = results
     assert r_img.error is None and 0.2 < r_img.scores["mean_level"] < 0.8
     assert r_vid.error is None and r_vid.frames_scored == 5 and r_vid.ref is None
-    assert r_vid.scores["mean_level"] == pytest.approx(np.mean([f.scores["mean_level"] for f in r_vid.frames]))
+    assert r_vid.scores["mean_level"] == pytest.approx(
+        np.mean([f.scores["mean_level"] for f in r_vid.frames])
+    )

@@ -39,7 +39,9 @@ def _frames(size: tuple[int, int] = (W, H)) -> np.ndarray:
     return np.stack(out)
 
 
-def _encode(path, frames: np.ndarray, *, crf: int = 18, codec: str = "libx264", pix_fmt: str = "yuv420p") -> str:
+def _encode(
+    path, frames: np.ndarray, *, crf: int = 18, codec: str = "libx264", pix_fmt: str = "yuv420p"
+) -> str:
     with av.open(str(path), "w") as c:
         st = c.add_stream(codec, rate=25)
         st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt

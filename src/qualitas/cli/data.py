@@ -65,7 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("--max-images", type=int)
     p.add_argument("--max-videos", type=int)
-    p.add_argument("--clip-seconds", type=float, default=4.0, help="length of pristine clips (0: whole video)")
+    p.add_argument(
+        "--clip-seconds", type=float, default=4.0, help="length of pristine clips (0: whole video)"
+    )
     p.add_argument("--photo-videos", type=int, default=0, help="pan/zoom videos made from N of the images")
     p.add_argument("--image-max-side", type=int, default=0, help="downscale pristine images (0: keep)")
     p.add_argument("--video-max-side", type=int, default=0, help="downscale pristine clips (0: keep)")
@@ -113,7 +115,11 @@ def _convert(args) -> int:
     for note in res.notes:
         print(f"  note: {note}")
     if res.missing_rows:
-        what = "left out (--skip-missing)" if args.skip_missing else "kept; rerun with --skip-missing to leave them out"
+        what = (
+            "left out (--skip-missing)"
+            if args.skip_missing
+            else "kept; rerun with --skip-missing to leave them out"
+        )
         print(f"warning: {res.missing_rows} row(s) name missing files ({what}); e.g.:", file=sys.stderr)
         for ex in res.missing_examples:
             print(f"  {ex}", file=sys.stderr)
@@ -144,7 +150,11 @@ def _check(args) -> int:
         raise UsageError(f"--root is not a folder: {args.root}")
     records = read_manifest(args.manifest)
     report = check_records(
-        records, args.root, deep=args.deep, mos_range=parse_range(args.mos_range), progress=not args.no_progress
+        records,
+        args.root,
+        deep=args.deep,
+        mos_range=parse_range(args.mos_range),
+        progress=not args.no_progress,
     )
     print(report.summary(examples=args.examples))
     if args.write_clean:
@@ -163,7 +173,11 @@ def _synth(args) -> int:
             print(f"{d.name:24s} {d.family:12s} {d.unit}: {', '.join(f'{p:g}' for p in d.params)}")
         return 0
     teacher = None if args.teacher.lower() == "none" else ImageTeacherConfig.parse(args.teacher)
-    vteacher = None if args.vmaf_model.lower() == "none" else VideoTeacherConfig(model=args.vmaf_model, threads=0 if args.jobs <= 1 else 1)
+    vteacher = (
+        None
+        if args.vmaf_model.lower() == "none"
+        else VideoTeacherConfig(model=args.vmaf_model, threads=0 if args.jobs <= 1 else 1)
+    )
     cfg = SynthConfig(
         out=args.out,
         images=args.images,

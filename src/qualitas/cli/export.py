@@ -35,7 +35,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="compare with PyTorch on random and real inputs; fail when max |diff| > --tolerance",
     )
     p.add_argument("--tolerance", type=float, default=1e-4, help="parity tolerance (default 1e-4, fp32)")
-    p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (onnx, openvino; default: the exporter's)")
+    p.add_argument(
+        "--opset", type=int, metavar="N", help="ONNX opset (onnx, openvino; default: the exporter's)"
+    )
     p.add_argument(
         "--dynamic",
         action="store_true",
@@ -94,6 +96,10 @@ def _shape_text(card) -> str:
     i = card.input
     h = "H" if i.height is None else str(i.height)
     w = "W" if i.width is None else str(i.width)
-    dims = ["B"] + ([("T" if i.num_frames is None else str(i.num_frames))] if card.video else []) + [str(i.channels), h, w]
+    dims = (
+        ["B"]
+        + ([("T" if i.num_frames is None else str(i.num_frames))] if card.video else [])
+        + [str(i.channels), h, w]
+    )
     one = f"({','.join(dims)})"
     return f"dist {one}, ref {one}" if card.full_reference else one

@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     infos = list_metrics()
     if args.json:
-        sys.stdout.write(json.dumps(json_safe([i.to_dict() for i in infos]), indent=2, allow_nan=False) + "\n")
+        sys.stdout.write(
+            json.dumps(json_safe([i.to_dict() for i in infos]), indent=2, allow_nan=False) + "\n"
+        )
     else:
         sys.stdout.write(format_metrics_table(infos))
     return 0

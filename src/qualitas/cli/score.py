@@ -80,7 +80,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="mean",
         help="pooling of per-frame scores (min and p5 take the worse direction of each metric)",
     )
-    g.add_argument("--batch-size", type=_positive_int, metavar="N", help="frames per metric batch (default: auto)")
+    g.add_argument(
+        "--batch-size", type=_positive_int, metavar="N", help="frames per metric batch (default: auto)"
+    )
     g = p.add_argument_group("pairing")
     g.add_argument(
         "--on-size-mismatch",
@@ -89,7 +91,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="distorted and reference sizes differ: scale the distorted (bicubic, recorded) or fail",
     )
     g.add_argument(
-        "--allow-fps-mismatch", action="store_true", help="score videos with different frame rates frame by frame"
+        "--allow-fps-mismatch",
+        action="store_true",
+        help="score videos with different frame rates frame by frame",
     )
     g = p.add_argument_group("raw .yuv inputs")
     g.add_argument("--size", type=_size, metavar="WxH", help="frame size of raw .yuv inputs")
@@ -100,7 +104,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--ref-fps", type=_positive_float, help="raw .yuv reference frame rate (default --fps)")
     g = p.add_argument_group("vmaf")
     g.add_argument("--vmaf-model", help="libvmaf model name or .json file (default vmaf_v0.6.1)")
-    g.add_argument("--vmaf-threads", type=_positive_int, metavar="N", help="libvmaf threads (default: all cores)")
+    g.add_argument(
+        "--vmaf-threads", type=_positive_int, metavar="N", help="libvmaf threads (default: all cores)"
+    )
     g = p.add_argument_group("output and execution")
     g.add_argument("--out", metavar="FILE", help="write results to FILE.json or FILE.csv (atomic)")
     g.add_argument(
@@ -132,7 +138,9 @@ def _yuv_specs(args: argparse.Namespace):
     """Raw YUV specs for dist and ref (``None`` when no --size was given)."""
     if args.size is None and args.ref_size is None:
         if args.pix_fmt or args.ref_pix_fmt or args.ref_fps or args.fps:
-            raise UsageError("--pix-fmt/--fps/--ref-pix-fmt/--ref-fps describe raw .yuv inputs and need --size WxH")
+            raise UsageError(
+                "--pix-fmt/--fps/--ref-pix-fmt/--ref-fps describe raw .yuv inputs and need --size WxH"
+            )
         return None, None
     from qualitas.io.yuv import RawYUVSpec
 
@@ -223,7 +231,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out, report.render(out_fmt, results, infos, options.to_dict()))
         if not args.quiet:
-            print(f"qualitas score: {len(results) - failed} scored, {failed} failed -> {args.out}", file=sys.stderr)
+            print(
+                f"qualitas score: {len(results) - failed} scored, {failed} failed -> {args.out}",
+                file=sys.stderr,
+            )
     else:
         fmt = args.format or ("table" if sys.stdout.isatty() else "json")
         sys.stdout.write(report.render(fmt, results, infos, options.to_dict()))

@@ -80,7 +80,9 @@ def inspect_media(path: Path, deep: bool = False) -> dict:
         todo = files if deep else ([files[0], files[-1]] if len(files) > 1 else files)
         sizes = {tuple(read_image(f).data.shape[1:]) for f in todo}
         if len(sizes) > 1:
-            raise MediaError(f"{path}: frames differ in size ({', '.join(f'{w}x{h}' for h, w in sorted(sizes))})")
+            raise MediaError(
+                f"{path}: frames differ in size ({', '.join(f'{w}x{h}' for h, w in sorted(sizes))})"
+            )
         h, w = sizes.pop()
         return {"width": w, "height": h, "frames": len(files)}
     if media_kind(path) == "image":
@@ -171,7 +173,13 @@ def check_records(
 
     for i, split, group, splits in _group_leaks(records):
         rec = records[i]
-        flag(i, rec, "group_leak", rec.path, f"group {group!r} is in {', '.join(splits)}; this row is in {split}")
+        flag(
+            i,
+            rec,
+            "group_leak",
+            rec.path,
+            f"group {group!r} is in {', '.join(splits)}; this row is in {split}",
+        )
 
     for i, rec in enumerate(records):
         if i in bad_rows:

@@ -125,7 +125,9 @@ def extract_video(
     step = opts.step or 1
     total = info.num_frames
     if total is not None:
-        total = math.ceil(total / step) if opts.fps is None else int(total / max(info.fps, 1e-9) * opts.fps) + 1
+        total = (
+            math.ceil(total / step) if opts.fps is None else int(total / max(info.fps, 1e-9) * opts.fps) + 1
+        )
         if opts.max_frames:
             total = min(total, opts.max_frames)
     frames, written = [], 0
@@ -151,7 +153,9 @@ def extract_video(
 
 
 def _record(f: dict, vid: str, video: Path) -> Record:
-    return Record(path=f["path"], group=vid, extra={"video": str(video), "index": f["index"], "time": f["time"]})
+    return Record(
+        path=f["path"], group=vid, extra={"video": str(video), "index": f["index"], "time": f["time"]}
+    )
 
 
 def list_videos(src: Path) -> tuple[list[Path], Path | None]:
@@ -162,7 +166,9 @@ def list_videos(src: Path) -> tuple[list[Path], Path | None]:
         return [src], None
     if not src.is_dir():
         raise UsageError(f"not a video or folder: {src}")
-    vids = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS - {".yuv"})
+    vids = sorted(
+        p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS - {".yuv"}
+    )
     if not vids:
         raise UsageError(f"no video files under {src}")
     return vids, src
@@ -184,7 +190,9 @@ def extract_frames(
     result = FramesResult()
     for video in tqdm(videos, desc="videos", unit="video", disable=not progress or len(videos) < 2):
         try:
-            recs, written, skipped = extract_video(video, out_path, video_id(video, base), opts, progress=progress)
+            recs, written, skipped = extract_video(
+                video, out_path, video_id(video, base), opts, progress=progress
+            )
         except (MediaError, OSError) as err:
             result.failures.append(f"{video}: {one_line(err)}")
             continue

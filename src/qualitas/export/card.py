@@ -112,7 +112,9 @@ class ModelCard:
     # ------------------------------------------------------------------ building
 
     @classmethod
-    def from_training(cls, spec: dict[str, Any], info: dict[str, Any], *, name: str | None = None) -> ModelCard:
+    def from_training(
+        cls, spec: dict[str, Any], info: dict[str, Any], *, name: str | None = None
+    ) -> ModelCard:
         """Card of a trained model: ``spec`` is ``ModelSpec.to_dict()``, ``info`` the checkpoint's
         run info (``load_trained``'s second value)."""
         fr, video = bool(spec["full_reference"]), bool(spec["video"])
@@ -159,13 +161,26 @@ class ModelCard:
         )
         metrics = info.get("metrics") or {}
         evaluation = {
-            split: {k: v for k, v in metrics[split].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            split: {
+                k: v
+                for k, v in metrics[split].items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
             for split in ("val", "test")
             if isinstance(metrics.get(split), dict) and metrics[split]
         }
         trained_on = {
             k: info[k]
-            for k in ("dataset", "manifest", "root", "target", "split_seed", "split_ratios", "epoch", "checkpoint")
+            for k in (
+                "dataset",
+                "manifest",
+                "root",
+                "target",
+                "split_seed",
+                "split_ratios",
+                "epoch",
+                "checkpoint",
+            )
             if info.get(k) is not None
         }
         if metrics.get("split_sizes"):
@@ -214,7 +229,11 @@ class ModelCard:
 
     def describe_input(self) -> str:
         """One line for ``MetricInfo.input``."""
-        what = f"clips of {self.clips.num_frames} frames ({self.clips.mode} sampling)" if self.clips else "RGB images"
+        what = (
+            f"clips of {self.clips.num_frames} frames ({self.clips.mode} sampling)"
+            if self.clips
+            else "RGB images"
+        )
         mode = self.input.size_policy.get("mode", "none")
         size = self.input.size_policy.get("size")
         sizing = f"{mode} {size[0]}x{size[1]}" if size and mode in ("resize", "crop", "pad") else mode
@@ -286,7 +305,9 @@ def read_card(path: str | Path) -> ModelCard:
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"{p}: no model card (every qualitas export writes model.json beside the model)") from None
+        raise UsageError(
+            f"{p}: no model card (every qualitas export writes model.json beside the model)"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UsageError(f"{p}: unreadable model card ({err})") from None
     return ModelCard.from_dict(data, source=str(p))

@@ -35,7 +35,9 @@ class Runner(Protocol):
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor: ...
 
 
-def input_shape(card: ModelCard, batch: int, hw: tuple[int, int] | None = None, frames: int | None = None) -> tuple:
+def input_shape(
+    card: ModelCard, batch: int, hw: tuple[int, int] | None = None, frames: int | None = None
+) -> tuple:
     """Shape of one graph input: ``(B,3,H,W)`` or ``(B,T,3,H,W)``."""
     h, w = hw or example_hw(card)
     c = card.input.channels
@@ -57,7 +59,9 @@ def example_hw(card: ModelCard) -> tuple[int, int]:
     return DEFAULT_DYNAMIC_HW
 
 
-def example_inputs(card: ModelCard, batch: int = 2, *, seed: int = 0, **shape: Any) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    card: ModelCard, batch: int = 2, *, seed: int = 0, **shape: Any
+) -> tuple[torch.Tensor, ...]:
     """Random ``[0, 1]`` inputs for every graph input (same shape for ``dist`` and ``ref``)."""
     g = torch.Generator().manual_seed(seed)
     s = input_shape(card, batch, **shape)
@@ -132,7 +136,9 @@ def to_mos(card: ModelCard, raw: torch.Tensor) -> torch.Tensor:
     if card.output.kind == "distribution":
         bins = torch.tensor(card.output.bins, dtype=torch.float32, device=raw.device)
         if raw.ndim != 2 or raw.shape[1] != bins.numel():
-            raise ExportError(f"model output {tuple(raw.shape)} does not match the card's {bins.numel()} bins")
+            raise ExportError(
+                f"model output {tuple(raw.shape)} does not match the card's {bins.numel()} bins"
+            )
         return raw @ bins
     if raw.ndim == 2 and raw.shape[1] == 1:
         raw = raw[:, 0]

@@ -53,7 +53,9 @@ class ExportedProgramRunner:
                 warnings.simplefilter("ignore")
                 program = torch.export.load(str(path))
         except (RuntimeError, ValueError, OSError, KeyError) as err:
-            raise ExportError(f"{path}: not a loadable exported program ({str(err).splitlines()[0]})") from None
+            raise ExportError(
+                f"{path}: not a loadable exported program ({str(err).splitlines()[0]})"
+            ) from None
         self.device = torch.device(device)
         if self.device.type != "cpu":
             from torch.export.passes import move_to_device_pass

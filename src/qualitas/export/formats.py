@@ -28,7 +28,9 @@ FORMATS: Registry[Format] = Registry("format")
 FORMATS.add("onnx", Format("onnx", onnx.FILE, onnx.export_onnx, onnx.load_onnx, ".onnx"))
 FORMATS.add(
     "torchscript",
-    Format("torchscript", torchscript.FILE, torchscript.export_torchscript, torchscript.load_torchscript, ".pt"),
+    Format(
+        "torchscript", torchscript.FILE, torchscript.export_torchscript, torchscript.load_torchscript, ".pt"
+    ),
 )
 FORMATS.add(
     "exported_program",
@@ -40,7 +42,9 @@ FORMATS.add(
         ".pt2",
     ),
 )
-FORMATS.add("openvino", Format("openvino", openvino.FILE, openvino.export_openvino, openvino.load_openvino, ".xml"))
+FORMATS.add(
+    "openvino", Format("openvino", openvino.FILE, openvino.export_openvino, openvino.load_openvino, ".xml")
+)
 
 
 def format_of_file(suffix: str) -> Format | None:

@@ -84,7 +84,9 @@ class OnnxRunner:
             raise ExportError(f"{path}: ONNX Runtime cannot load it ({_first_line(err)})") from None
         self.names = [i.name for i in self.session.get_inputs()]
         if self.names != list(card.input.names):
-            raise ExportError(f"{path}: graph inputs {self.names} do not match the card's {list(card.input.names)}")
+            raise ExportError(
+                f"{path}: graph inputs {self.names} do not match the card's {list(card.input.names)}"
+            )
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         feeds = {n: to_numpy(x) for n, x in zip(self.names, inputs)}
@@ -108,7 +110,9 @@ def _require(*modules: str):
         try:
             mod = importlib.import_module(name)
         except ImportError:
-            raise DependencyError(f"ONNX export/runtime needs '{name}': pip install 'qualitas[export]'") from None
+            raise DependencyError(
+                f"ONNX export/runtime needs '{name}': pip install 'qualitas[export]'"
+            ) from None
     return mod
 
 

@@ -79,7 +79,9 @@ class OpenVinoRunner:
         try:
             self.compiled = core.compile_model(str(path), target, config)
         except Exception as err:  # noqa: BLE001 - OpenVINO raises its own exception types
-            raise ExportError(f"{path}: OpenVINO cannot load it on {target} ({str(err).strip().splitlines()[0]})") from None
+            raise ExportError(
+                f"{path}: OpenVINO cannot load it on {target} ({str(err).strip().splitlines()[0]})"
+            ) from None
         self.names = [p.get_any_name() for p in self.compiled.inputs]
         self._local = threading.local()  # an InferRequest must not be shared between threads
 
@@ -92,7 +94,9 @@ class OpenVinoRunner:
             result = request.infer(feeds)
         except RuntimeError as err:
             shape = tuple(inputs[0].shape)
-            raise ExportError(f"OpenVINO refused an input of shape {shape}: {str(err).strip().splitlines()[0]}") from None
+            raise ExportError(
+                f"OpenVINO refused an input of shape {shape}: {str(err).strip().splitlines()[0]}"
+            ) from None
         return torch.from_numpy(result[self.compiled.output(0)].copy())
 
 

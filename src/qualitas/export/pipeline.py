@@ -116,14 +116,20 @@ def export_model(
 
         method = "dynamic" if quantize == "int8-dynamic" else "static"
         int8_file = "model.int8.onnx"
-        quantize_onnx(folder / str(card.file), folder / int8_file, card, calibration_inputs(cases), method=method)
+        quantize_onnx(
+            folder / str(card.file), folder / int8_file, card, calibration_inputs(cases), method=method
+        )
         runner8 = fmt_entry.load(folder / int8_file, card, "cpu")
         report = score_change(model, runner8, lambda raw: to_mos(card, raw), cases, method)
         result.quantization = report
         card = card.with_export(
             file=int8_file,
             fp32_file=card.file,
-            quantized={"dtype": "int8", **report.to_dict(), "calibration_inputs": len(calibration_inputs(cases))},
+            quantized={
+                "dtype": "int8",
+                **report.to_dict(),
+                "calibration_inputs": len(calibration_inputs(cases)),
+            },
         )
     result.card = card
     write_card(card, folder)

@@ -109,7 +109,9 @@ class QuantReport:
             f"(max |change| {c['max_abs_change']:.3g}, mean {c['mean_abs_change']:.3g})"
             for c in self.cases
         ]
-        lines.append(f"int8 ({self.method}): max score change {self.max_abs_change:.3g} on the verification inputs")
+        lines.append(
+            f"int8 ({self.method}): max score change {self.max_abs_change:.3g} on the verification inputs"
+        )
         return "\n".join(lines)
 
 

@@ -54,7 +54,9 @@ class TorchScriptRunner:
                 warnings.simplefilter("ignore")
                 self.module = torch.jit.load(str(path), map_location=device).eval()
         except (RuntimeError, ValueError, OSError) as err:
-            raise ExportError(f"{path}: not a loadable TorchScript file ({str(err).splitlines()[0]})") from None
+            raise ExportError(
+                f"{path}: not a loadable TorchScript file ({str(err).splitlines()[0]})"
+            ) from None
         self.device = torch.device(device)
 
     @torch.no_grad()

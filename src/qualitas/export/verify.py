@@ -62,7 +62,9 @@ class ParityReport:
         }
 
     def summary(self) -> str:
-        lines = [f"{c['name']:<28} {str(c['shape']):<24} max |diff| {c['max_abs_diff']:.3g}" for c in self.cases]
+        lines = [
+            f"{c['name']:<28} {str(c['shape']):<24} max |diff| {c['max_abs_diff']:.3g}" for c in self.cases
+        ]
         verdict = "ok" if self.ok else "FAILED"
         lines.append(f"parity {verdict}: max |diff| {self.max_abs_diff:.3g} (tolerance {self.tolerance:g})")
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
@@ -119,7 +121,9 @@ def verification_cases(card: ModelCard, *, real: bool = True) -> tuple[list[Case
         shape["hw"] = (h + 32, w + 64)
     if card.video and card.input.num_frames is None and card.clips is not None:
         shape["frames"] = card.clips.num_frames + 2
-    cases.append(Case("random batch 3" + (" other size" if shape else ""), example_inputs(card, 3, seed=3, **shape)))
+    cases.append(
+        Case("random batch 3" + (" other size" if shape else ""), example_inputs(card, 3, seed=3, **shape))
+    )
     notes: list[str] = []
     if not real:
         return cases, notes
@@ -158,8 +162,12 @@ def check_parity(
         try:
             got = candidate(*case.inputs).detach().double().cpu()
         except Exception as err:  # noqa: BLE001 - a runtime refusing an input is a parity failure
-            report.notes.append(f"{case.name}: the export failed on this input ({type(err).__name__}: {_line(err)})")
-            report.cases.append({"name": case.name, "shape": list(case.inputs[0].shape), "max_abs_diff": math.inf})
+            report.notes.append(
+                f"{case.name}: the export failed on this input ({type(err).__name__}: {_line(err)})"
+            )
+            report.cases.append(
+                {"name": case.name, "shape": list(case.inputs[0].shape), "max_abs_diff": math.inf}
+            )
             continue
         if got.shape != want.shape:
             diff = math.inf

@@ -144,7 +144,9 @@ def yuv_to_rgb(
     if out is None:
         out = torch.empty((3, h, w), dtype=torch.float32)
     if not out.is_contiguous():  # the numpy views below must alias ``out``
-        out.copy_(yuv_to_rgb(y, u, v, bit_depth=bit_depth, matrix=matrix, full_range=full_range, scratch=scratch))
+        out.copy_(
+            yuv_to_rgb(y, u, v, bit_depth=bit_depth, matrix=matrix, full_range=full_range, scratch=scratch)
+        )
         return out
     res = out.numpy()
     work = {} if scratch is None else scratch
@@ -187,7 +189,9 @@ def yuv_to_rgb(
                 # Each float32 twice in a row = its 32 bits times 0x100000001 as one uint64:
                 # one vectorised pass into a reused array (np.repeat allocates every time).
                 wide = buf("wide", w, nc)
-                np.multiply(term.view(np.uint32), np.uint64(0x100000001), out=wide.view(np.uint64), casting="unsafe")
+                np.multiply(
+                    term.view(np.uint32), np.uint64(0x100000001), out=wide.view(np.uint64), casting="unsafe"
+                )
                 term = wide
             elif dx > 1:
                 term = np.repeat(term, dx, axis=1)[:, :w]
@@ -315,7 +319,9 @@ class FrameConverter:
             matrix, full, bits = self.settings(frame)
             dtype = np.dtype("<u2") if bits > 8 else np.dtype(np.uint8)
             y, u, v = (plane_tensor(frame.planes[i], dtype) for i in range(3))
-            yuv_to_rgb(y, u, v, bit_depth=bits, matrix=matrix, full_range=full, out=target, scratch=self._scratch)
+            yuv_to_rgb(
+                y, u, v, bit_depth=bits, matrix=matrix, full_range=full, out=target, scratch=self._scratch
+            )
         else:
             self._swscale(frame, target)
         if not plain:

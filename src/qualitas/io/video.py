@@ -350,7 +350,9 @@ def iter_batches(
     shape: tuple[int, int, int] | None = None
     indices: list[int] = []
     times: list[float] = []
-    for index, time, convert, frame_shape, convert_luma in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
+    for index, time, convert, frame_shape, convert_luma in _iter_lazy_planes(
+        path, frame_step, max_frames, start, end, yuv
+    ):
         if shape is None:
             shape = frame_shape
         elif frame_shape != shape:
@@ -446,7 +448,9 @@ def iter_decoded_batches(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     group: DecodedBatch | None = None
-    for index, time, convert, shape, convert_luma in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
+    for index, time, convert, shape, convert_luma in _iter_lazy_planes(
+        path, frame_step, max_frames, start, end, yuv
+    ):
         if group is None:
             group = DecodedBatch([], [], shape, [])
         elif group.shape != shape:
@@ -576,7 +580,13 @@ def _decode(path: Path, selection: _Selection, seek: tuple[int, float] | None):
             if decision == "stop":
                 return True
             if decision == "take":
-                yield index, time, _bind(converter, frame), converter.out_shape(frame), _bind_luma(converter, frame)
+                yield (
+                    index,
+                    time,
+                    _bind(converter, frame),
+                    converter.out_shape(frame),
+                    _bind_luma(converter, frame),
+                )
                 if selection.done():
                     return True
         if errors:

@@ -51,7 +51,11 @@ def ssim_downsample_factor(height: int, width: int) -> int:
 
 
 def ssim_maps(
-    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, c1: float = (K1 * L) ** 2, c2: float = (K2 * L) ** 2
+    x: torch.Tensor,
+    y: torch.Tensor,
+    window: torch.Tensor,
+    c1: float = (K1 * L) ** 2,
+    c2: float = (K2 * L) ** 2,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SSIM and contrast-structure maps of gray images x, y (B,1,H,W) -> two (B,1,H-k+1,W-k+1).
 
@@ -350,7 +354,9 @@ def ms_ssim_gray255(
 ) -> torch.Tensor:
     """:func:`ms_ssim` of gray images x, y (B,1,H,W) already on the 0..255 scale -> (B,) float64."""
     _check_pair(x, y)
-    return ms_ssim_pyramids(ms_ssim_pyramid(x, len(weights)), ms_ssim_pyramid(y, len(weights)), weights=weights)
+    return ms_ssim_pyramids(
+        ms_ssim_pyramid(x, len(weights)), ms_ssim_pyramid(y, len(weights)), weights=weights
+    )
 
 
 def ms_ssim_pyramid(x: torch.Tensor, levels: int = len(MS_SSIM_WEIGHTS)) -> list[torch.Tensor]:

@@ -129,10 +129,14 @@ def _model_option(model: str, workdir: Path) -> str:
         # ever needs filtergraph escaping.
         shutil.copyfile(model, workdir / "model.json")
         return "path=model.json"
-    raise ConfigError(f"unknown vmaf model '{model}'; built-in: {', '.join(BUILTIN_MODELS)} (or a .json model file)")
+    raise ConfigError(
+        f"unknown vmaf model '{model}'; built-in: {', '.join(BUILTIN_MODELS)} (or a .json model file)"
+    )
 
 
-_NOISE = re.compile(r"^(Conversion failed|Exiting with exit code|Error while filtering|Terminating thread)", re.I)
+_NOISE = re.compile(
+    r"^(Conversion failed|Exiting with exit code|Error while filtering|Terminating thread)", re.I
+)
 
 
 def _last_meaningful_line(stderr: str) -> str:
@@ -282,7 +286,9 @@ class VMAF(Metric):
         reference="Netflix libvmaf (ffmpeg libvmaf filter), model vmaf_v0.6.1 by default; equal to ffmpeg's own run",
     )
 
-    def __init__(self, device: str | torch.device = "cpu", *, model: str = "vmaf_v0.6.1", threads: int = 0) -> None:
+    def __init__(
+        self, device: str | torch.device = "cpu", *, model: str = "vmaf_v0.6.1", threads: int = 0
+    ) -> None:
         super().__init__(device)
         self.model = model
         self.threads = threads
@@ -295,4 +301,3 @@ class VMAF(Metric):
 
     def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
         raise UsageError("vmaf is computed on whole files by libvmaf: call score_files(dist_path, ref_path)")
-

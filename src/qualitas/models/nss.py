@@ -108,7 +108,11 @@ def _scale_features(y: torch.Tensor) -> list[torch.Tensor]:
 
 _SCALE_NAMES = (
     ["mscn_logvar", "mscn_shape"]
-    + [f"{o}_{k}" for o in ("pair_h", "pair_v", "pair_d1", "pair_d2") for k in ("left", "right", "mean", "shape")]
+    + [
+        f"{o}_{k}"
+        for o in ("pair_h", "pair_v", "pair_d1", "pair_d2")
+        for k in ("left", "right", "mean", "shape")
+    ]
     + ["contrast_logmean", "contrast_logstd", "flat_1", "flat_3", "flat_10"]
     + ["grad_logenergy", "laplacian_logenergy", "zero_grad"]
 )
@@ -183,9 +187,15 @@ class NSSFeatures(nn.Module):
         impulse = (y - F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)).abs()
         feats.append(_mean(torch.sigmoid((impulse - 40.0) / 5.0)))
         # Colour.
-        feats += [_mean(rgb) / 255.0, torch.sqrt(_mean((rgb - _mean(rgb)[..., None, None]) ** 2) + _EPS) / 255.0]
+        feats += [
+            _mean(rgb) / 255.0,
+            torch.sqrt(_mean((rgb - _mean(rgb)[..., None, None]) ** 2) + _EPS) / 255.0,
+        ]
         chroma = torch.cat([cb, cr], dim=1)
-        feats += [_mean(chroma) / 128.0, _log(torch.sqrt(_mean((chroma - _mean(chroma)[..., None, None]) ** 2)))]
+        feats += [
+            _mean(chroma) / 128.0,
+            _log(torch.sqrt(_mean((chroma - _mean(chroma)[..., None, None]) ** 2))),
+        ]
         mx, mn = rgb.amax(dim=1, keepdim=True), rgb.amin(dim=1, keepdim=True)
         sat = (mx - mn) / (mx + 1.0)
         feats += [_mean(sat), torch.sqrt(_mean((sat - _mean(sat)[..., None, None]) ** 2) + _EPS)]

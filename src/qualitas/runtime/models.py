@@ -73,7 +73,9 @@ class ClipScores:
 class QualityModel:
     """A model and its card: scores media in MOS units (see the module docstring)."""
 
-    def __init__(self, card: ModelCard, runner: Runner, *, source: str = "", batch_size: int | None = None) -> None:
+    def __init__(
+        self, card: ModelCard, runner: Runner, *, source: str = "", batch_size: int | None = None
+    ) -> None:
         self.card = card
         self.runner = runner
         self.source = source
@@ -106,7 +108,10 @@ class QualityModel:
             raise UsageError(f"model '{self.card.name}' scores video clips, not single frames")
         self._check_ref(ref is not None)
         x = prepare(self.card, dist.cpu(), None if ref is None else ref.cpu())
-        out = [self.predict(*(t[i : i + self.batch_size] for t in x)) for i in range(0, x[0].shape[0], self.batch_size)]
+        out = [
+            self.predict(*(t[i : i + self.batch_size] for t in x))
+            for i in range(0, x[0].shape[0], self.batch_size)
+        ]
         return torch.cat(out).to(dist.device)
 
     # ------------------------------------------------------------------ public API
@@ -152,7 +157,11 @@ class QualityModel:
         while k < len(prepared):
             shape = prepared[k][1][0].shape
             group = [prepared[k]]
-            while k + len(group) < len(prepared) and len(group) < self._batch() and prepared[k + len(group)][1][0].shape == shape:
+            while (
+                k + len(group) < len(prepared)
+                and len(group) < self._batch()
+                and prepared[k + len(group)][1][0].shape == shape
+            ):
                 group.append(prepared[k + len(group)])
             inputs = tuple(torch.stack([g[1][j] for g in group]) for j in range(len(group[0][1])))
             for (i, _), s in zip(group, self.predict(*inputs).tolist()):
@@ -201,7 +210,9 @@ class QualityModel:
         clips = sampling.eval_clips(total, clips_card.clips)
         fixed_t = self.card.input.num_frames
         if fixed_t is not None and any(len(c) != fixed_t for c in clips):
-            raise UsageError(f"model '{self.card.name}': clips of {len(clips[0])} frames but the graph takes {fixed_t}")
+            raise UsageError(
+                f"model '{self.card.name}': clips of {len(clips[0])} frames but the graph takes {fixed_t}"
+            )
         wanted = sorted({i for c in clips for i in c})
         if ref is None:
             frames = _decode_prepared(dist, wanted, yuv_dist, lambda f: prepare(self.card, f)[0])
@@ -219,7 +230,10 @@ class QualityModel:
             raise MediaError(f"{dist}: no frames decoded")
         last = max(got)
         # Frames announced but not decodable (short stream) reuse the last decoded one.
-        stacked = [tuple(torch.stack([got.get(i, got[last])[j] for i in c]) for j in range(len(got[last]))) for c in clips]
+        stacked = [
+            tuple(torch.stack([got.get(i, got[last])[j] for i in c]) for j in range(len(got[last])))
+            for c in clips
+        ]
         scores: list[float] = []
         per = max(1, self._batch() // max(1, len(clips[0])))
         for k in range(0, len(stacked), per):
@@ -254,7 +268,11 @@ class QualityModel:
                 shape = "(T,3,H,W) clip" if self.card.video else "(3,H,W) image"
                 got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise UsageError(f"model '{self.card.name}' takes a {shape} {what}, got {got}")
-        if self.card.video and self.card.input.num_frames is not None and x.shape[0] != self.card.input.num_frames:
+        if (
+            self.card.video
+            and self.card.input.num_frames is not None
+            and x.shape[0] != self.card.input.num_frames
+        ):
             raise UsageError(
                 f"model '{self.card.name}' takes clips of exactly {self.card.input.num_frames} frames, got {x.shape[0]}"
             )
@@ -281,7 +299,9 @@ class QualityModel:
 # --------------------------------------------------------------------------- loading
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu", *, batch_size: int | None = None) -> QualityModel:
+def load_model(
+    path: str | os.PathLike, device: str = "cpu", *, batch_size: int | None = None
+) -> QualityModel:
     """Load a run dir / ``.ckpt`` (PyTorch) or an export (folder, ``model.json`` or the file)."""
     p = Path(path)
     if not p.exists():
@@ -291,7 +311,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu", *, batch_size: int 
             return _load_export(p / CARD_FILE, None, device, batch_size)
         if (p / "checkpoints").is_dir() or (p / "config.yaml").is_file():
             return _load_pytorch(p, device, batch_size)
-        raise UsageError(f"{p}: neither an export folder (no {CARD_FILE}) nor a training run (no checkpoints/)")
+        raise UsageError(
+            f"{p}: neither an export folder (no {CARD_FILE}) nor a training run (no checkpoints/)"
+        )
     suffix = p.suffix.lower()
     if suffix == ".json":
         return _load_export(p, None, device, batch_size)
@@ -306,7 +328,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu", *, batch_size: int 
             f"an OpenVINO .xml or an export folder)"
         )
     if not (p.parent / CARD_FILE).is_file():
-        raise UsageError(f"{p}: no {CARD_FILE} beside it (every qualitas export writes one; re-export the model)")
+        raise UsageError(
+            f"{p}: no {CARD_FILE} beside it (every qualitas export writes one; re-export the model)"
+        )
     return _load_export(p.parent / CARD_FILE, p, device, batch_size)
 
 

@@ -98,7 +98,13 @@ def format_csv(results: Sequence[Result], metric_names: Sequence[str]) -> str:
     writer.writerow(["path", "ref", "kind", *metric_names, "error"])
     for r in results:
         writer.writerow(
-            [r.path, r.ref or "", r.kind or "", *(_cell(r.scores.get(m)) for m in metric_names), r.error or ""]
+            [
+                r.path,
+                r.ref or "",
+                r.kind or "",
+                *(_cell(r.scores.get(m)) for m in metric_names),
+                r.error or "",
+            ]
         )
     return buf.getvalue()
 

@@ -198,7 +198,9 @@ def resolve_metrics(names: Sequence[str] | None, has_ref: bool, kinds: Iterable[
     for name in out:
         info = metric_info(name)
         if info.full_reference and not has_ref:
-            raise UsageError(f"metric '{name}' is full-reference: give --ref REF (or pick a no-reference metric)")
+            raise UsageError(
+                f"metric '{name}' is full-reference: give --ref REF (or pick a no-reference metric)"
+            )
     return out
 
 
@@ -353,7 +355,11 @@ def _build_metrics(names: Sequence[str], device: str, scorers: Mapping[str, Any]
         info = getattr(scorer, "info", None)
         if name in infos:
             raise UsageError(f"'{name}' is both a metric and a model name")
-        if isinstance(info, MetricInfo) and info.kind == "files" and callable(getattr(scorer, "score_files", None)):
+        if (
+            isinstance(info, MetricInfo)
+            and info.kind == "files"
+            and callable(getattr(scorer, "score_files", None))
+        ):
             infos[name] = info
             file_scorers[name] = scorer
             continue
@@ -408,7 +414,9 @@ def _size_check(res: Result, dist_wh: tuple[int, int], ref_wh: tuple[int, int], 
         return
     (dw, dh), (rw, rh) = dist_wh, ref_wh
     if policy == "error":
-        raise MediaError(f"sizes differ: distorted {dw}x{dh} vs reference {rw}x{rh} (--on-size-mismatch error)")
+        raise MediaError(
+            f"sizes differ: distorted {dw}x{dh} vs reference {rw}x{rh} (--on-size-mismatch error)"
+        )
     res.scaled_from = (dw, dh)
     res.notes.append(f"distorted scaled from {dw}x{dh} to the reference size {rw}x{rh} (bicubic)")
 
@@ -460,7 +468,9 @@ class _Scorer:
         return out
 
     # -- entry point
-    def score(self, dist: str, ref: str | None, names: Sequence[str], pair_error: str | None = None) -> Result:
+    def score(
+        self, dist: str, ref: str | None, names: Sequence[str], pair_error: str | None = None
+    ) -> Result:
         opts = self.options
         res = Result(path=str(dist), ref=None if ref is None else str(ref), kind=_guess_kind(dist))
         if pair_error:
@@ -538,13 +548,17 @@ class _Scorer:
                 )
                 continue
             if name != "vmaf":  # the only files metric so far; a new one needs its call here
-                raise UsageError(f"metric '{name}' runs on files but the runtime does not know how to call it")
+                raise UsageError(
+                    f"metric '{name}' runs on files but the runtime does not know how to call it"
+                )
             kwargs: dict[str, Any] = {
                 "threads": opts.vmaf_threads or 0,  # 0: libvmaf uses every core
                 "frame_step": opts.frame_step,
                 # score_files trims both files to their first `max_frames` decoded frames before
                 # subsampling; the frame readers stop after `max_frames` *selected* frames.
-                "max_frames": None if opts.max_frames is None else (opts.max_frames - 1) * opts.frame_step + 1,
+                "max_frames": None
+                if opts.max_frames is None
+                else (opts.max_frames - 1) * opts.frame_step + 1,
                 "yuv_dist": opts.yuv_for(res.path),
                 "yuv_ref": None if res.ref is None else opts.yuv_for(res.ref, is_ref=True),
             }
@@ -576,11 +590,20 @@ class _Scorer:
             total = _expected_frames(
                 [dinfo.num_frames] + ([rinfo.num_frames] if rinfo is not None else []), opts
             )
-            kw: dict[str, Any] = {"frame_step": opts.frame_step, "max_frames": opts.max_frames, "batch_size": batch}
+            kw: dict[str, Any] = {
+                "frame_step": opts.frame_step,
+                "max_frames": opts.max_frames,
+                "batch_size": batch,
+            }
             # Luma-only metrics read the Y plane of YUV video (both files planar YUV): no RGB
             # conversion for them, and RGB only when another metric needs it.
             prep = _StreamPrep(metrics.frame, use_luma=False)
-            if rinfo is not None and prep.luma_capable and has_luma_plane(dinfo.pix_fmt) and has_luma_plane(rinfo.pix_fmt):
+            if (
+                rinfo is not None
+                and prep.luma_capable
+                and has_luma_plane(dinfo.pix_fmt)
+                and has_luma_plane(rinfo.pix_fmt)
+            ):
                 prep = _StreamPrep(metrics.frame, use_luma=True)
             planes = {"rgb": prep.needs_rgb(metrics.frame), "luma": prep.use_luma}
             # Per-stream preparation (gray, SSIM downsampling, MS-SSIM scales) runs in each
@@ -588,7 +611,9 @@ class _Scorer:
             early = rinfo is not None and prep.metrics and (dinfo.width, dinfo.height) == (width, height)
             # Large frames (4K: 100 MB of float RGB each) are decoded ahead but converted
             # here, into one buffer per stream: 200 MB less than converting ahead.
-            large = batch == 1 and 2 * max(dinfo.width, width) * max(dinfo.height, height) > BATCH_PIXEL_BUDGET
+            large = (
+                batch == 1 and 2 * max(dinfo.width, width) * max(dinfo.height, height) > BATCH_PIXEL_BUDGET
+            )
             convert_late = opts.prefetch and large
             if not convert_late:
                 # Batch tensors are recycled (fresh ones cost ~10 ms of page faults per 1080p
@@ -597,20 +622,28 @@ class _Scorer:
                 kw["reuse_buffer"] = 2 if opts.prefetch else 1
             try:
                 if convert_late:
-                    dist_it = _ConvertLate(prefetch(iter_decoded_batches(res.path, yuv=dist_yuv, **kw)), **planes)
+                    dist_it = _ConvertLate(
+                        prefetch(iter_decoded_batches(res.path, yuv=dist_yuv, **kw)), **planes
+                    )
                     ref_it = None
                     if res.ref is not None:
-                        ref_it = _ConvertLate(prefetch(iter_decoded_batches(res.ref, yuv=ref_yuv, **kw)), **planes)
+                        ref_it = _ConvertLate(
+                            prefetch(iter_decoded_batches(res.ref, yuv=ref_yuv, **kw)), **planes
+                        )
                 else:
                     dist_it = iter_batches(res.path, yuv=dist_yuv, **kw, **planes)
-                    ref_it = iter_batches(res.ref, yuv=ref_yuv, **kw, **planes) if res.ref is not None else None
+                    ref_it = (
+                        iter_batches(res.ref, yuv=ref_yuv, **kw, **planes) if res.ref is not None else None
+                    )
                     if opts.prefetch:
                         if early:
                             dist_it, ref_it = prep.attach(dist_it), prep.attach(ref_it)
                         dist_it = prefetch(dist_it)
                         ref_it = prefetch(ref_it) if ref_it is not None else None
                 with self.progress.frames(total, Path(res.path).name) as bar:
-                    counts = self._frame_loop(res, metrics, dist_it, ref_it, (height, width), frames, bar, prep)
+                    counts = self._frame_loop(
+                        res, metrics, dist_it, ref_it, (height, width), frames, bar, prep
+                    )
             except BaseException:
                 _wait_quietly(vmaf.values())  # no libvmaf process outlives the failed input
                 raise
@@ -724,8 +757,12 @@ class _ConvertLate(Iterator[Any]):
         self.luma_buffer: torch.Tensor | None = None
 
     def __next__(self) -> Any:
-        batch = next(self.source).to_batch(self.buffer, rgb=self.rgb, luma=self.luma, luma_out=self.luma_buffer)
-        if batch.data is not None and (self.buffer is None or batch.data.data_ptr() != self.buffer.data_ptr()):
+        batch = next(self.source).to_batch(
+            self.buffer, rgb=self.rgb, luma=self.luma, luma_out=self.luma_buffer
+        )
+        if batch.data is not None and (
+            self.buffer is None or batch.data.data_ptr() != self.buffer.data_ptr()
+        ):
             self.buffer = batch.data
         if batch.luma is not None and (
             self.luma_buffer is None or batch.luma.data_ptr() != self.luma_buffer.data_ptr()
@@ -792,7 +829,11 @@ class _StreamPrep:
     def scorer(metric: Any) -> Callable[[Any, Any], torch.Tensor]:
         """The function that scores a pair of this metric's prepared inputs."""
         refined = getattr(metric, "score_refined", None)
-        return refined if callable(getattr(metric, "refine", None)) and callable(refined) else metric.score_prepared
+        return (
+            refined
+            if callable(getattr(metric, "refine", None)) and callable(refined)
+            else metric.score_prepared
+        )
 
 
 def _split(item: Any) -> tuple[Any, dict[str, Any] | None]:

@@ -103,4 +103,3 @@ def convert(
                 continue
         result.records.append(rec)
     return result
-

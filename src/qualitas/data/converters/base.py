@@ -123,7 +123,9 @@ class FileIndex:
         assert self._by_lower is not None
         pat = pattern.lower()
         return sorted(
-            v for k, v in self._by_lower.items() if fnmatch.fnmatch(k, pat) or fnmatch.fnmatch(k.rsplit("/", 1)[-1], pat)
+            v
+            for k, v in self._by_lower.items()
+            if fnmatch.fnmatch(k, pat) or fnmatch.fnmatch(k.rsplit("/", 1)[-1], pat)
         )
 
 
@@ -154,7 +156,9 @@ class ConvertContext:
                 hits.sort(key=lambda h: (h.count("/"), h))
                 return self.src / hits[0]
         if required:
-            raise ConvertError(f"{self.src}: none of {', '.join(patterns)} found (is this the dataset folder?)")
+            raise ConvertError(
+                f"{self.src}: none of {', '.join(patterns)} found (is this the dataset folder?)"
+            )
         return None
 
     def find_all(self, *patterns: str) -> list[Path]:
@@ -212,7 +216,9 @@ def read_csv_dicts(path: Path, delimiter: str | None = None) -> list[dict[str, s
         raise ConvertError(f"{path}: empty CSV")
     rows = []
     for row in reader:
-        rows.append({(k or "").strip(): (v or "").strip() if isinstance(v, str) else v for k, v in row.items()})
+        rows.append(
+            {(k or "").strip(): (v or "").strip() if isinstance(v, str) else v for k, v in row.items()}
+        )
     return rows
 
 

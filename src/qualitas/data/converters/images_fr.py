@@ -145,7 +145,9 @@ def live_iqa(ctx: ConvertContext) -> list[Record]:
                 )
             )
             k += 1
-    ctx.notes.append("live_iqa: no official split; rows with orgs=1 (reference copies) are marked is_reference")
+    ctx.notes.append(
+        "live_iqa: no official split; rows with orgs=1 (reference copies) are marked is_reference"
+    )
     return out
 
 
@@ -207,7 +209,9 @@ def csiq(ctx: ConvertContext) -> list[Record]:
         std = get_ci(row, "dmos_std")
         out.append(
             Record(
-                path=ctx.media_path(f"dst_imgs/{folder}/{fname}", f"dst_imgs_all/{fname}", f"dst_imgs/{fname}"),
+                path=ctx.media_path(
+                    f"dst_imgs/{folder}/{fname}", f"dst_imgs_all/{fname}", f"dst_imgs/{fname}"
+                ),
                 ref=ctx.media_path(f"src_imgs/{image}.png", f"{image}.png"),
                 mos=to_float(get_ci(row, "dmos"), "dmos", where),
                 std=None if std is None else to_float(std, "dmos_std", where),

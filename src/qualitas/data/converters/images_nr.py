@@ -53,7 +53,9 @@ def koniq10k(ctx: ConvertContext) -> list[Record]:
             extra["mos_zscore"] = to_float(z, "MOS_zscore", where)
         out.append(
             Record(
-                path=ctx.media_path(f"1024x768/{name}", f"512x384/{name}", f"images/{name}", name, stem=stem(name)),
+                path=ctx.media_path(
+                    f"1024x768/{name}", f"512x384/{name}", f"images/{name}", name, stem=stem(name)
+                ),
                 mos=to_float(get_ci(row, "MOS"), "MOS", where),
                 std=_opt_float(get_ci(row, "SD"), "SD", where),
                 votes=votes,
@@ -100,7 +102,9 @@ def live_challenge(ctx: ConvertContext) -> list[Record]:
                 extra=extra,
             )
         )
-    ctx.notes.append("live_challenge: no official split; the 7 rater-training images are marked clive_training")
+    ctx.notes.append(
+        "live_challenge: no official split; the 7 rater-training images are marked clive_training"
+    )
     return out
 
 

@@ -177,12 +177,19 @@ def _rankiqa_file(ctx: ConvertContext, label, split: str | None) -> list[Record]
         if form == "pairs":
             if len(parts) != 2 or is_number(parts[1]):
                 raise ConvertError(f"{where}: expected 'better,worse' like line 1")
-            out.append(Record(better=resolve(parts[0]), worse=resolve(parts[1]), group=stem(parts[0]), split=split))
+            out.append(
+                Record(better=resolve(parts[0]), worse=resolve(parts[1]), group=stem(parts[0]), split=split)
+            )
         elif form == "score":
             if len(parts) != 2:
                 raise ConvertError(f"{where}: expected 'path,score' like line 1")
             out.append(
-                Record(path=resolve(parts[0]), mos=to_float(parts[1], "score", where), group=stem(parts[0]), split=split)
+                Record(
+                    path=resolve(parts[0]),
+                    mos=to_float(parts[1], "score", where),
+                    group=stem(parts[0]),
+                    split=split,
+                )
             )
         else:
             if len(parts) != len(first):
@@ -191,7 +198,9 @@ def _rankiqa_file(ctx: ConvertContext, label, split: str | None) -> list[Record]
             total = sum(probs)
             # Bins are the scores 1..N (RankIQA's EMD convention).
             mean = sum((k + 1) * p for k, p in enumerate(probs)) / total if total > 0 else None
-            out.append(Record(path=resolve(parts[0]), mos=mean, votes=probs, group=stem(parts[0]), split=split))
+            out.append(
+                Record(path=resolve(parts[0]), mos=mean, votes=probs, group=stem(parts[0]), split=split)
+            )
     return out
 
 
@@ -214,7 +223,9 @@ def generic_csv(ctx: ConvertContext) -> list[Record]:
         head = [c.strip().lower() for c in lines[0].split(",")]
         if "dis_img_path" in head or not is_number(head[-1]):
             if "dis_img_path" not in head or "score" not in head:
-                raise ConvertError(f"{label.name}: header needs dis_img_path and score columns, got {lines[0]!r}")
+                raise ConvertError(
+                    f"{label.name}: header needs dis_img_path and score columns, got {lines[0]!r}"
+                )
             cols = head
             body = list(enumerate(lines[1:], start=2))
         else:
@@ -224,7 +235,9 @@ def generic_csv(ctx: ConvertContext) -> list[Record]:
                 else ["dis_img_path", "dis_type", "ref_img_path", "score"]
             )
             if len(head) not in (3, 4):
-                raise ConvertError(f"{label.name}:1: expected 3 or 4 columns without a header, got {len(head)}")
+                raise ConvertError(
+                    f"{label.name}:1: expected 3 or 4 columns without a header, got {len(head)}"
+                )
             body = list(enumerate(lines, start=1))
         split = _split_from_name(label.name)
         for i, line in body:

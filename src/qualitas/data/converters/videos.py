@@ -38,7 +38,9 @@ def konvid1k(ctx: ConvertContext) -> list[Record]:
         fid = fid or stem(fname).split("_")[0]
         # The video archive names files <flickr_id>.mp4; file_name in the attributes is the
         # original crop name, so try both.
-        cands = [f"KoNViD_1k_videos/{fid}.mp4", f"{fid}.mp4"] + ([f"KoNViD_1k_videos/{fname}", fname] if fname else [])
+        cands = [f"KoNViD_1k_videos/{fid}.mp4", f"{fid}.mp4"] + (
+            [f"KoNViD_1k_videos/{fname}", fname] if fname else []
+        )
         std = get_ci(row, "SD", "std")
         out.append(
             Record(
@@ -72,7 +74,11 @@ def konvid150k(ctx: ConvertContext) -> list[Record]:
             out.append(
                 Record(
                     path=ctx.media_path(
-                        f"k150k{part}/{name}", f"k150k{part}_extracted/{name}", f"clips/{name}", name, stem=stem(name)
+                        f"k150k{part}/{name}",
+                        f"k150k{part}_extracted/{name}",
+                        f"clips/{name}",
+                        name,
+                        stem=stem(name),
                     ),
                     mos=to_float(score, "video_score", where),
                     group=stem(name),
@@ -143,7 +149,11 @@ def lsvq(ctx: ConvertContext) -> list[Record]:
             if subset == "test_1080p":
                 split = "test"
             elif has_is_test:
-                split = "test" if str(get_ci(row, "is_test", default="")).strip().lower() in ("1", "true") else "train"
+                split = (
+                    "test"
+                    if str(get_ci(row, "is_test", default="")).strip().lower() in ("1", "true")
+                    else "train"
+                )
             else:
                 split = None
             extra = {"subset": subset}
@@ -172,7 +182,9 @@ def lsvq(ctx: ConvertContext) -> list[Record]:
 )
 def youtube_ugc(ctx: ConvertContext) -> list[Record]:
     """YouTube-UGC: ~1380 originals; the chunk MOS columns are kept as extras."""
-    label = ctx.find("original_videos_MOS_for_YouTube_UGC_dataset.xlsx", "*MOS*YouTube*UGC*.xlsx", "*MOS*YouTube*UGC*.csv")
+    label = ctx.find(
+        "original_videos_MOS_for_YouTube_UGC_dataset.xlsx", "*MOS*YouTube*UGC*.xlsx", "*MOS*YouTube*UGC*.csv"
+    )
     rows = table_rows(label, ["vid", "MOS full"], sheet="MOS")
     out = []
     for i, row in enumerate(rows, start=2):

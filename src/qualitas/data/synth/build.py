@@ -130,7 +130,11 @@ def _list_media(folder: Path | None, kind: str, limit: int | None) -> list[Path]
     if not folder.is_dir():
         raise UsageError(f"--{kind}s: not a folder: {folder}")
     exts = IMAGE_EXTENSIONS if kind == "image" else VIDEO_EXTENSIONS - {".yuv"}
-    found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
+    found = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+    )
     return found[:limit] if limit else found
 
 
@@ -155,9 +159,24 @@ def plan(cfg: SynthConfig) -> tuple[list[Task], list[Task], list[Task], list[Tas
         # A seeded choice of photos, so the same seed picks the same ones.
         names = sorted(photos)
         pick = D.item_rng(cfg.seed, "photo-videos").permutation(len(names))[: cfg.photo_videos]
-        vid_prep += [Task("prep_photo", f"photo-{names[i]}", str(photos[names[i]].resolve())) for i in sorted(pick)]
-    vtypes = V.video_types(list(cfg.codecs) if cfg.codecs else V.available_codecs(), resolution_ladder=cfg.resolution_ladder, fps_drop=cfg.fps_drop) if vid_prep else []
-    vid_tasks = [Task("video", t.content, f"videos/ref/{t.content}.mkv", vt, (lv,)) for t in vid_prep for vt in vtypes for lv in levels]
+        vid_prep += [
+            Task("prep_photo", f"photo-{names[i]}", str(photos[names[i]].resolve())) for i in sorted(pick)
+        ]
+    vtypes = (
+        V.video_types(
+            list(cfg.codecs) if cfg.codecs else V.available_codecs(),
+            resolution_ladder=cfg.resolution_ladder,
+            fps_drop=cfg.fps_drop,
+        )
+        if vid_prep
+        else []
+    )
+    vid_tasks = [
+        Task("video", t.content, f"videos/ref/{t.content}.mkv", vt, (lv,))
+        for t in vid_prep
+        for vt in vtypes
+        for lv in levels
+    ]
     return img_prep, img_tasks, vid_prep, vid_tasks
 
 
@@ -249,7 +268,9 @@ def _resize_max(img: np.ndarray, max_side: int) -> np.ndarray:
     if not max_side or max(h, w) <= max_side:
         return img
     f = max_side / max(h, w)
-    im = Image.fromarray(img, "RGB").resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
+    im = Image.fromarray(img, "RGB").resize(
+        (max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS
+    )
     return np.asarray(im, dtype=np.uint8).copy()
 
 
@@ -282,8 +303,14 @@ def run_task(task: Task, cfg: SynthConfig) -> tuple[list[dict], list[str], float
             outs.append(rel)
             imgs.append(img)
         recs = [
-            {"path": rel, "ref": task.source, "group": task.content, "dist_type": task.dtype, "dist_level": lv,
-             "dist_param": dist.params[lv - 1]}  # fmt: skip
+            {
+                "path": rel,
+                "ref": task.source,
+                "group": task.content,
+                "dist_type": task.dtype,
+                "dist_level": lv,
+                "dist_param": dist.params[lv - 1],
+            }  # fmt: skip
             for rel, lv in zip(outs, task.levels)
         ]
         if cfg.teacher is not None:
@@ -296,7 +323,9 @@ def run_task(task: Task, cfg: SynthConfig) -> tuple[list[dict], list[str], float
         rec: dict = {"path": rel, "ref": rel, "group": task.content, "dist_type": "pristine", "dist_level": 0,
                      "source": Path(task.source).name}  # fmt: skip
         if task.kind == "prep_video":
-            frames = V.make_pristine_clip(Path(task.source), out / rel, seconds=cfg.clip_seconds, max_side=cfg.video_max_side)
+            frames = V.make_pristine_clip(
+                Path(task.source), out / rel, seconds=cfg.clip_seconds, max_side=cfg.video_max_side
+            )
             rate = V.video_rate(out / rel)
         else:
             photo = _load_rgb(Path(task.source))
@@ -357,7 +386,9 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core: no oversubscription
 
 
-def _run_phase(tasks: list[Task], cfg: SynthConfig, desc: str, result: SynthResult) -> tuple[list[dict], float]:
+def _run_phase(
+    tasks: list[Task], cfg: SynthConfig, desc: str, result: SynthResult
+) -> tuple[list[dict], float]:
     """Run tasks (skipping finished ones); returns (fragments, seconds of video made)."""
     from tqdm import tqdm
 
@@ -372,7 +403,9 @@ def _run_phase(tasks: list[Task], cfg: SynthConfig, desc: str, result: SynthResu
         else:
             todo.append((t, fp))
     vsec = 0.0
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, unit="task", disable=not cfg.progress)
+    bar = tqdm(
+        total=len(tasks), initial=len(tasks) - len(todo), desc=desc, unit="task", disable=not cfg.progress
+    )
     try:
         for task, (part, err, sec) in _map(todo, cfg):
             bar.update(1)
@@ -426,8 +459,14 @@ def ranking_pairs(records: list[dict]) -> list[dict]:
             for i, a in enumerate(chain):
                 for b in chain[i + 1 :]:
                     pairs.append(
-                        {"better": a["path"], "worse": b["path"], "group": group, "dist_type": dtype,
-                         "better_level": a["dist_level"], "worse_level": b["dist_level"]}  # fmt: skip
+                        {
+                            "better": a["path"],
+                            "worse": b["path"],
+                            "group": group,
+                            "dist_type": dtype,
+                            "better_level": a["dist_level"],
+                            "worse_level": b["dist_level"],
+                        }  # fmt: skip
                     )
     return pairs
 
@@ -493,7 +532,9 @@ def _build(cfg: SynthConfig) -> SynthResult:
         result.counts[name] = len(recs)
         result.counts[f"{kind}_pairs"] = len(pairs)
     summary = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "teacher"},
+        "config": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "teacher"
+        },
         "teacher": cfg.teacher.spec() if cfg.teacher else None,
         "counts": result.counts,
         "failures": result.failures,

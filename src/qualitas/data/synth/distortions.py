@@ -163,7 +163,9 @@ def jpeg(img: Array, quality: float, rng: np.random.Generator) -> Array:
 def jpeg2000(img: Array, ratio: float, rng: np.random.Generator) -> Array:
     if not features.check("jpg_2000"):
         raise DependencyError("jpeg2000 needs Pillow built with OpenJPEG (features.check('jpg_2000'))")
-    return _codec_roundtrip(img, "JPEG2000", quality_mode="rates", quality_layers=[float(ratio)], irreversible=True)
+    return _codec_roundtrip(
+        img, "JPEG2000", quality_mode="rates", quality_layers=[float(ratio)], irreversible=True
+    )
 
 
 @distortion("webp", (60, 30, 15, 6, 1), unit="Pillow quality", family="compression")
@@ -176,7 +178,9 @@ def webp(img: Array, quality: float, rng: np.random.Generator) -> Array:
 # ----------------------------------------------------------------------------- noise
 
 
-@distortion("white_noise", (0.001, 0.002, 0.004, 0.008, 0.016), unit="variance (RGB, [0,1] scale)", family="noise")
+@distortion(
+    "white_noise", (0.001, 0.002, 0.004, 0.008, 0.016), unit="variance (RGB, [0,1] scale)", family="noise"
+)
 def white_noise(img: Array, var: float, rng: np.random.Generator) -> Array:
     x = _f(img)
     return _u8(x + rng.normal(0.0, np.sqrt(var), size=x.shape))
@@ -220,20 +224,29 @@ def darken(img: Array, gamma: float, rng: np.random.Generator) -> Array:
     return _u8(_f(img) ** gamma)
 
 
-@distortion("mean_shift", (0.04, 0.08, 0.12, 0.18, 0.25), unit="shift of all values (random sign)", family="brightness")
+@distortion(
+    "mean_shift",
+    (0.04, 0.08, 0.12, 0.18, 0.25),
+    unit="shift of all values (random sign)",
+    family="brightness",
+)
 def mean_shift(img: Array, shift: float, rng: np.random.Generator) -> Array:
     sign = 1.0 if rng.random() < 0.5 else -1.0
     return _u8(_f(img) + sign * shift)
 
 
-@distortion("contrast_change", (0.8, 0.65, 0.5, 0.35, 0.2), unit="contrast factor around the mean", family="colour")
+@distortion(
+    "contrast_change", (0.8, 0.65, 0.5, 0.35, 0.2), unit="contrast factor around the mean", family="colour"
+)
 def contrast_change(img: Array, factor: float, rng: np.random.Generator) -> Array:
     x = _f(img)
     mean = _luma(x).mean()
     return _u8(mean + (x - mean) * factor)
 
 
-@distortion("saturation_change", (0.7, 0.5, 0.3, 0.15, 0.0), unit="saturation factor (0 = gray)", family="colour")
+@distortion(
+    "saturation_change", (0.7, 0.5, 0.3, 0.15, 0.0), unit="saturation factor (0 = gray)", family="colour"
+)
 def saturation_change(img: Array, factor: float, rng: np.random.Generator) -> Array:
     x = _f(img)
     gray = _luma(x)[..., None]
@@ -242,7 +255,9 @@ def saturation_change(img: Array, factor: float, rng: np.random.Generator) -> Ar
 
 @distortion("color_quantization", (64, 32, 16, 8, 4), unit="number of colours (median cut)", family="colour")
 def color_quantization(img: Array, colors: float, rng: np.random.Generator) -> Array:
-    im = Image.fromarray(img, "RGB").quantize(colors=int(colors), method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    im = Image.fromarray(img, "RGB").quantize(
+        colors=int(colors), method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
@@ -257,7 +272,12 @@ def pixelate(img: Array, block: float, rng: np.random.Generator) -> Array:
     return np.asarray(small.resize((w, h), Image.Resampling.NEAREST), dtype=np.uint8).copy()
 
 
-@distortion("downscale_upscale", (1.5, 2.0, 3.0, 4.0, 6.0), unit="scale factor (bicubic down, bicubic up)", family="spatial")
+@distortion(
+    "downscale_upscale",
+    (1.5, 2.0, 3.0, 4.0, 6.0),
+    unit="scale factor (bicubic down, bicubic up)",
+    family="spatial",
+)
 def downscale_upscale(img: Array, factor: float, rng: np.random.Generator) -> Array:
     h, w = img.shape[:2]
     im = Image.fromarray(img, "RGB")
@@ -273,7 +293,9 @@ def jitter(img: Array, amount: float, rng: np.random.Generator) -> Array:
     dx = rng.uniform(-amount, amount, size=(h, w))
     coords = [np.clip(yy + dy, 0, h - 1), np.clip(xx + dx, 0, w - 1)]
     x = _f(img)
-    out = np.stack([ndimage.map_coordinates(x[..., c], coords, order=1, mode="nearest") for c in range(3)], axis=-1)
+    out = np.stack(
+        [ndimage.map_coordinates(x[..., c], coords, order=1, mode="nearest") for c in range(3)], axis=-1
+    )
     return _u8(out)
 
 
@@ -289,7 +311,10 @@ def color_block(img: Array, count: float, rng: np.random.Generator) -> Array:
 
 
 @distortion(
-    "non_eccentricity_patch", (10, 20, 40, 70, 100), unit="patches moved to a nearby position", family="spatial"
+    "non_eccentricity_patch",
+    (10, 20, 40, 70, 100),
+    unit="patches moved to a nearby position",
+    family="spatial",
 )
 def non_eccentricity_patch(img: Array, count: float, rng: np.random.Generator) -> Array:
     # Patches copied from a random neighbouring offset, as KADID-10k's "non-eccentricity patch".

@@ -51,7 +51,10 @@ class MetricMapping:
 class ImageTeacherConfig:
     """Which FR metrics make the image teacher score, and how each maps to 0-100."""
 
-    mappings: tuple[MetricMapping, ...] = (MetricMapping("ms_ssim", 0.6, 1.0), MetricMapping("psnr", 18.0, 45.0))
+    mappings: tuple[MetricMapping, ...] = (
+        MetricMapping("ms_ssim", 0.6, 1.0),
+        MetricMapping("psnr", 18.0, 45.0),
+    )
 
     def __post_init__(self) -> None:
         if not self.mappings:
@@ -129,7 +132,9 @@ class VideoTeacherConfig:
     threads: int = 0
 
 
-def vmaf_label(dist: str | os.PathLike, ref: str | os.PathLike, config: VideoTeacherConfig) -> tuple[float, dict]:
+def vmaf_label(
+    dist: str | os.PathLike, ref: str | os.PathLike, config: VideoTeacherConfig
+) -> tuple[float, dict]:
     """VMAF of ``dist`` vs ``ref``: (mean clipped to [0, 100], libvmaf's pooled scores)."""
     from qualitas.metrics.vmaf import score_files
 

@@ -107,10 +107,14 @@ def _even(n: int) -> int:
 class _Writer:
     """Encode yuv420p ``av.VideoFrame``s (or RGB arrays) into a file, written atomically."""
 
-    def __init__(self, path: Path, codec: str, options: dict[str, str], size: tuple[int, int], rate: Fraction):
+    def __init__(
+        self, path: Path, codec: str, options: dict[str, str], size: tuple[int, int], rate: Fraction
+    ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent
+        )
         os.close(fd)
         self.tmp = tmp
         self.container = av.open(tmp, mode="w")
@@ -128,7 +132,9 @@ class _Writer:
         if isinstance(frame, np.ndarray):
             frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
         if (frame.width, frame.height) != self.size or frame.format.name != "yuv420p":
-            frame = frame.reformat(width=self.size[0], height=self.size[1], format="yuv420p", interpolation="BICUBIC")
+            frame = frame.reformat(
+                width=self.size[0], height=self.size[1], format="yuv420p", interpolation="BICUBIC"
+            )
         frame.pts = self.count
         frame.time_base = self.stream.codec_context.time_base
         for packet in self.stream.encode(frame):
@@ -231,7 +237,11 @@ def distort_video(pristine: Path, out: Path, step: VideoStep) -> int:
         if step.scale != 1.0:
             with _Writer(out, LOSSLESS["codec"], LOSSLESS["options"], full, rate) as up:
                 for frame in _frames(target):
-                    up.write(frame.reformat(width=full[0], height=full[1], format="yuv420p", interpolation="BICUBIC"))
+                    up.write(
+                        frame.reformat(
+                            width=full[0], height=full[1], format="yuv420p", interpolation="BICUBIC"
+                        )
+                    )
     finally:
         if target != out and target.exists():
             target.unlink()
