@@ -165,7 +165,7 @@ def synth(name: str, media: Path, *, extra: bool = False) -> Path:
         "--videos",
         str(src),
         "--photo-videos",
-        "24",
+        "60",
         "--clip-seconds",
         "2",
         "--video-max-side",
