@@ -284,7 +284,8 @@ def iter_frames(
     required for raw ``.yuv`` files. Raises ``MediaError`` for unreadable files; a stream
     failing mid-way raises after the frames decoded before the failure.
     """
-    for index, time, convert, _, _ in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
+    lazy = iter_lazy_frames(path, frame_step=frame_step, max_frames=max_frames, start=start, end=end, yuv=yuv)
+    for index, time, convert in lazy:
         yield VideoFrame(index=index, time=time, data=convert(None))
 
 
