@@ -66,8 +66,9 @@ def test_six_channel_input_conv_adapted_from_rgb_weights(tmp_path):
     w3 = donor.net.state_dict()["conv1.0.weight"]
     w6 = model.features.backbone.net.state_dict()["conv1.0.weight"]
     assert w6.shape[1] == 6
-    # timm repeats the RGB filters and rescales by 3/6 so activations keep their size
-    torch.testing.assert_close(w6, torch.cat([w3, w3], dim=1) * 0.5)
+    # [d, r - d]: the RGB filters on d, zeros on the difference, so the adapted layer starts
+    # as the pretrained one on the distorted image (adapt_first_conv)
+    torch.testing.assert_close(w6, torch.cat([w3, torch.zeros_like(w3)], dim=1))
     torch.testing.assert_close(
         model.features.backbone.net.state_dict()["layer4.0.conv2.weight"],
         donor.net.state_dict()["layer4.0.conv2.weight"],

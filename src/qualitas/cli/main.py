@@ -10,7 +10,7 @@ from qualitas import __version__
 from qualitas.errors import QualitasError
 
 # Each sub-command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``.
-_COMMANDS = ("score", "metrics", "train", "eval", "export", "data", "importance")
+_COMMANDS = ("score", "metrics", "models", "train", "eval", "export", "data", "importance")
 
 
 def _command_module(name: str):
@@ -19,6 +19,8 @@ def _command_module(name: str):
         from qualitas.cli import score as mod
     elif name == "metrics":
         from qualitas.cli import metrics_cmd as mod
+    elif name == "models":
+        from qualitas.cli import models_cmd as mod
     elif name == "train":
         from qualitas.cli import train as mod
     elif name == "eval":
@@ -60,6 +62,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 _HELP = {
     "score": "score images/videos with metrics or models (FR with --ref, else NR)",
     "metrics": "list the available metrics and their properties",
+    "models": "list backbones and where their pretrained weights are (offline)",
     "train": "train a quality model from a YAML config",
     "eval": "evaluate a trained model on a manifest (SROCC/PLCC/KROCC/RMSE + plot)",
     "export": "export a trained model to ONNX/TorchScript/torch.export/OpenVINO",

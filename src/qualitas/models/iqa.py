@@ -7,7 +7,8 @@ Full-reference fusion (``fusion=``):
 * ``"diff6"`` (default, CenseoQoE-style): one backbone with a 6-channel input
   ``[d, r - d]`` where ``d``, ``r`` are the normalised distorted and reference images.
   The difference channels show the network the error directly; one backbone pass per
-  pair. With ``pretrained_path`` the 3-channel first convolution is adapted to 6 inputs.
+  pair. With pretrained weights the 3-channel first convolution is adapted to 6 inputs
+  so that it starts as the pretrained layer on ``d`` (``backbones.adapt_first_conv``).
 * ``"siamese"``: the same (shared-weight) backbone on ``d`` and ``r``; the head sees
   ``[f_d, f_r - f_d]`` (2C features). Two passes per pair, but 3-channel weights load
   unchanged.
@@ -185,10 +186,14 @@ def nr_iqa(
     bin_values: Sequence[float] | None = None,
     pretrained: bool = False,
     pretrained_path: str | None = None,
+    pool: str = "avg",
+    freeze_backbone: bool = False,
 ) -> NRIQAModel:
     """No-reference IQA: backbone -> pooled features -> head (``"mlp"`` score or ``"distribution"``)."""
     kwargs = dict(locals())
-    bb = create_backbone(backbone, pretrained=pretrained, pretrained_path=pretrained_path)
+    bb = create_backbone(
+        backbone, pretrained=pretrained, pretrained_path=pretrained_path, pool=pool, freeze=freeze_backbone
+    )
     features = ImageFeatures(bb)
     hd = build_head(
         head, features.out_features, hidden=hidden, dropout=dropout, num_bins=num_bins, bin_values=bin_values
@@ -209,12 +214,19 @@ def fr_iqa(
     bin_values: Sequence[float] | None = None,
     pretrained: bool = False,
     pretrained_path: str | None = None,
+    pool: str = "avg",
+    freeze_backbone: bool = False,
 ) -> FRIQAModel:
     """Full-reference IQA: ``fusion="diff6"`` (6-channel ``[d, r-d]``) or ``"siamese"``."""
     kwargs = dict(locals())
     cls = fusion_class(fusion)
     bb = create_backbone(
-        backbone, in_chans=cls.in_chans, pretrained=pretrained, pretrained_path=pretrained_path
+        backbone,
+        in_chans=cls.in_chans,
+        pretrained=pretrained,
+        pretrained_path=pretrained_path,
+        pool=pool,
+        freeze=freeze_backbone,
     )
     features = cls(bb)
     hd = build_head(

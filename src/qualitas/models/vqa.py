@@ -92,9 +92,18 @@ def _video_backbone(
     tsm: bool,
     num_segments: int,
     shift_div: int,
+    pool: str = "avg",
+    freeze: bool = False,
 ) -> nn.Module:
     # Weights are loaded before the shift is inserted; TSM keeps parameter names anyway.
-    bb = create_backbone(backbone, in_chans=in_chans, pretrained=pretrained, pretrained_path=pretrained_path)
+    bb = create_backbone(
+        backbone,
+        in_chans=in_chans,
+        pretrained=pretrained,
+        pretrained_path=pretrained_path,
+        pool=pool,
+        freeze=freeze,
+    )
     if tsm:
         insert_temporal_shift(bb, num_segments, shift_div)
     return bb
@@ -116,10 +125,14 @@ def nr_vqa(
     bin_values: Sequence[float] | None = None,
     pretrained: bool = False,
     pretrained_path: str | None = None,
+    pool: str = "avg",
+    freeze_backbone: bool = False,
 ) -> NRVQAModel:
     """No-reference VQA: frame features (optionally with TSM) -> temporal pool -> head."""
     kwargs = dict(locals())
-    bb = _video_backbone(backbone, 3, pretrained, pretrained_path, tsm, num_segments, shift_div)
+    bb = _video_backbone(
+        backbone, 3, pretrained, pretrained_path, tsm, num_segments, shift_div, pool, freeze_backbone
+    )
     features = ImageFeatures(bb)
     pool = build_temporal_pool(temporal_pool, features.out_features, hidden=pool_hidden)
     hd = build_head(
@@ -155,11 +168,23 @@ def fr_vqa(
     bin_values: Sequence[float] | None = None,
     pretrained: bool = False,
     pretrained_path: str | None = None,
+    pool: str = "avg",
+    freeze_backbone: bool = False,
 ) -> FRVQAModel:
     """Full-reference VQA: per-frame FR fusion (see ``fr_iqa``) -> temporal pool -> head."""
     kwargs = dict(locals())
     cls = fusion_class(fusion)
-    bb = _video_backbone(backbone, cls.in_chans, pretrained, pretrained_path, tsm, num_segments, shift_div)
+    bb = _video_backbone(
+        backbone,
+        cls.in_chans,
+        pretrained,
+        pretrained_path,
+        tsm,
+        num_segments,
+        shift_div,
+        pool,
+        freeze_backbone,
+    )
     features = cls(bb)
     pool = build_temporal_pool(temporal_pool, features.out_features, hidden=pool_hidden)
     hd = build_head(

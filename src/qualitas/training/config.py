@@ -129,6 +129,13 @@ class TrainerConfig:
     progress_bar: bool = True
     visdom: bool = False
     """Also log to a running visdom server (needs ``pip install visdom``)."""
+    method: str = "gradient"
+    """``gradient`` (Lightning, the configured loss and optimiser) or ``probe``: a ridge head
+    fit in closed form on the features of a frozen pretrained backbone (docs/training.md)."""
+    probe_views: int = 2
+    """probe: random views (crops/fragments, clips) of each training item."""
+    probe_alphas: list = field(default_factory=lambda: [1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0])
+    """probe: ridge strengths tried (times the number of rows); the best on validation wins."""
 
 
 @dataclass

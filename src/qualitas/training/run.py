@@ -47,6 +47,9 @@ from qualitas.training.config import DataConfig, TrainConfig, load_config
 
 log = logging.getLogger("qualitas.training")
 
+TRAIN_METHODS = ("gradient", "probe")
+"""``gradient``: Lightning optimisation of the configured loss; ``probe``: a closed-form ridge
+head on a frozen backbone's features (:mod:`qualitas.training.probe`)."""
 TARGET_OF_INPUT_KIND = {"score": "mos", "distribution": "votes", "pair": "rank"}
 _RUN_DIR_ENV = "QUALITAS_RUN_DIR"
 
@@ -430,6 +433,33 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, *, monitor: 
     )
 
 
+def run_info(
+    cfg: TrainConfig, spec: Any, data: PreparedData, *, full_reference: bool, target: str, monitor: str
+) -> dict:
+    """What a run records about itself in every checkpoint (``ckpt["qualitas"]``)."""
+    return {
+        "model": {"name": cfg.model["name"], "kwargs": dict(cfg.model_kwargs)},
+        "spec": spec.to_dict(),
+        "score_norm": data.score_norm.to_dict(),
+        "input_size": input_size_of(cfg.data).to_dict(),
+        "sampling": dataclasses.asdict(cfg.data.sampling),
+        "eval_clips": cfg.data.eval_clips,
+        "full_reference": full_reference,
+        "video": bool(spec.video),
+        "target": target,
+        "dataset": data.dataset_name,
+        "manifest": str(data.manifest),
+        "root": str(data.root),
+        "higher_is_better": cfg.data.higher_is_better,
+        "score_range": list(cfg.data.score_range) if cfg.data.score_range else None,
+        "vote_bins": cfg.data.vote_bins,
+        "split_seed": cfg.data.split_seed,
+        "split_ratios": dict(cfg.data.split_ratios),
+        "monitor": monitor,
+        "config": cfg.to_dict(),
+    }
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -458,6 +488,17 @@ def train(
     from qualitas.training.datamodule import QualityDataModule
     from qualitas.training.task import FIGURES, QualityTask, metric_mode
 
+    if cfg.trainer.method == "probe":
+        if resume is not None:
+            raise UsageError("trainer.method=probe fits in one pass: there is nothing to resume")
+        from qualitas.training.probe import fit_probe
+
+        return fit_probe(cfg, out=out)
+    if cfg.trainer.method != "gradient":
+        raise ConfigError(
+            f"unknown trainer.method '{cfg.trainer.method}'{did_you_mean(cfg.trainer.method, TRAIN_METHODS)}; "
+            f"choose one of {', '.join(TRAIN_METHODS)}"
+        )
     resume_ckpt = None
     if resume is not None:
         resume_ckpt = resolve_checkpoint(resume, prefer="last")
@@ -496,27 +537,7 @@ def train(
                 f"choose one of {', '.join(FIGURES)}"
             )
         monitor = f"val/{monitor_name}"
-        info = {
-            "model": {"name": cfg.model["name"], "kwargs": dict(cfg.model_kwargs)},
-            "spec": spec.to_dict(),
-            "score_norm": data.score_norm.to_dict(),
-            "input_size": input_size_of(cfg.data).to_dict(),
-            "sampling": dataclasses.asdict(cfg.data.sampling),
-            "eval_clips": cfg.data.eval_clips,
-            "full_reference": full_reference,
-            "video": bool(spec.video),
-            "target": target,
-            "dataset": data.dataset_name,
-            "manifest": str(data.manifest),
-            "root": str(data.root),
-            "higher_is_better": cfg.data.higher_is_better,
-            "score_range": list(cfg.data.score_range) if cfg.data.score_range else None,
-            "vote_bins": cfg.data.vote_bins,
-            "split_seed": cfg.data.split_seed,
-            "split_ratios": dict(cfg.data.split_ratios),
-            "monitor": monitor,
-            "config": cfg.to_dict(),
-        }
+        info = run_info(cfg, spec, data, full_reference=full_reference, target=target, monitor=monitor)
         task = QualityTask(
             model,
             loss,

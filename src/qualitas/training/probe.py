@@ -1,0 +1,317 @@
+"""``trainer.method: probe``: a ridge head fit in closed form on a frozen backbone's features.
+
+The standard way to read out a pretrained representation (CONTRIQUE, Re-IQA report their
+features so) and the recipe of the v2 default models: with the backbone frozen, gradient
+training would repeat the same expensive forward pass every epoch to move one linear layer.
+Here each item's features are computed once (``trainer.probe_views`` random views of every
+training item — the configured crops/fragments and clip sampling — and the deterministic
+evaluation view of validation/test items), standardised, and the ridge solution is computed
+for every strength of ``trainer.probe_alphas``; the one with the best validation
+``trainer.monitor`` is kept.
+
+The fitted standardisation and weights are written into the model itself (the ``stats``
+pool's ``BatchNorm1d`` statistics, or folded into the linear layer for an ``avg`` pool), so
+the run directory is the one ``qualitas train`` writes (checkpoint, ``metrics.json``,
+``predictions_*.jsonl``, ``history.json``) and ``eval``/``export``/``score`` use it unchanged.
+Hand-written because no maintained library fits a ridge on streamed torch features with
+grouped validation; it is ten lines of linear algebra (float64 normal equations).
+
+Supported models: ``nr_iqa`` and ``nr_vqa`` (``temporal_pool: mean``) with a timm backbone,
+``freeze_backbone: true`` and a linear head (``head: mlp``, ``hidden: 0``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from qualitas.data.datasets import collate_skip
+from qualitas.data.manifest import atomic_write_text
+from qualitas.errors import ConfigError
+from qualitas.training.config import TrainConfig
+
+log = logging.getLogger("qualitas.training")
+
+BN_EPS = 1e-5
+"""``BatchNorm1d``'s default eps: the standardisation the exported graph applies."""
+
+
+def _parts(model: nn.Module) -> tuple[nn.Module, nn.Linear, bool]:
+    """The frozen backbone, the head's linear layer and whether the model is a video model."""
+    from qualitas.models.backbones import TimmBackbone
+    from qualitas.models.heads import RegressionHead
+    from qualitas.models.iqa import NRIQAModel
+    from qualitas.models.temporal import MeanPool
+    from qualitas.models.vqa import NRVQAModel
+
+    if not isinstance(model, (NRIQAModel, NRVQAModel)):
+        raise ConfigError("trainer.method=probe supports the no-reference models nr_iqa and nr_vqa")
+    video = isinstance(model, NRVQAModel)
+    if video and not isinstance(model.pool, MeanPool):
+        raise ConfigError("trainer.method=probe needs model.temporal_pool: mean (a linear read-out)")
+    bb = model.features.backbone
+    if not isinstance(bb, TimmBackbone) or not bb.freeze:
+        raise ConfigError("trainer.method=probe needs a timm backbone with model.freeze_backbone: true")
+    head = model.head
+    layers = list(head.mlp) if isinstance(head, RegressionHead) else []
+    linear = [m for m in layers if isinstance(m, nn.Linear)]
+    if len(linear) != 1:
+        raise ConfigError("trainer.method=probe needs a linear head: model.head: mlp with model.hidden: 0")
+    return bb, linear[0], video
+
+
+@torch.no_grad()
+def _extract(model: nn.Module, dataset, *, views: int, batch_size: int, workers: int, what: str) -> dict:
+    """Raw features of every sample: ``frames (N*T, C)`` (for the standardisation), ``clips
+    (N, C)`` (frame mean), ``target``, ``mos`` and ``item`` ``(N,)``."""
+    bb, _, video = _parts(model)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip
+    )
+    frames, clips, target, mos, item = [], [], [], [], []
+    total = views * len(loader)
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"probe features ({what})", unit="batch", leave=False)
+    skipped = 0
+    for _ in range(views):
+        for batch in loader:
+            skipped += int(batch.get("skipped", 0))
+            if int(batch.get("size", 0)) == 0:
+                continue
+            x = batch["input"].float()
+            b = x.shape[0]
+            flat = x.flatten(0, 1) if video else x
+            f = bb.raw_features(model.features.normalize(flat)).double()
+            frames.append(f)
+            clips.append(f.reshape(b, -1, f.shape[-1]).mean(dim=1) if video else f)
+            target.append(batch["target"].double())
+            mos.append(batch["mos"].double())
+            item.append(batch["item"].long())
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    if not clips:
+        raise ConfigError(f"probe: no readable {what} sample")
+    return {
+        "frames": torch.cat(frames),
+        "clips": torch.cat(clips),
+        "target": torch.cat(target),
+        "mos": torch.cat(mos),
+        "item": torch.cat(item),
+        "skipped": skipped,
+    }
+
+
+def ridge(z: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float]:
+    """Ridge regression with an unpenalised intercept: ``z (N, C)``, ``y (N,)`` -> ``(w (C,), b)``.
+
+    Minimises ``|z w + b - y|^2 + alpha * N * |w|^2`` (the penalty scales with the rows, so
+    one grid of ``alpha`` suits small and large sets).
+    """
+    zm, ym = z.mean(dim=0), y.mean()
+    zc, yc = z - zm, y - ym
+    gram = zc.T @ zc
+    gram.diagonal().add_(alpha * z.shape[0])
+    w = torch.linalg.solve(gram, zc.T @ yc)
+    return w, float(ym - zm @ w)
+
+
+def _per_item(pred: torch.Tensor, mos: torch.Tensor, item: torch.Tensor) -> tuple[list, list, list]:
+    """Mean prediction per item (several clips of one video), in item order."""
+    out: dict[int, list] = {}
+    for p, m, i in zip(pred.tolist(), mos.tolist(), item.tolist()):
+        out.setdefault(i, [0.0, 0, m])
+        out[i][0] += p
+        out[i][1] += 1
+    items = sorted(out)
+    return items, [out[i][0] / out[i][1] for i in items], [out[i][2] for i in items]
+
+
+def _figures(pred: list[float], mos: list[float]) -> dict[str, float]:
+    from qualitas.evaluation.correlation import evaluate
+    from qualitas.training.task import FIGURES
+
+    pairs = [(p, m) for p, m in zip(pred, mos) if math.isfinite(p) and math.isfinite(m)]
+    if len(pairs) < 3:
+        return {"n": float(len(pairs)), **dict.fromkeys(FIGURES, float("nan"))}
+    figs = evaluate([p for p, _ in pairs], [m for _, m in pairs])
+    return {k: float(v) for k, v in figs.items() if isinstance(v, (int, float))}
+
+
+def _better(a: float, b: float, mode: str) -> bool:
+    if math.isnan(a):
+        return False
+    return math.isnan(b) or (a > b if mode == "max" else a < b)
+
+
+def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
+    """Fit and write a probe run (the same run directory as ``train``); returns ``RunResult``."""
+    import lightning as L
+
+    from qualitas.models import build_model
+    from qualitas.training.run import (
+        _RUN_DIR_ENV,
+        RunResult,
+        _file_logging,
+        check_model_data,
+        load_matching_weights,
+        new_run_dir,
+        prepare_data,
+        run_info,
+    )
+    from qualitas.training.task import FIGURES, metric_mode
+
+    views = int(cfg.trainer.probe_views)
+    alphas = [float(a) for a in cfg.trainer.probe_alphas]
+    if views < 1 or not alphas or min(alphas) <= 0:
+        raise ConfigError("trainer.probe_views must be >= 1 and trainer.probe_alphas positive numbers")
+    monitor_name = cfg.trainer.monitor.removeprefix("val/")
+    if monitor_name not in FIGURES:
+        raise ConfigError(
+            f"unknown trainer.monitor '{cfg.trainer.monitor}'; choose one of {', '.join(FIGURES)}"
+        )
+    monitor, mode = f"val/{monitor_name}", metric_mode(f"val/{monitor_name}")
+    L.seed_everything(cfg.run.seed, workers=True, verbose=False)
+    model = build_model(cfg.model["name"], **cfg.model_kwargs)
+    bb, linear, video = _parts(model)  # refuse unsupported models before a run folder exists
+    run_dir = new_run_dir(cfg, out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[_RUN_DIR_ENV] = str(run_dir.resolve())
+    handler = _file_logging(run_dir)
+    try:
+        t0 = time.perf_counter()
+        data = prepare_data(cfg.data, full_reference=False, target="mos", run_dir=run_dir)
+        check_model_data(model.spec, data.dataset_name, cfg.data)
+        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+        if cfg.run.finetune_from:
+            report = load_matching_weights(model, cfg.run.finetune_from)
+            atomic_write_text(run_dir / "finetune.json", json.dumps(report, indent=1))
+        model.eval()
+        common = {
+            "batch_size": cfg.data.val_batch_size or cfg.data.batch_size,
+            "workers": cfg.data.num_workers,
+        }
+        feats = {"train": _extract(model, data.datasets["train"], views=views, what="train", **common)}
+        for split in ("val", "test"):
+            if data.datasets[split] is not None:
+                feats[split] = _extract(model, data.datasets[split], views=1, what=split, **common)
+        t_feat = time.perf_counter() - t0
+        # Standardisation from the training frames (what BatchNorm would accumulate).
+        frames = feats["train"]["frames"]
+        mu, var = frames.mean(dim=0), frames.var(dim=0, unbiased=False)
+        sigma = (var + BN_EPS).sqrt()
+
+        def z(split: str) -> torch.Tensor:
+            return (feats[split]["clips"] - mu) / sigma
+
+        history, best = [], None
+        ztr, ytr = z("train"), feats["train"]["target"]
+        for alpha in alphas:
+            w, b = ridge(ztr, ytr, alpha)
+            pred = data.score_norm.inverse(z("val") @ w + b)
+            _, p, m = _per_item(pred, feats["val"]["mos"], feats["val"]["item"])
+            figs = _figures(p, m)
+            history.append({"alpha": alpha, **{f"val/{k}": v for k, v in figs.items()}})
+            log.info(
+                "probe alpha %g: val %s",
+                alpha,
+                ", ".join(f"{k} {figs[k]:.4f}" for k in ("srocc", "plcc", "rmse")),
+            )
+            if best is None or _better(figs[monitor_name], best[2][monitor_name], mode):
+                best = (alpha, (w, b), figs)
+        assert best is not None  # alphas is non-empty (checked above)
+        alpha, (w, b), val = best
+        # Write the fitted standardisation and weights into the network.
+        with torch.no_grad():
+            if bb.stats is not None:
+                norm = bb.stats.norm
+                norm.running_mean.copy_(mu.float())
+                norm.running_var.copy_(var.float())
+                norm.num_batches_tracked.fill_(1)
+                weight, bias = w, b
+            else:  # fold the standardisation into the linear layer
+                weight, bias = w / sigma, b - float((w * mu / sigma).sum())
+            linear.weight.copy_(weight.float().view_as(linear.weight))
+            linear.bias.fill_(float(bias))
+        info = run_info(cfg, model.spec, data, full_reference=False, target="mos", monitor=monitor)
+        ckpt_dir = run_dir / "checkpoints"
+        ckpt_dir.mkdir(exist_ok=True)
+        ckpt = {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "qualitas": info,
+            "epoch": 0,
+            "global_step": 0,
+            "probe": {"alpha": alpha, "views": views},
+        }
+        for name in ("best.ckpt", "last.ckpt"):
+            tmp = ckpt_dir / f".{name}.tmp"
+            torch.save(ckpt, tmp)
+            os.replace(tmp, ckpt_dir / name)
+        # Predictions with the network as saved (float32), like the gradient runs report them.
+        paths = {s: [r.path for r in ds.records] if ds is not None else [] for s, ds in data.datasets.items()}
+        results: dict[str, dict] = {}
+        for split in ("val", "test"):
+            if split not in feats:
+                continue
+            pred = data.score_norm.inverse(z(split) @ w + b)
+            items, p, m = _per_item(pred, feats[split]["mos"], feats[split]["item"])
+            results[split] = _figures(p, m)
+            names = paths.get(split, [])
+            lines = [
+                json.dumps(
+                    {
+                        "item": i,
+                        "path": names[i] if i < len(names) else None,
+                        "pred": pi,
+                        "mos": mi if math.isfinite(mi) else None,
+                    }
+                )
+                for i, pi, mi in zip(items, p, m)
+            ]
+            atomic_write_text(run_dir / f"predictions_{split}.jsonl", "\n".join(lines) + "\n")
+        metrics = {
+            "best_checkpoint": str(ckpt_dir / "best.ckpt"),
+            "best_epoch": 0,
+            "monitor": monitor,
+            "val": results.get("val", val),
+            "test": results.get("test", {}),
+            "epochs": 0,
+            "method": "probe",
+            "probe": {
+                "alpha": alpha,
+                "views": views,
+                "features": int(mu.numel()),
+                "train_rows": int(ztr.shape[0]),
+                "feature_seconds": round(t_feat, 1),
+                "seconds": round(time.perf_counter() - t0, 1),
+            },
+            "skipped_samples": int(sum(f["skipped"] for f in feats.values())),
+            "bad_rows": len(data.report.bad_lines),
+            "dataset": data.dataset_name,
+            "split_sizes": {s: len(v) for s, v in data.splits.items()},
+        }
+        atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1))
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+        log.info(
+            "probe run %s: alpha %g, val srocc %.4f",
+            run_dir,
+            alpha,
+            metrics["val"].get("srocc", float("nan")),
+        )
+        return RunResult(run_dir, metrics)
+    finally:
+        logging.getLogger("qualitas").removeHandler(handler)
+        handler.close()
