@@ -97,3 +97,25 @@ def test_pools():
     same = torch.tensor([[[1.0, -2.0]] * 3])
     # attention weights sum to one: identical frames pool to that frame
     torch.testing.assert_close(AttentionPool(2, hidden=4)(same), torch.tensor([[1.0, -2.0]]))
+
+
+def test_tsm_on_efficientnet_lite_blocks():
+    """TSM sits on the residual branch of Lite0's 9 skip-connected inverted residuals, loads the
+    pretrained weights unchanged, and mixes neighbouring frames."""
+    model = build_model(
+        "nr_vqa", backbone="tf_efficientnet_lite0", pretrained=True, tsm=True, num_segments=3
+    ).eval()
+    net = model.features.backbone.net
+    shifted = [m for m in net.modules() if isinstance(m, TemporalShiftConv2d)]
+    assert len(shifted) == 9 and all(m.kernel_size == (1, 1) for m in shifted)
+    plain = build_model("nr_vqa", backbone="tf_efficientnet_lite0", pretrained=True).eval()
+    assert torch.equal(
+        net.blocks[1][1].conv_pw.weight, plain.features.backbone.net.blocks[1][1].conv_pw.weight
+    )
+    torch.manual_seed(0)
+    clip = torch.rand(1, 3, 3, 64, 64)
+    changed = clip.clone()
+    changed[:, 0] = torch.rand(3, 64, 64)
+    with torch.no_grad():
+        diff = (model.features(clip.flatten(0, 1)) - model.features(changed.flatten(0, 1))).abs().sum(1)
+    assert (diff[1:] > 0).all()  # frame 0's change reached frames 1 and 2 through the shifts

@@ -94,7 +94,7 @@ def test_default_nr_image_config(image_data, tmp_path):
     """The config that builds the shipped nr-image model runs: frozen pretrained Lite0, stats
     pool, ridge probe on fragments; the probe learns the blur ladder (held-out contents)."""
     res = _run(
-        "default_nr_image.yaml", image_data, tmp_path / "r", "model.backbone=tf_efficientnet_lite0", "model.hidden=0",
+        "default_nr_image.yaml", image_data, tmp_path / "r", "model.backbone=tf_efficientnet_lite0", "model.pretrained=true", "model.hidden=0",
         "data.input_size.patch=16", "data.num_workers=0",
     )  # fmt: skip
     model, info = load_trained(res.run_dir)
@@ -106,10 +106,34 @@ def test_default_nr_image_config(image_data, tmp_path):
 def test_default_nr_video_config(video_data, tmp_path):
     """The config that trains the shipped nr-video model runs on decoded clips."""
     res = _run(
-        "default_nr_video.yaml", video_data, tmp_path / "r", "model.backbone=tf_efficientnet_lite0", "model.hidden=0",
+        "default_nr_video.yaml", video_data, tmp_path / "r", "model.backbone=tf_efficientnet_lite0", "model.pretrained=true", "model.hidden=0",
         "data.input_size.patch=16", "data.num_workers=0",
         "data.split_ratios={train: 0.5, val: 0.25, test: 0.25}",
     )  # fmt: skip
     _, info = load_trained(res.run_dir)
     assert info["video"] and info["sampling"]["num_frames"] == 4 and res.metrics["val"]["n"] > 0
     assert info["eval_clips"] == 4
+
+
+PRETRAINED_CONFIGS = (
+    "nr_iqa_koniq.yaml",
+    "fr_iqa_kadid.yaml",
+    "nr_vqa_konvid_tsm.yaml",
+    "rankiqa_pretrain.yaml",
+    "rankiqa_finetune.yaml",
+    "emd_ava.yaml",
+    "default_nr_image.yaml",
+    "default_nr_video.yaml",
+)
+
+
+@pytest.mark.parametrize("name", PRETRAINED_CONFIGS)
+def test_configs_start_from_offline_pretrained_weights(name):
+    """The example configs build their model from the ImageNet EfficientNet-Lite0 weights."""
+    from qualitas.models import build_model
+
+    cfg = load_config(CONFIGS / name, [])
+    assert cfg.model["backbone"] == "tf_efficientnet_lite0" and cfg.model["pretrained"] is True
+    model = build_model(cfg.model["name"], **cfg.model_kwargs)
+    report = model.features.backbone.load_report
+    assert report is not None and report.loaded >= 240 and not report.missing

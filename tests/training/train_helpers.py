@@ -117,13 +117,14 @@ def make_video_dataset(
 
 TINY = [
     "model.backbone=test_resnet",
+    "model.pretrained=false",
     "model.hidden=16",
     "data.num_workers=0",
     "trainer.accelerator=cpu",
     "trainer.progress_bar=false",
     "trainer.log_every_n_steps=1",
 ]
-"""Overrides that make any config tiny: 0.4M-parameter backbone, no workers, CPU."""
+"""Overrides that make any config tiny: 0.4M-parameter random-init backbone, no workers, CPU."""
 
 
 def overrides(manifest: Path, *extra: str) -> list[str]:

@@ -4,7 +4,9 @@ TSM (Lin, Gan, Han, "TSM: Temporal Shift Module for Efficient Video Understandin
 ICCV 2019) moves a fraction of the channels one frame forward and one frame backward in
 time, so 2D convolutions mix information between neighbouring frames at zero FLOPs. We
 use the paper's "residual shift": the shift sits on the residual branch of every
-ResNet block, before its first convolution.
+ResNet block, before its first convolution, and — as the paper does for MobileNetV2 — on the
+residual branch of every inverted-residual block that has a skip connection (EfficientNet,
+EfficientNet-Lite, MobileNet families of timm), before its first (point-wise) convolution.
 """
 
 from __future__ import annotations
@@ -77,11 +79,24 @@ def _resnet_block_types() -> tuple[type, ...]:
     return (BasicBlock, Bottleneck, ResNestBottleneck)
 
 
+def _first_conv_of_residual_branch(block: nn.Module) -> str | None:
+    """Attribute name of the convolution TSM shifts the input of, or None (no residual branch)."""
+    if isinstance(block, _resnet_block_types()):
+        return "conv1"
+    from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual
+
+    if isinstance(block, InvertedResidual) and block.has_skip:
+        return "conv_pw"
+    if isinstance(block, DepthwiseSeparableConv) and block.has_skip:
+        return "conv_dw"
+    return None
+
+
 def insert_temporal_shift(net: nn.Module, num_segments: int, shift_div: int = 8) -> int:
-    """Put TSM on the residual branch of every ResNet-style block of ``net`` (in place).
+    """Put TSM on the residual branch of every residual block of ``net`` (in place).
 
     Returns the number of blocks shifted; raises ``ConfigError`` if ``net`` has none
-    (TSM is supported for timm ResNet/ResNeSt families).
+    (TSM is supported for timm ResNet/ResNeSt and EfficientNet/MobileNet-style families).
     """
     if num_segments < 2:
         raise ConfigError(f"TSM needs num_segments >= 2, got {num_segments}")
@@ -89,13 +104,14 @@ def insert_temporal_shift(net: nn.Module, num_segments: int, shift_div: int = 8)
         raise ConfigError(f"TSM needs shift_div >= 2, got {shift_div}")
     count = 0
     for block in list(net.modules()):
-        if isinstance(block, _resnet_block_types()) and type(block.conv1) is nn.Conv2d:
-            block.conv1 = TemporalShiftConv2d(block.conv1, num_segments, shift_div)
+        attr = _first_conv_of_residual_branch(block)
+        if attr is not None and type(getattr(block, attr)) is nn.Conv2d:
+            setattr(block, attr, TemporalShiftConv2d(getattr(block, attr), num_segments, shift_div))
             count += 1
     if count == 0:
         raise ConfigError(
-            "tsm=true needs a ResNet-style backbone (resnet*, resnest*, test_resnet); "
-            f"{type(net).__name__} has no residual blocks to shift"
+            "tsm=true needs a backbone with residual blocks (resnet*, resnest*, test_resnet, "
+            f"efficientnet*, tf_efficientnet_lite*, mobilenet*); {type(net).__name__} has none to shift"
         )
     return count
 
