@@ -38,6 +38,7 @@ def test_quick_demo_runs_and_reuses_its_outputs(tmp_path, capsys):
     # Figures are real numbers in range (a 1-epoch model need not be good, only measured).
     for key in ("srocc", "plcc"):
         assert -1.0 <= summary[key] <= 1.0 and not math.isnan(summary[key])
+    assert "srocc_random_init" in summary  # the pretrained-vs-random comparison ran
     assert summary["parity"] is not None and summary["parity"] < 1e-3
     # x264 CRF 40 against a CRF 4 pristine: clearly degraded, far from 0 and from 100.
     assert 20 < summary["vmaf_distorted"] < 95

@@ -5,7 +5,9 @@ sample images when installed), and in a few minutes on a laptop CPU:
 
 1. ``qualitas data synth``: a small labelled ladder (distortion types x levels, teacher
    MS-SSIM + PSNR against the pristine photo);
-2. ``qualitas train``: a small no-reference model for a few minutes (whole photos held out);
+2. ``qualitas train``: a small no-reference model (whole photos held out) on the pretrained
+   ImageNet EfficientNet-Lite0 — the shipped defaults' recipe, a ridge read-out of its frozen
+   multi-stage statistics — and the same recipe from random initialisation, for comparison;
 3. ``qualitas eval``: SROCC/PLCC on the held-out photos and the scatter plot;
 4. ``qualitas export --format onnx --verify``;
 5. a sample clip pair (a camera pan over a photo, near-lossless pristine, x264 at a high
@@ -62,7 +64,6 @@ class DemoSize:
     max_side: int
     types: tuple[str, ...]
     levels: int
-    epochs: int
     clip_frames: int
     clip_hw: tuple[int, int]
 
@@ -81,7 +82,6 @@ FULL = DemoSize(
         "impulse_noise",
     ),
     levels=4,
-    epochs=6,
     clip_frames=75,
     clip_hw=(360, 640),
 )
@@ -90,7 +90,6 @@ QUICK = DemoSize(
     max_side=272,
     types=("gaussian_blur", "jpeg"),
     levels=3,
-    epochs=1,
     clip_frames=12,
     clip_hw=(180, 320),
 )
@@ -222,36 +221,40 @@ def make_clip_pair(folder: Path, size: DemoSize) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- steps
 
 
-def train_config(out: Path, size: DemoSize) -> Path:
-    """The demo's training config (written next to its outputs, independent of the repo)."""
+def train_config(out: Path, size: DemoSize, *, pretrained: bool = True) -> Path:
+    """The demo's training config (written next to its outputs, independent of the repo).
+
+    The shipped defaults' recipe (docs/default-models.md): the frozen EfficientNet-Lite0, the
+    mean/std of each of its stages on native-resolution fragments, a ridge read-out fit in
+    closed form (``trainer.method: probe``). ``pretrained=False``: the same network and recipe
+    from random initialisation, to show what the ImageNet weights bring.
+    """
     import yaml
 
     cfg = {
-        "run": {"name": "demo_nr_image", "seed": 0},
-        # The shipped defaults' recipe: scene statistics + MLP (docs/default-models.md).
-        "model": {"name": "nr_iqa", "backbone": "nss", "hidden": 128, "dropout": 0.1},
+        "run": {"name": "demo_nr_image" if pretrained else "demo_nr_image_random", "seed": 0},
+        "model": {
+            "name": "nr_iqa",
+            "backbone": "tf_efficientnet_lite0",
+            "pretrained": pretrained,
+            "freeze_backbone": True,
+            "pool": "stats",
+            "hidden": 0,
+        },
         "data": {
             "manifest": str(out / "synth" / "images.jsonl"),
             "root": str(out / "synth"),
             "dataset": "image",
             "batch_size": 16,
             "num_workers": 0,
-            "input_size": {"mode": "crop", "size": [160, 160], "hflip": True},
+            "input_size": {"mode": "fragments", "grid": 2, "patch": 96},
             "split_ratios": {"train": 0.6, "val": 0.2, "test": 0.2},
             "mos_norm": "minmax",
             "score_range": [0, 100],
         },
-        "loss": [{"name": "l1", "weight": 1.0}, {"name": "plcc", "weight": 0.5}],
-        "optimizer": {"name": "adamw", "lr": 2.0e-3, "weight_decay": 1.0e-4},
-        "scheduler": {"name": "cosine", "warmup_epochs": 0.5, "min_lr": 0.02},
-        "trainer": {
-            "max_epochs": size.epochs,
-            "accelerator": "cpu",
-            "progress_bar": True,
-            "log_every_n_steps": 5,
-        },
+        "trainer": {"method": "probe", "probe_views": 2, "accelerator": "cpu", "progress_bar": True},
     }
-    path = out / "demo_config.yaml"
+    path = out / ("demo_config.yaml" if pretrained else "demo_config_random.yaml")
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -301,12 +304,20 @@ def run(out: Path, size: DemoSize) -> dict:
     rows = (out / "synth" / "images.jsonl").read_text().count("\n")
     summary["ladder"] = f"{n} photos x {len(size.types)} types x {size.levels} levels = {rows} images"
 
-    step("2/6 train a small no-reference model (qualitas train)")
+    step("2/6 train a small no-reference model on the pretrained backbone (qualitas train)")
     run_dir = out / "run"
     if (run_dir / "metrics.json").is_file():
         say(f"(reusing {run_dir})")
     else:
         cli("train", str(train_config(out, size)), "--out", str(run_dir))
+    random_dir = out / "run_random_init"
+    if (random_dir / "metrics.json").is_file():
+        say(f"(reusing {random_dir})")
+    else:
+        say("the same network and recipe from random initialisation, for comparison:")
+        cli("train", str(train_config(out, size, pretrained=False)), "--out", str(random_dir))
+    random_test = json.loads((random_dir / "metrics.json").read_text()).get("test", {})
+    summary["srocc_random_init"] = random_test.get("srocc")
 
     step("3/6 evaluate on the held-out photos (qualitas eval)")
     results = out / "eval" / "results.json"
@@ -370,6 +381,11 @@ def format_summary(s: dict, out: Path) -> str:
     rows = [
         ("synthetic ladder", s["ladder"]),
         ("demo model, held-out SROCC / PLCC", f"{f(s['srocc'], 3)} / {f(s['plcc'], 3)}"),
+        (
+            "same model from random init, held-out SROCC",
+            f"{f(s.get('srocc_random_init'), 3)} (gain of the ImageNet weights: "
+            f"{f(s['srocc'] - s['srocc_random_init'] if s.get('srocc_random_init') is not None else None, 3)})",
+        ),
         ("ONNX vs PyTorch max |diff|", "n/a" if s.get("parity") is None else f"{s['parity']:.1e}"),
         (
             "sample clip, nr-video: pristine / distorted",
