@@ -3,7 +3,8 @@
 Output: ``--out FILE`` writes JSON or CSV (by extension, or ``--format``) atomically and
 prints a one-line summary on stderr; without ``--out`` the results go to stdout as
 ``--format`` (default: a table on a terminal, JSON when piped). Exit status: 0 when every
-input was scored, 1 when any failed (its ``error`` says why), 2 for usage errors.
+input was scored with every metric, 1 when any input or any named metric failed (``error``
+/ ``metric_errors`` say why; the rest is still written), 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -227,21 +228,37 @@ def run(args: argparse.Namespace) -> int:
         has_ref=args.ref is not None,
         progress=progress,
     )
-    failed = sum(1 for r in results if not r.ok)
+    failed = sum(1 for r in results if r.error)
+    partial = sum(1 for r in results if r.partial)
     if args.out:
         atomic_write_text(args.out, report.render(out_fmt, results, infos, options.to_dict()))
         if not args.quiet:
-            print(
-                f"qualitas score: {len(results) - failed} scored, {failed} failed -> {args.out}",
-                file=sys.stderr,
-            )
+            scored = len(results) - failed
+            detail = f" ({partial} with failed metrics)" if partial else ""
+            print(f"qualitas score: {scored} scored{detail}, {failed} failed -> {args.out}", file=sys.stderr)
     else:
         fmt = args.format or ("table" if sys.stdout.isatty() else "json")
         sys.stdout.write(report.render(fmt, results, infos, options.to_dict()))
         sys.stdout.flush()
-    if failed and not args.quiet:
-        for r in results:
-            if r.error:
-                where = "" if r.error.startswith(r.path) else f"{r.path}: "
-                print(f"qualitas score: {where}{r.error}", file=sys.stderr)
-    return 1 if failed else 0
+    if not args.quiet:
+        for line in problem_lines(results):
+            print(f"qualitas score: {line}", file=sys.stderr)
+    # Partial results (some metric failed) count as failures for the exit status: a script
+    # that checks only the status must not take a missing metric for a complete result.
+    return 1 if failed or partial else 0
+
+
+def problem_lines(results) -> list[str]:
+    """One line per failed input or failed metric, each naming the path once."""
+    from qualitas.runtime.report import metric_errors_text
+
+    lines = []
+    for r in results:
+        if r.error:
+            where = "" if r.error.startswith(r.path) else f"{r.path}: "
+            lines.append(f"{where}{r.error}")
+            continue
+        if r.metric_errors:
+            lines.append(f"{r.path}: {metric_errors_text(r.metric_errors)}")
+        lines += [f"{r.path}: {note}" for note in r.notes if " skipped: " in note]
+    return lines

@@ -134,10 +134,19 @@ class Result:
     scaled_from: tuple[int, int] | None = None
     """(width, height) of the distorted input when it was scaled to the reference size."""
     notes: list[str] = field(default_factory=list)
+    metric_errors: dict[str, str] = field(default_factory=dict)
+    """Metric name -> one-line reason, for metrics that failed on this input while others
+    were scored (the file's own failures go to ``error``)."""
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        """Every requested metric was scored (no file error, no metric error)."""
+        return self.error is None and not self.metric_errors
+
+    @property
+    def partial(self) -> bool:
+        """Some metrics were scored and some failed."""
+        return self.error is None and bool(self.metric_errors)
 
     def to_dict(self) -> dict:
         """Plain-Python form following docs/output-schema.md (floats not yet JSON-escaped)."""
@@ -155,6 +164,7 @@ class Result:
             "ref_frames": self.ref_frames,
             "scaled_from": None if self.scaled_from is None else list(self.scaled_from),
             "notes": list(self.notes),
+            "metric_errors": dict(self.metric_errors),
         }
 
 
@@ -432,14 +442,60 @@ class _Scorer:
         self.progress = progress
         self.defaults_used = defaults_used
 
-    def _call(self, metric: Callable[..., torch.Tensor], dist: torch.Tensor, ref: torch.Tensor | None):
-        """One metric on one batch; a media-level refusal (e.g. frames too small) says how to go on."""
+    def _call(
+        self,
+        name: str,
+        metric: Callable[..., Any],
+        dist: Any,
+        ref: Any,
+        failed: dict[str, BaseException],
+    ) -> torch.Tensor | None:
+        """One metric on one batch; an input error is recorded in ``failed`` for this metric
+        only (it is not called again for this input), so the other metrics go on."""
+        for value in (dist, ref):
+            if isinstance(value, _Failed):  # its per-stream preparation failed
+                failed[name] = value.error
+                return None
         try:
             return metric(dist, ref)
-        except MediaError as err:
-            if self.defaults_used:
-                raise MediaError(f"{err} (default metrics; choose others with --metric)") from None
-            raise
+        except INPUT_ERRORS as err:
+            if self.options.raise_errors:
+                raise
+            failed[name] = err
+            return None
+
+    def _files_result(self, name: str, fut: Future, failed: dict[str, BaseException]) -> Any:
+        """Result of a files metric (VMAF, a video model), or None when it failed (recorded)."""
+        try:
+            return fut.result()
+        except INPUT_ERRORS as err:
+            if self.options.raise_errors:
+                raise
+            failed[name] = err
+            return None
+
+    def _settle_failures(self, res: Result, failed: Mapping[str, BaseException]) -> None:
+        """Turn the metrics that failed on ``res`` into ``metric_errors`` or skip notes.
+
+        With the default metric set, a metric that refuses the input (a MediaError such as
+        MS-SSIM on frames under 176 px) is *skipped* with a note: the user asked for no
+        metric in particular, so what can be scored is scored and the run is not a failure.
+        A metric the user named is an error of that metric. When nothing at all could be
+        scored the input fails (``error``), and ``metric_errors`` still lists every reason.
+        """
+        for name, err in failed.items():
+            message = one_line(err)
+            if self.defaults_used and isinstance(err, MediaError):
+                why = message[len(name) + 1 :] if message.startswith(f"{name} ") else message
+                res.notes.append(f"{name} skipped: {why} (default metrics; choose others with --metric)")
+            else:
+                res.metric_errors[name] = message
+        if failed and not res.scores:
+            reasons = [f"{n}: {one_line(e)}" for n, e in failed.items()]
+            only = one_line(next(iter(failed.values())))
+            res.error = (
+                only if len(reasons) == 1 else "no metric could be scored (" + "; ".join(reasons) + ")"
+            )
 
     def _call_frame_metrics(
         self,
@@ -447,24 +503,32 @@ class _Scorer:
         dist: torch.Tensor | None,
         ref: torch.Tensor | None,
         prepared: tuple[dict[str, Any], dict[str, Any]] | None = None,
+        failed: dict[str, BaseException] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Every frame metric on one batch -> {name: (B,)}.
+        """Every frame metric not yet in ``failed`` on one batch -> {name: (B,)}.
 
         Metrics that name a ``shared_input`` (SSIM and MS-SSIM share MATLAB gray luma) are
         scored from per-stream prepared inputs (:class:`_StreamPrep`): ``prepared`` when the
         caller made them (in the decoding threads, possibly from luma), else made here from
         the RGB batches; the values equal calling the metrics on RGB (or, from luma, follow
-        the luma rule of docs/metrics.md). The other metrics get the RGB batches.
+        the luma rule of docs/metrics.md). The other metrics get the RGB batches. A metric
+        that fails is added to ``failed`` and left out of the result.
         """
+        failed = {} if failed is None else failed
+        frame = {n: m for n, m in frame.items() if n not in failed}
         if prepared is None and ref is not None:
             prep = _StreamPrep(frame, use_luma=False)
             prepared = (prep.from_rgb(dist), prep.from_rgb(ref)) if prep.metrics else ({}, {})
         out: dict[str, torch.Tensor] = {}
         for name, metric in frame.items():
             if prepared is not None and name in prepared[0] and name in prepared[1]:
-                out[name] = self._call(_StreamPrep.scorer(metric), prepared[0][name], prepared[1][name])
+                value = self._call(
+                    name, _StreamPrep.scorer(metric), prepared[0][name], prepared[1][name], failed
+                )
             else:
-                out[name] = self._call(metric, dist, ref)
+                value = self._call(name, metric, dist, ref, failed)
+            if value is not None:
+                out[name] = value
         return out
 
     # -- entry point
@@ -483,6 +547,7 @@ class _Scorer:
                 raise
             res.error = one_line(err)
             res.scores, res.frames, res.frames_scored = {}, None, 0
+            res.metric_errors = {}
         return res
 
     def _score_into(self, res: Result, names: Sequence[str]) -> None:
@@ -516,16 +581,19 @@ class _Scorer:
         vmaf = self._start_files_metrics(res, metrics)
         dist = dist.to(opts.device)
         ref = None if ref is None else ref.to(opts.device)
+        failed: dict[str, BaseException] = {}
         try:
-            for name, value in self._call_frame_metrics(metrics.frame, dist, ref).items():
+            for name, value in self._call_frame_metrics(metrics.frame, dist, ref, None, failed).items():
                 res.scores[name] = float(value[0])
         except BaseException:
             _wait_quietly(vmaf.values())
             raise
-        res.frames_scored = 1
         for name, fut in vmaf.items():
-            vres = _files_result(name, fut)
-            res.scores[name] = float(vres.frames[0].score)
+            vres = self._files_result(name, fut, failed)
+            if vres is not None:
+                res.scores[name] = float(vres.frames[0].score)
+        res.frames_scored = 1 if res.scores else 0
+        self._settle_failures(res, failed)
 
     # -- files metrics (VMAF): a separate process over the whole files
     def _start_files_metrics(self, res: Result, metrics: _Metrics) -> dict[str, Future]:
@@ -585,6 +653,7 @@ class _Scorer:
 
         vmaf = self._start_files_metrics(res, metrics)
         frames: dict[int, FrameScores] = {}
+        failed: dict[str, BaseException] = {}
         batch = auto_batch_size(max(dinfo.width, width), max(dinfo.height, height), opts.batch_size)
         if metrics.frame:
             total = _expected_frames(
@@ -642,7 +711,7 @@ class _Scorer:
                         ref_it = prefetch(ref_it) if ref_it is not None else None
                 with self.progress.frames(total, Path(res.path).name) as bar:
                     counts = self._frame_loop(
-                        res, metrics, dist_it, ref_it, (height, width), frames, bar, prep
+                        res, metrics, dist_it, ref_it, (height, width), frames, bar, prep, failed
                     )
             except BaseException:
                 _wait_quietly(vmaf.values())  # no libvmaf process outlives the failed input
@@ -654,7 +723,9 @@ class _Scorer:
                     f"scored the first {min(counts)}"
                 )
         for name, fut in vmaf.items():
-            vres = _files_result(name, fut)
+            vres = self._files_result(name, fut, failed)
+            if vres is None:
+                continue
             for index, time, score in vres.frames:
                 fs = frames.get(int(index))
                 if fs is None:
@@ -663,15 +734,21 @@ class _Scorer:
         res.frames = [frames[i] for i in sorted(frames)]
         if not res.frames:
             raise MediaError("no frames could be decoded")
+        # A metric that failed part-way is dropped from every frame: a score pooled over
+        # only the frames before the failure would look complete and be wrong.
+        for f in res.frames:
+            for name in failed:
+                f.scores.pop(name, None)
         # Pool each metric over the frames that have it (all of them, unless VMAF and the
         # frame metrics saw different frame counts).
-        names = list(metrics.frame) + metrics.files
+        names = [n for n in list(metrics.frame) + metrics.files if n not in failed]
         for name in names:
             values = [f.scores[name] for f in res.frames if name in f.scores]
             res.scores[name] = pool_scores(values, opts.pool, metrics.infos[name].higher_is_better)
-        res.frames_scored = max(sum(1 for f in res.frames if name in f.scores) for name in names)
+        res.frames_scored = max((sum(1 for f in res.frames if name in f.scores) for name in names), default=0)
         if not metrics.frame:
             res.dist_frames = res.ref_frames = None
+        self._settle_failures(res, failed)
 
     def _fps_check(self, res: Result, dist_info: Any, ref_info: Any) -> None:
         from qualitas.io.pairing import check_fps
@@ -690,6 +767,7 @@ class _Scorer:
         frames: dict[int, FrameScores],
         bar,
         prep: _StreamPrep | None = None,
+        failed: dict[str, BaseException] | None = None,
     ) -> tuple[int, int | None]:
         """Score batches in lockstep; returns the decoded frame counts (dist, ref).
 
@@ -723,7 +801,7 @@ class _Scorer:
                         prepared = (prep.from_luma(dl), prep.from_luma(rb.luma[:n]))
                 if dist is not None:
                     dist = dist.to(opts.device, non_blocking=True)
-                results = self._call_frame_metrics(metrics.frame, dist, ref, prepared)
+                results = self._call_frame_metrics(metrics.frame, dist, ref, prepared, failed)
                 per_metric = {name: v.tolist() for name, v in results.items()}
                 for j in range(n):
                     idx = int(db.indices[j])
@@ -804,11 +882,20 @@ class _StreamPrep:
         shared: dict[str, Any] = {}
         out: dict[str, Any] = {}
         for name, metric in self.metrics.items():
-            key = metric.shared_input
-            if key not in shared:
-                shared[key] = metric.prepare_luma(source) if luma else metric.prepare(source)
-            refine = getattr(metric, "refine", None)
-            out[name] = refine(shared[key]) if callable(refine) else shared[key]
+            # A failure is kept for the metric that needs it (raised when it is scored), so
+            # that one metric's refusal does not fail the stream for the others.
+            try:
+                key = metric.shared_input
+                if key not in shared:
+                    shared[key] = metric.prepare_luma(source) if luma else metric.prepare(source)
+                if isinstance(shared[key], _Failed):
+                    out[name] = shared[key]
+                    continue
+                refine = getattr(metric, "refine", None)
+                out[name] = refine(shared[key]) if callable(refine) else shared[key]
+            except INPUT_ERRORS as err:
+                out[name] = _Failed(err)
+                shared.setdefault(metric.shared_input, out[name])
         return out
 
     def from_rgb(self, rgb: torch.Tensor) -> dict[str, Any]:
@@ -836,11 +923,11 @@ class _StreamPrep:
         )
 
 
-def _split(item: Any) -> tuple[Any, dict[str, Any] | None]:
-    """A frame-loop item -> (FrameBatch or None, prepared inputs or None)."""
-    if isinstance(item, tuple):
-        return item
-    return item, None
+@dataclass(frozen=True)
+class _Failed:
+    """A per-stream prepared input whose preparation raised ``error`` (see :meth:`_StreamPrep._make`)."""
+
+    error: BaseException
 
 
 def _take(value: Any, n: int) -> Any:
@@ -854,6 +941,13 @@ def _take(value: Any, n: int) -> Any:
     return value
 
 
+def _split(item: Any) -> tuple[Any, dict[str, Any] | None]:
+    """A frame-loop item -> (FrameBatch or None, prepared inputs or None)."""
+    if isinstance(item, tuple):
+        return item
+    return item, None
+
+
 def _expected_frames(counts: Sequence[int | None], opts: ScoreOptions) -> int | None:
     """Frames the loop will score (for the progress bar): common count after step/max."""
     known = [c for c in counts if c]
@@ -861,14 +955,6 @@ def _expected_frames(counts: Sequence[int | None], opts: ScoreOptions) -> int | 
         return opts.max_frames
     n = math.ceil(min(known) / opts.frame_step)
     return n if opts.max_frames is None else min(n, opts.max_frames)
-
-
-def _files_result(name: str, fut: Future) -> Any:
-    """Result of a files metric; its media errors are prefixed with the metric name."""
-    try:
-        return fut.result()
-    except MediaError as err:
-        raise MediaError(f"{name}: {err}") from None
 
 
 def _wait_quietly(futures: Iterable[Future]) -> None:
