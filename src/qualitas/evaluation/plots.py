@@ -11,7 +11,6 @@ import csv
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from qualitas.errors import DependencyError, UsageError
 from qualitas.evaluation.correlation import ArrayLike, as_pair, evaluate, fit_logistic
+from qualitas.files import temp_for
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,8 +35,7 @@ def _figure(**kwargs: object) -> Figure:
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    tmp = temp_for(path, suffix=".png")  # a plain open()'s permissions, not mkstemp's 0600
     try:
         fig.savefig(tmp, format="png", dpi=100)
         os.replace(tmp, path)
