@@ -151,7 +151,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_for(p)  # permissions as a plain open() would give, not mkstemp's 0600
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
         os.replace(tmp, p)
     except BaseException:

@@ -165,7 +165,19 @@ def infer_format(path: str | os.PathLike) -> str:
         return "json"
     if suffix == ".csv":
         return "csv"
-    raise UsageError(f"cannot tell the output format of '{path}': use a .json or .csv name, or --format")
+    if suffix == ".jsonl":
+        return "jsonl"
+    raise UsageError(
+        f"cannot tell the output format of '{path}': use a .json, .jsonl or .csv name, or --format"
+    )
+
+
+def infer_format_or_none(path: str | os.PathLike) -> str | None:
+    """:func:`infer_format`, or None for an unknown extension."""
+    try:
+        return infer_format(path)
+    except UsageError:
+        return None
 
 
 def render(

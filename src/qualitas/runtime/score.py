@@ -137,6 +137,8 @@ class Result:
     metric_errors: dict[str, str] = field(default_factory=dict)
     """Metric name -> one-line reason, for metrics that failed on this input while others
     were scored (the file's own failures go to ``error``)."""
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Videos: metric name -> summary of its per-frame scores (:func:`frame_stats`)."""
 
     @property
     def ok(self) -> bool:
@@ -165,6 +167,7 @@ class Result:
             "scaled_from": None if self.scaled_from is None else list(self.scaled_from),
             "notes": list(self.notes),
             "metric_errors": dict(self.metric_errors),
+            "stats": {k: dict(v) for k, v in self.stats.items()},
         }
 
 
@@ -242,6 +245,27 @@ def pool_scores(values: Sequence[float] | np.ndarray, method: str, higher_is_bet
             return float(np.percentile(x, 5, method="lower"))
         return float(np.percentile(x, 95, method="higher"))
     raise UsageError(f"unknown pooling '{method}'; choose from {', '.join(POOLS)}")
+
+
+def frame_stats(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Summary of one metric's per-frame scores: ``n, mean, min, max, std`` (population),
+    ``p5, p25, p50, p75, p95`` (linear interpolation, as numpy and ffmpeg-quality-metrics)
+    and ``harmonic_mean`` (libvmaf's ``n / sum(1/(x+1)) - 1``)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return {}
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = {
+            "n": int(x.size),
+            "mean": float(x.mean()),
+            "min": float(x.min()),
+            "max": float(x.max()),
+            "std": float(x.std()),
+        }
+        for q in (5, 25, 50, 75, 95):
+            out[f"p{q}"] = float(np.percentile(x, q))
+    out["harmonic_mean"] = pool_scores(x, "harmonic_mean")
+    return out
 
 
 def auto_batch_size(width: int, height: int, requested: int | None = None) -> int:
@@ -547,7 +571,7 @@ class _Scorer:
                 raise
             res.error = one_line(err)
             res.scores, res.frames, res.frames_scored = {}, None, 0
-            res.metric_errors = {}
+            res.metric_errors, res.stats = {}, {}
         return res
 
     def _score_into(self, res: Result, names: Sequence[str]) -> None:
@@ -745,6 +769,7 @@ class _Scorer:
         for name in names:
             values = [f.scores[name] for f in res.frames if name in f.scores]
             res.scores[name] = pool_scores(values, opts.pool, metrics.infos[name].higher_is_better)
+            res.stats[name] = frame_stats(values)
         res.frames_scored = max((sum(1 for f in res.frames if name in f.scores) for name in names), default=0)
         if not metrics.frame:
             res.dist_frames = res.ref_frames = None
@@ -1020,6 +1045,9 @@ def score_pairs(
     scorers: Mapping[str, Any] | None = None,
     has_ref: bool | None = None,
     progress: Progress = NULL_PROGRESS,
+    on_result: Callable[[int, Result], None] | None = None,
+    timeout: float | None = None,
+    scorers_factory: Callable[[], Mapping[str, Any]] | None = None,
 ) -> tuple[list[Result], dict[str, MetricInfo]]:
     """Score already-paired inputs; returns ``(results in input order, {name: MetricInfo})``.
 
@@ -1027,9 +1055,17 @@ def score_pairs(
     ``scorers`` adds frame scorers that are not registered metrics (``--model``; see
     :func:`_build_metrics`). ``has_ref`` says whether a reference was given (default: any
     pair has one); it decides whether full-reference metrics are allowed.
+
+    ``on_result(i, result)`` is called as soon as input ``i`` is done (in completion order),
+    e.g. to stream it to a file. ``timeout`` (seconds per input) scores every input in a
+    child process (:mod:`qualitas.runtime.isolate`) that is killed when the input takes
+    longer; the input then gets an error and the batch goes on. Those processes make their
+    own ``scorers`` with ``scorers_factory`` (picklable; needed when ``scorers`` is given).
     """
     opts = options or ScoreOptions()
     opts.validate()
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"timeout must be > 0 seconds, got {timeout}")
     if has_ref is None:
         has_ref = any(p.ref is not None for p in pairs)
     kinds = {_guess_kind(p.dist) for p in pairs if p.error is None}
@@ -1051,27 +1087,57 @@ def score_pairs(
         kind = _guess_kind(pair.dist) or "image"
         return default_metrics(kind, has_ref)
 
+    defaults_used = not metrics and not scorers
+    if timeout is not None:
+        if scorers and scorers_factory is None:
+            raise UsageError("a timeout with model scorers needs scorers_factory (to load them in the child)")
+        from qualitas.runtime.isolate import score_isolated
+
+        results = score_isolated(
+            pairs,
+            [names_for(p) for p in pairs],
+            all_names,
+            opts,
+            timeout=timeout,
+            scorers_factory=scorers_factory if scorers else None,
+            defaults_used=defaults_used,
+            progress=progress,
+            on_result=on_result,
+        )
+        return results, dict(built.infos)
+
     if opts.jobs > 1:
         progress = Progress(progress.enabled, frame_bars=False, stream=progress.stream)
-    scorer = _Scorer(built, opts, progress, defaults_used=not metrics and not scorers)
-    results: list[Result] = []
+    scorer = _Scorer(built, opts, progress, defaults_used=defaults_used)
+    results: list[Result | None] = [None] * len(pairs)
+
+    def done(i: int, res: Result) -> None:
+        results[i] = res
+        if on_result is not None:
+            on_result(i, res)
+
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(opts.threads or torch_threads_for(opts.jobs))
     try:
         with progress.files(len(pairs)) as bar:
             if opts.jobs == 1:
-                for pair in pairs:
-                    results.append(scorer.score(pair.dist, pair.ref, names_for(pair), pair.error))
+                for i, pair in enumerate(pairs):
+                    done(i, scorer.score(pair.dist, pair.ref, names_for(pair), pair.error))
                     bar.update(1)
             else:
+                from concurrent.futures import as_completed
+
                 with ThreadPoolExecutor(max_workers=opts.jobs, thread_name_prefix="qualitas-job") as pool:
-                    futures = [pool.submit(scorer.score, p.dist, p.ref, names_for(p), p.error) for p in pairs]
-                    for fut in futures:
-                        results.append(fut.result())
+                    futures = {
+                        pool.submit(scorer.score, p.dist, p.ref, names_for(p), p.error): i
+                        for i, p in enumerate(pairs)
+                    }
+                    for fut in as_completed(futures):
+                        done(futures[fut], fut.result())
                         bar.update(1)
     finally:
         torch.set_num_threads(previous_threads)
-    return results, dict(built.infos)
+    return [r for r in results if r is not None], dict(built.infos)
 
 
 def score_paths(
