@@ -346,5 +346,5 @@ def problem_lines(results) -> list[str]:
             continue
         if r.metric_errors:
             lines.append(f"{r.path}: {metric_errors_text(r.metric_errors)}")
-        lines += [f"{r.path}: {note}" for note in r.notes if " skipped: " in note]
+        lines += [f"{r.path}: {note}" for note in r.notes if " skipped: " in note or " is NaN" in note]
     return lines

@@ -552,8 +552,27 @@ class _Scorer:
             else:
                 value = self._call(name, metric, dist, ref, failed)
             if value is not None:
-                out[name] = value
+                out[name] = self._perfect_if_identical(name, value, dist, ref)
         return out
+
+    def _perfect_if_identical(
+        self, name: str, value: torch.Tensor, dist: torch.Tensor | None, ref: torch.Tensor | None
+    ) -> torch.Tensor:
+        """A full-reference metric that is NaN on identical frames (FSIM, VSI, CW-SSIM of a
+        flat image: 0/0 in their similarity maps) gets its perfect score there, the value
+        its definition tends to; other NaNs are kept and noted (:func:`_nan_notes`)."""
+        info = self.metrics.infos.get(name)
+        if info is None or not info.full_reference or dist is None or ref is None:
+            return value
+        nan = torch.isnan(value)
+        if not bool(nan.any()):
+            return value
+        perfect = info.range[1] if info.higher_is_better else info.range[0]
+        if not math.isfinite(perfect):
+            return value
+        n = value.shape[0]
+        same = (dist[:n] == ref[:n]).flatten(1).all(dim=1).to(value.device)
+        return torch.where(nan & same, torch.full_like(value, perfect), value)
 
     # -- entry point
     def score(
@@ -617,6 +636,9 @@ class _Scorer:
             if vres is not None:
                 res.scores[name] = float(vres.frames[0].score)
         res.frames_scored = 1 if res.scores else 0
+        for name, value in res.scores.items():
+            if math.isnan(value):
+                res.notes.append(f"{name} is NaN: undefined on this input (e.g. a flat image, no texture)")
         self._settle_failures(res, failed)
 
     # -- files metrics (VMAF): a separate process over the whole files
@@ -770,6 +792,12 @@ class _Scorer:
             values = [f.scores[name] for f in res.frames if name in f.scores]
             res.scores[name] = pool_scores(values, opts.pool, metrics.infos[name].higher_is_better)
             res.stats[name] = frame_stats(values)
+            n_nan = sum(1 for v in values if math.isnan(v))
+            if n_nan:
+                res.notes.append(
+                    f"{name} is NaN on {n_nan} of {len(values)} frames: undefined there (e.g. flat "
+                    "frames, no texture)"
+                )
         res.frames_scored = max((sum(1 for f in res.frames if name in f.scores) for name in names), default=0)
         if not metrics.frame:
             res.dist_frames = res.ref_frames = None
