@@ -118,3 +118,14 @@ def test_failure_of_a_prepared_metric_in_the_decoding_thread_is_per_metric(make_
     (r,), _ = score_pairs([Pair(str(dist), str(dist))], ["ssim", "ms_ssim"], ScoreOptions(prefetch=prefetch))
     assert r.error is None and set(r.scores) == {"ssim"} and r.scores["ssim"] == pytest.approx(1.0)
     assert r.metric_errors == {"ms_ssim": "pyramid exploded"}
+
+
+def test_vmaf_only_run_reports_frame_counts_and_a_mismatch(make_video):
+    ref = make_video("ref.mp4", n=6)
+    dist = make_video("dist.mp4", n=4, crf=30)
+    (r,), _ = score_pairs([Pair(str(dist), str(ref))], ["vmaf"], ScoreOptions())
+    assert r.error is None and r.frames_scored == 4
+    assert (r.dist_frames, r.ref_frames) == (4, 6)
+    assert "frame counts differ: distorted 4 vs reference 6; scored the first 4" in r.notes
+    (r2,), _ = score_pairs([Pair(str(dist), str(ref))], ["vmaf"], ScoreOptions(frame_step=2))
+    assert (r2.dist_frames, r2.ref_frames) == (2, 3)

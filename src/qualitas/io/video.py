@@ -108,15 +108,27 @@ def probe_video(path: str | os.PathLike, yuv: _yuv.RawYUVSpec | None = None) -> 
         return _info(p, container, stream, first)
 
 
+def count_frames(path: str | os.PathLike, yuv: _yuv.RawYUVSpec | None = None) -> int:
+    """Frames in a video without decoding them: raw YUV from its size, else by demuxing
+    (counting the video stream's packets), which costs a read of the file, not a decode."""
+    p = _check_video_path(path, yuv)
+    if is_raw_yuv(p):
+        return _yuv.count_frames(p, yuv)
+    with _open(p) as container:
+        stream = _video_stream(container, p)
+        try:
+            return sum(1 for packet in container.demux(stream) if packet.size)
+        except av.error.FFmpegError as err:
+            raise MediaError(f"cannot read video packets ({_av_reason(err)})") from None
+
+
 def _check_video_path(path: str | os.PathLike, yuv: _yuv.RawYUVSpec | None) -> Path:
     p = check_readable(path)
     ext = p.suffix.lower()
     if ext not in VIDEO_EXTENSIONS:
         raise MediaError(f"{path}: unsupported video extension {ext or '(none)'}")
     if is_raw_yuv(p) and yuv is None:
-        raise MediaError(
-            f"{path}: raw .yuv has no header; pass --size WxH --pix-fmt yuv420p --fps N (RawYUVSpec)"
-        )
+        raise MediaError(f"{path}: raw .yuv has no header; pass --size WxH --pix-fmt yuv420p --fps N")
     return p
 
 

@@ -690,6 +690,7 @@ class _Scorer:
         ref_yuv = None if res.ref is None else opts.yuv_for(res.ref, is_ref=True)
         dinfo = probe_video(res.path, yuv=dist_yuv)
         rinfo = probe_video(res.ref, yuv=ref_yuv) if res.ref is not None else None
+        self._check_raw_layout(res, [(res.path, dist_yuv, ""), (res.ref, ref_yuv, "reference ")])
         width, height = dinfo.width, dinfo.height
         if rinfo is not None:
             self._fps_check(res, dinfo, rinfo)
@@ -800,8 +801,43 @@ class _Scorer:
                 )
         res.frames_scored = max((sum(1 for f in res.frames if name in f.scores) for name in names), default=0)
         if not metrics.frame:
-            res.dist_frames = res.ref_frames = None
+            self._count_without_decoding(res)
         self._settle_failures(res, failed)
+
+    @staticmethod
+    def _check_raw_layout(res: Result, inputs: Sequence[tuple[str | None, Any, str]]) -> None:
+        """Raw YUV has no header: warn (a note) when the samples do not fit the declared layout."""
+        from qualitas.io.yuv import layout_warnings
+
+        for path, spec, what in inputs:
+            if path is None or spec is None:
+                continue
+            res.notes += [f"{what}raw YUV: {w}" for w in layout_warnings(path, spec)]
+
+    def _count_without_decoding(self, res: Result) -> None:
+        """Files metrics only (a VMAF-only run decodes nothing here): count both sides'
+        frames by demuxing, so a length mismatch is reported as in frame-metric runs."""
+        from qualitas.io.video import count_frames
+
+        opts = self.options
+        if res.ref is None:
+            return
+        try:
+            counts = [
+                count_frames(res.path, opts.yuv_for(res.path)),
+                count_frames(res.ref, opts.yuv_for(res.ref, is_ref=True)),
+            ]
+        except INPUT_ERRORS:
+            return  # the metric itself read the files; a count is a bonus
+        selected = [math.ceil(n / opts.frame_step) for n in counts]
+        if opts.max_frames is not None:
+            selected = [min(n, opts.max_frames) for n in selected]
+        res.dist_frames, res.ref_frames = selected
+        if selected[0] != selected[1]:
+            res.notes.append(
+                f"frame counts differ: distorted {selected[0]} vs reference {selected[1]}; "
+                f"scored the first {min(selected)}"
+            )
 
     def _fps_check(self, res: Result, dist_info: Any, ref_info: Any) -> None:
         from qualitas.io.pairing import check_fps
