@@ -22,7 +22,9 @@ import math
 import os
 import pickle
 import statistics
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -371,6 +373,33 @@ def new_run_dir(cfg: TrainConfig, out: str | Path | None) -> Path:
     return p
 
 
+_LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "py.warnings")
+
+
+@contextlib.contextmanager
+def _library_chatter_to(handler: logging.Handler):
+    """Send Lightning's info lines (accelerator banners, tips, "`Trainer.fit` stopped") and
+    every Python warning raised meanwhile (deprecations from libraries) to the run's log
+    file instead of the console: they are for whoever debugs the run, not its user."""
+    saved = []
+    for name in _LIBRARY_LOGGERS:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.handlers[:], lg.propagate, lg.level))
+        lg.handlers = [handler]
+        lg.propagate = False
+        lg.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # each distinct warning once in the log
+            yield
+    finally:
+        logging.captureWarnings(False)
+        for lg, handlers, propagate, level in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+            lg.setLevel(level)
+
+
 def _file_logging(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -443,7 +472,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, *, monitor: 
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         deterministic=t.deterministic,
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=t.progress_bar and sys.stderr.isatty(),  # bars only on a terminal
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
@@ -571,24 +600,26 @@ def train(
                 cbs.append(VisdomLogger(env=cfg.run.name))
             except ImportError:
                 log.warning("trainer.visdom: visdom is not installed (pip install visdom); skipped")
-        trainer = build_trainer(cfg, run_dir, cbs, monitor=monitor, mode=metric_mode(monitor))
-        started = True
-        trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
-        best = run_dir / "checkpoints" / "best.ckpt"
-        best_ckpt = best if best.is_file() else run_dir / "checkpoints" / "last.ckpt"
-        val = _figures_of(
-            trainer.validate(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
-            "val",
-        )
+        with _library_chatter_to(handler):
+            trainer = build_trainer(cfg, run_dir, cbs, monitor=monitor, mode=metric_mode(monitor))
+            started = True
+            trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
+            best = run_dir / "checkpoints" / "best.ckpt"
+            best_ckpt = best if best.is_file() else run_dir / "checkpoints" / "last.ckpt"
+            val = _figures_of(
+                trainer.validate(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
+                "val",
+            )
         # Prefer the task's float64 figures (logged values pass through float32); under
         # ddp_spawn the task here is not the one that ran, so fall back to the logged ones.
         val = task.eval_results.get("val", {}).get("figures") or val
         test = {}
         if data.datasets["test"] is not None:
-            test = _figures_of(
-                trainer.test(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
-                "test",
-            )
+            with _library_chatter_to(handler):
+                test = _figures_of(
+                    trainer.test(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
+                    "test",
+                )
             test = task.eval_results.get("test", {}).get("figures") or test
         metrics = {
             "best_checkpoint": str(best_ckpt),
