@@ -161,7 +161,7 @@ def quiet_torch_logs() -> Iterator[None]:
     for lg, _ in saved:
         lg.setLevel(logging.ERROR)
     # The graph dumps themselves are print()ed (GraphModule.print_readable): captured and
-    # kept at debug level for whoever needs them (--debug shows them).
+    # kept at debug level (logger "qualitas.export") for whoever needs them.
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
