@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -162,6 +163,7 @@ def _open(path: Path):
 def _av_reason(err: BaseException) -> str:
     # PyAV messages end with ": '<filename>'", which the caller already prints.
     msg = one_line(err)
+    msg = re.sub(r"^\[Errno -?\d+\]\s*", "", msg)  # FFmpeg's error number says nothing to a user
     return msg.split(": '", 1)[0] if ": '" in msg else msg
 
 

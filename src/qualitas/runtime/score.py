@@ -190,10 +190,24 @@ def default_metrics(kind: str, has_ref: bool) -> list[str]:
 
 
 def metric_info(name: str) -> MetricInfo:
-    """Properties of a registered metric (unknown name -> ConfigError with did-you-mean)."""
+    """Properties of a registered metric (unknown name -> ConfigError with did-you-mean; a
+    model name or model file given as a metric -> UsageError pointing at ``--model``)."""
+    from qualitas.errors import ConfigError
     from qualitas.metrics import METRICS
 
-    return METRICS.get(name).info
+    try:
+        return METRICS.get(name).info
+    except ConfigError:
+        from qualitas.runtime.defaults import DEFAULT_MODELS
+
+        p = Path(name)
+        run_or_export = p.is_dir() and any((p / f).is_file() for f in ("model.json", "config.yaml"))
+        if name in DEFAULT_MODELS or p.suffix.lower() in _MODEL_SUFFIXES or run_or_export:
+            raise UsageError(f"'{name}' is a model, not a metric: score with --model {name}") from None
+        raise
+
+
+_MODEL_SUFFIXES = (".ckpt", ".onnx", ".pt", ".pt2", ".xml")
 
 
 def resolve_metrics(names: Sequence[str] | None, has_ref: bool, kinds: Iterable[str] = ()) -> list[str]:
@@ -509,6 +523,8 @@ class _Scorer:
         """
         for name, err in failed.items():
             message = one_line(err)
+            # The path is the result's own field (and the key of the stderr line): not repeated.
+            message = message.removeprefix(f"{res.path}: ")
             if self.defaults_used and isinstance(err, MediaError):
                 why = message[len(name) + 1 :] if message.startswith(f"{name} ") else message
                 res.notes.append(f"{name} skipped: {why} (default metrics; choose others with --metric)")
@@ -779,6 +795,10 @@ class _Scorer:
                     fs = frames[int(index)] = FrameScores(int(index), None if time is None else float(time))
                 fs.scores[name] = float(score)
         res.frames = [frames[i] for i in sorted(frames)]
+        if not res.frames and failed:  # only files metrics, and they failed: say why
+            res.frames = None
+            self._settle_failures(res, failed)
+            return
         if not res.frames:
             raise MediaError("no frames could be decoded")
         # A metric that failed part-way is dropped from every frame: a score pooled over
