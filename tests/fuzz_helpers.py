@@ -120,6 +120,10 @@ def build_corpus(folder: Path, seed: int = 0, n_trunc: int = 4, n_flip: int = 4)
         p = corpus / f"{kind}_as.{ext}"
         p.write_bytes(seeds[kind].read_bytes())
         paths.append(p)
+    # The MP4 sample entry's codec tag overwritten: the container opens, no decoder exists.
+    mp4 = seeds["mp4"].read_bytes()
+    tag = mp4.rfind(b"avc1")
+    (corpus / "mp4_codectag.mp4").write_bytes(mp4[:tag] + b"zzzz" + mp4[tag + 4 :])
     (corpus / "text_as.png").write_text("this is not an image\n")
     (corpus / "bomb.png").write_bytes(bomb_png())
     (corpus / "empty.mp4").write_bytes(b"")
@@ -162,7 +166,9 @@ def run_corpus(corpus: Path, out: Path, *, timeout: float, metric: str = "brisqu
         "tried": len(rows),
         "errors": sum(1 for r in rows if r["error"]),
         "scored": sum(1 for r in rows if not r["error"]),
-        "crashed": len([r for r in died if "process died" in r["error"]]) + ("Traceback" in proc.stderr),
+        "crashed": max(
+            len([r for r in died if "process died" in r["error"]]), int("Traceback" in proc.stderr)
+        ),
         "timed_out": len([r for r in died if "timed out" in r["error"]]),
         "multi_line": len(multi),
         "wall_s": round(wall, 1),

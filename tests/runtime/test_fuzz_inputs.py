@@ -26,6 +26,7 @@ def test_fuzzed_corpus_is_scored_without_crash_or_hang(tmp_path):
     for kind in ("jpg", "png", "webp", "bmp", "tiff", "mp4", "mkv", "yuv"):
         assert rows[f"{kind}_orig.{kind}"]["error"] is None, kind
     assert "exceeds limit" in rows["bomb.png"]["error"]
+    assert "no decoder for its video stream" in rows["mp4_codectag.mp4"]["error"]  # was an AttributeError
     assert rows["empty.mp4"]["error"].endswith("empty file (0 bytes)")
     for name, r in rows.items():
         if r["error"]:

@@ -171,6 +171,8 @@ def _video_stream(container, path: Path):
     if not container.streams.video:
         raise MediaError(f"{path}: no video stream")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # a codec id FFmpeg has no decoder for (a corrupt header)
+        raise MediaError(f"{path}: no decoder for its video stream (unknown or corrupt codec)")
     stream.thread_type = "AUTO"  # frame + slice threads; FFmpeg picks the count
     return stream
 
