@@ -37,3 +37,12 @@ def one_line(err: BaseException) -> str:
     """Collapse an exception message to a single line (for per-file error entries)."""
     msg = str(err).strip() or type(err).__name__
     return " ".join(msg.split())
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception message (library errors such as torch.load's
+    run to many lines; the first says what went wrong), else the exception's type name."""
+    for line in str(err).splitlines():
+        if line.strip():
+            return " ".join(line.split())
+    return type(err).__name__

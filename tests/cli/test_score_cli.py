@@ -63,7 +63,7 @@ def test_csv_one_row_per_input_and_exit_1_on_failure(tmp_path, make_image, capsy
     err = capsys.readouterr().err
     assert "1 scored, 1 failed" in err and "empty file" in err and "Traceback" not in err
     rows = list(csv.reader(io.StringIO(out.read_text())))
-    assert rows[0] == ["path", "ref", "kind", "psnr", "ssim", "error"]
+    assert rows[0] == ["path", "ref", "kind", "psnr", "ssim", "error", "metric_errors"]
     assert rows[1][0] == str(good) and float(rows[1][3]) > 30 and rows[1][5] == ""
     assert rows[2][0] == str(empty) and rows[2][3] == "" and "empty file" in rows[2][5]
 
@@ -93,7 +93,6 @@ def test_bad_inputs_each_get_an_error_entry_and_the_rest_is_scored(tmp_path, mak
     for name in (
         "corrupt.jpg",
         "empty.png",
-        "tiny.png",
         "text.mp4",
         "truncated.mp4",
         "small.png",
@@ -102,6 +101,13 @@ def test_bad_inputs_each_get_an_error_entry_and_the_rest_is_scored(tmp_path, mak
         err = results[name]["error"]
         assert err and "\n" not in err, name
         assert results[name]["scores"] == {}, name
+    # 1x1: psnr is scored, ssim (11x11 window) fails for this file only.
+    tiny = results["tiny.png"]
+    assert (
+        tiny["error"] is None
+        and list(tiny["scores"]) == ["psnr"]
+        and "11x11" in tiny["metric_errors"]["ssim"]
+    )
     assert "sizes differ" in results["small.png"]["error"]
     assert results["orphan.png"]["ref"] is None or "reference" in results["orphan.png"]["error"]
     # Default policy scales the smaller image and records it.
@@ -122,7 +128,7 @@ def test_stdout_json_when_piped_and_table_on_request(tmp_path, make_image, capsy
     assert out[0].split() == ["path", "kind", "size", "frames", "ssim", "error"]
     assert "1.0000" in out[2] and "192x176" in out[2]
     assert main(["score", str(ref), "--ref", str(ref), "--metric", "psnr", "--format", "csv"]) == 0
-    assert capsys.readouterr().out.startswith("path,ref,kind,psnr,error\n")
+    assert capsys.readouterr().out.startswith("path,ref,kind,psnr,error,metric_errors\n")
 
 
 @pytest.mark.parametrize(

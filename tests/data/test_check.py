@@ -130,3 +130,12 @@ def test_cli_exit_codes_and_write_clean(dataset, tmp_path, capsys):
     assert json.loads(clean.read_text().splitlines()[0])["width"] == 20
     assert main(["data", "check", str(clean), "--root", str(dataset), "--no-progress"]) == 0
     assert main(["data", "check", str(tmp_path / "nope.jsonl"), "--root", str(dataset)]) == 1
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(dataset, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    write_manifest(rows(), bad)
+    capsys.readouterr()
+    main(["data", "check", str(bad), "--root", str(dataset)])  # no --no-progress; stderr is a pipe
+    err = capsys.readouterr().err
+    assert "checking" not in err and "it/s" not in err and "row/s" not in err

@@ -29,7 +29,7 @@ def test_training_curves_from_lightning_style_csv(tmp_path):
     assert cols["val/srocc"][1] == 0.41 and np.isnan(cols["val/srocc"][0])
     out = plots.training_curves(csv, tmp_path / "curves.png")
     with Image.open(out) as im:
-        assert im.format == "PNG" and im.size == (700, 900)  # three panels: loss, lr, metrics
+        assert im.format == "PNG" and im.size == (900, 900)  # three panels: loss, lr, metrics
     with pytest.raises(UsageError, match="no CSV log"):
         plots.training_curves(tmp_path / "missing.csv", tmp_path / "x.png")
 
@@ -51,3 +51,29 @@ def test_log_columns_grouped_by_scale():
     assert groups["correlation"] == ["val/srocc", "val/plcc_fitted"]
     assert groups["rmse"] == ["val/rmse"] and groups["samples/s"] == ["sps"]
     assert groups["other"] == ["train/data_wait"]  # item counts (val/n) are not plotted
+
+
+def test_training_curves_legend_of_12_series_fits_and_covers_no_curve(tmp_path, monkeypatch):
+    names = [
+        f"{s}/{m}{f}" for s in ("val", "test") for m in ("srocc", "krocc", "plcc") for f in ("", "_fitted")
+    ]
+    rows = ["epoch,step," + ",".join(names)]
+    rows += [f"{e},{10 * e}," + ",".join(f"{0.5 + 0.01 * (e + i)}" for i in range(12)) for e in range(5)]
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    figs = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (figs.append(fig), save(fig, path))[1])
+    plots.training_curves(csv, tmp_path / "curves.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figs[0]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert len(legend.get_texts()) == 12
+    box, fig_box, ax_box = legend.get_window_extent(renderer), fig.bbox, ax.get_window_extent(renderer)
+    assert fig_box.x0 <= box.x0 and box.x1 <= fig_box.x1 and fig_box.y0 <= box.y0 and box.y1 <= fig_box.y1
+    assert box.x0 >= ax_box.x1  # beside the panel, not over its curves

@@ -64,11 +64,22 @@ def test_json_is_strict_and_encodes_non_finite_as_strings():
 def test_csv_columns_and_cells():
     text = report.format_csv(_results(), ["psnr", "ssim"])
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == ["path", "ref", "kind", "psnr", "ssim", "error"]
-    assert rows[1] == ["d/a.mp4", "r/a.mp4", "video", "Infinity", "0.5", ""]
-    assert rows[2] == ["d/b.png", "r/b.png", "image", "", "", "d/b.png: empty file (0 bytes)"]
+    assert rows[0] == ["path", "ref", "kind", "psnr", "ssim", "error", "metric_errors"]
+    assert rows[1] == ["d/a.mp4", "r/a.mp4", "video", "Infinity", "0.5", "", ""]
+    assert rows[2] == ["d/b.png", "r/b.png", "image", "", "", "d/b.png: empty file (0 bytes)", ""]
     assert rows[3][:2] == ["d/c.png", ""] and rows[3][4] == "NaN"
     assert float(rows[1][3]) == math.inf
+
+
+def test_metric_errors_in_json_csv_and_table():
+    res = Result("d/q.mp4", "r/q.mp4", "video", 176, 144, 2, scores={"psnr": 30.0})
+    res.metric_errors = {"ms_ssim": "ms_ssim needs images at least 176 pixels", "vmaf": "libvmaf failed"}
+    doc = json.loads(report.format_json([res], {}))
+    assert doc["results"][0]["metric_errors"] == res.metric_errors and doc["results"][0]["error"] is None
+    rows = list(csv.reader(io.StringIO(report.format_csv([res], ["psnr", "ms_ssim"]))))
+    assert rows[1][3:] == ["30.0", "", "", "ms_ssim needs images at least 176 pixels; vmaf: libvmaf failed"]
+    table = report.format_table([res], ["psnr", "ms_ssim"]).splitlines()
+    assert table[2].endswith("vmaf: libvmaf failed") and " - " in table[2]
 
 
 def test_table_lists_every_input_and_its_error():

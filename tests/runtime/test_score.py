@@ -157,15 +157,19 @@ def test_each_bad_input_gets_a_one_line_error_and_the_batch_goes_on(tmp_path, ma
     by_name = {r.path: r for r in results}
     assert [r.path for r in results] == paths  # input order kept
     assert by_name[str(good)].error is None and by_name[str(good)].scores["psnr"] > 90
-    for key in ("corrupt", "empty", "truncated", "text", "tiny", "missing", "unsupported", "midstream"):
+    for key in ("corrupt", "empty", "truncated", "text", "missing", "unsupported", "midstream"):
         r = by_name[bad[key]]
         assert r.error, key
         assert "\n" not in r.error and r.scores == {} and r.frames is None, key
+        assert r.metric_errors == {}, key
     assert "empty" in by_name[bad["empty"]].error or "0 bytes" in by_name[bad["empty"]].error
     assert "not found" in by_name[bad["missing"]].error
     assert "truncated" in by_name[bad["midstream"]].error
     assert "unsupported" in by_name[bad["unsupported"]].error
-    assert "11x11" in by_name[bad["tiny"]].error or "at least" in by_name[bad["tiny"]].error
+    # 1x1 is too small for ssim's 11x11 window, not for psnr: a metric error, psnr kept.
+    tiny = by_name[bad["tiny"]]
+    assert tiny.error is None and tiny.partial and set(tiny.scores) == {"psnr"}
+    assert "11x11" in tiny.metric_errors["ssim"] and "\n" not in tiny.metric_errors["ssim"]
 
 
 def test_missing_reference_is_a_per_file_error(make_image, tmp_path):

@@ -94,9 +94,17 @@ def test_load_trained_reproduces_validation_predictions(trained_run, image_data)
 
 
 @pytest.mark.slow
-def test_eval_cli_writes_metrics_predictions_and_plot(trained_run, tmp_path, capsys):
+def test_eval_cli_writes_metrics_predictions_and_plot(trained_run, tmp_path, capsys, monkeypatch):
+    from qualitas.evaluation import plots
+
+    titles = []
+    scatter = plots.scatter
+    monkeypatch.setattr(
+        plots, "scatter", lambda *a, **k: (titles.append(k.get("title")), scatter(*a, **k))[1]
+    )
     out = tmp_path / "results.json"
     assert main(["eval", str(trained_run), "--out", str(out)]) == 0
+    assert titles and titles[0].endswith("test split (n=8)")  # the figure says what it shows
     res = json.loads(out.read_text())
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert res["split"] == "test" and res["n"] == 8 and len(res["predictions"]) == 8

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from qualitas.errors import UsageError
+from qualitas.runtime.progress import progress_enabled
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -131,7 +132,9 @@ def _frames(args) -> int:
     from qualitas.data.frames import FrameOptions, extract_frames
 
     opts = FrameOptions(step=args.step, fps=args.fps, max_frames=args.max_frames, fmt=args.format)
-    res = extract_frames(args.src, args.out, opts, manifest=args.manifest, progress=not args.no_progress)
+    res = extract_frames(
+        args.src, args.out, opts, manifest=args.manifest, progress=progress_enabled(args.no_progress)
+    )
     manifest = args.manifest or str(Path(args.out) / "frames.jsonl")
     print(
         f"{len(res.records)} frames in {manifest} ({res.written} written now, "
@@ -154,7 +157,7 @@ def _check(args) -> int:
         args.root,
         deep=args.deep,
         mos_range=parse_range(args.mos_range),
-        progress=not args.no_progress,
+        progress=progress_enabled(args.no_progress),
     )
     print(report.summary(examples=args.examples))
     if args.write_clean:
@@ -197,7 +200,7 @@ def _synth(args) -> int:
         video_max_side=args.video_max_side,
         teacher=teacher,
         video_teacher=vteacher,
-        progress=not args.no_progress,
+        progress=progress_enabled(args.no_progress),
     )
     res = build(cfg)
     for name, path in res.manifests.items():

@@ -3,7 +3,8 @@
 Output: ``--out FILE`` writes JSON or CSV (by extension, or ``--format``) atomically and
 prints a one-line summary on stderr; without ``--out`` the results go to stdout as
 ``--format`` (default: a table on a terminal, JSON when piped). Exit status: 0 when every
-input was scored, 1 when any failed (its ``error`` says why), 2 for usage errors.
+input was scored with every metric, 1 when any input or any named metric failed (``error``
+/ ``metric_errors`` say why; the rest is still written), 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from functools import partial
 
 from qualitas.errors import UsageError
 
@@ -67,6 +69,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
+        action="append",
         metavar="PATH",
         help="score with a trained/exported quality model, or a shipped one: nr-image, nr-video "
         "(default without --metric and --ref: the one of the media kind)",
@@ -108,7 +111,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--vmaf-threads", type=_positive_int, metavar="N", help="libvmaf threads (default: all cores)"
     )
     g = p.add_argument_group("output and execution")
-    g.add_argument("--out", metavar="FILE", help="write results to FILE.json or FILE.csv (atomic)")
+    g.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write results to FILE.json or FILE.csv (atomic), or stream them to FILE.jsonl "
+        "(one flushed line per input)",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --out FILE.jsonl: keep its lines and score only the inputs not in it yet "
+        "(same path, size, mtime, metrics and options)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop an input that takes longer (scored in a child process); it gets an error",
+    )
+    g.add_argument("--frames-csv", metavar="FILE", help="also write per-frame scores to FILE (CSV, atomic)")
     g.add_argument(
         "--format",
         choices=("table", "json", "csv"),
@@ -210,38 +231,120 @@ def run(args: argparse.Namespace) -> int:
     )
     options.validate()
     out_fmt = (args.format or report.infer_format(args.out)) if args.out else None
+    if args.format and args.out and report.infer_format_or_none(args.out) == "jsonl":
+        raise UsageError("--format does not apply to a .jsonl output (it is always JSON Lines)")
+    if args.resume and out_fmt != "jsonl":
+        raise UsageError("--resume needs --out FILE.jsonl (the streamed output it continues)")
     pairs = collect(args.dist, args.ref)
     if not pairs:
         raise UsageError("no media files found in the given inputs")
-    model = args.model
+    if len(args.model or []) > 1:
+        raise UsageError(
+            "--model was given more than once; score with one model per run (or give both with separate runs)"
+        )
+    model = args.model[0] if args.model else None
     if model is None and not args.metrics and args.ref is None:
         # No metric, model or reference: the shipped no-reference model of the media kind.
         model = default_model_for_pairs(pairs)
-    scorers = _load_model_scorer(resolve_model(model), options.device) if model else None
+    model_path = resolve_model(model) if model else None
+    scorers = _load_model_scorer(model_path, options.device) if model_path else None
+    metric_names = _split_metrics(args.metrics)
+
+    writer = None
+    keys: list[str] = []
+    skipped = 0
+    if out_fmt == "jsonl":
+        from qualitas.runtime.catalog import LineWriter, item_key, read_done
+
+        signature = {
+            "metrics": metric_names,
+            "model": model_path,
+            "options": options.to_dict(),
+            "yuv": [repr(yuv), repr(ref_yuv)],
+        }
+        done = read_done(args.out) if args.resume else {}
+        keys = [item_key(p.dist, p.ref, signature) for p in pairs]
+        todo = [i for i, k in enumerate(keys) if k not in done]
+        skipped = len(pairs) - len(todo)
+        writer = LineWriter(args.out, keep=done.values())
+        run_pairs = [pairs[i] for i in todo]
+        run_keys = [keys[i] for i in todo]
+    else:
+        run_pairs, run_keys = pairs, []
+
+    def stream(i: int, res) -> None:
+        if writer is not None:
+            writer.write({**res.to_dict(), "key": run_keys[i]})
+
     progress = Progress(progress_enabled(args.quiet))
-    results, infos = score_pairs(
-        pairs,
-        _split_metrics(args.metrics),
-        options,
-        scorers=scorers,
-        has_ref=args.ref is not None,
-        progress=progress,
-    )
-    failed = sum(1 for r in results if not r.ok)
+    try:
+        results, infos = (
+            score_pairs(
+                run_pairs,
+                metric_names,
+                options,
+                scorers=scorers,
+                has_ref=args.ref is not None,
+                progress=progress,
+                on_result=stream,
+                timeout=args.timeout,
+                scorers_factory=partial(_load_model_scorer, model_path, options.device)
+                if model_path
+                else None,
+            )
+            if run_pairs
+            else ([], {})
+        )
+    finally:
+        if writer is not None:
+            writer.close()
+    if out_fmt == "jsonl":
+        from qualitas.runtime.catalog import read_rows
+
+        rows = read_rows(args.out)  # this run's and the earlier runs' lines
+    else:
+        rows = [r.to_dict() for r in results]
+    if args.frames_csv:
+        from qualitas.runtime.catalog import frames_csv
+
+        names = list(infos) or sorted({m for r in rows for m in (r.get("scores") or {})})
+        atomic_write_text(args.frames_csv, frames_csv(rows, names))
+    failed = sum(1 for r in rows if r.get("error"))
+    partial_n = sum(1 for r in rows if not r.get("error") and r.get("metric_errors"))
     if args.out:
-        atomic_write_text(args.out, report.render(out_fmt, results, infos, options.to_dict()))
+        if out_fmt != "jsonl":
+            atomic_write_text(args.out, report.render(out_fmt, results, infos, options.to_dict()))
         if not args.quiet:
+            scored = len(rows) - failed
+            detail = f" ({partial_n} with failed metrics)" if partial_n else ""
+            resumed = f" ({skipped} already in the file)" if skipped else ""
             print(
-                f"qualitas score: {len(results) - failed} scored, {failed} failed -> {args.out}",
+                f"qualitas score: {scored} scored{detail}, {failed} failed{resumed} -> {args.out}",
                 file=sys.stderr,
             )
     else:
         fmt = args.format or ("table" if sys.stdout.isatty() else "json")
         sys.stdout.write(report.render(fmt, results, infos, options.to_dict()))
         sys.stdout.flush()
-    if failed and not args.quiet:
-        for r in results:
-            if r.error:
-                where = "" if r.error.startswith(r.path) else f"{r.path}: "
-                print(f"qualitas score: {where}{r.error}", file=sys.stderr)
-    return 1 if failed else 0
+    if not args.quiet:
+        for line in problem_lines(results):
+            print(f"qualitas score: {line}", file=sys.stderr)
+    # Partial results (some metric failed) count as failures for the exit status: a script
+    # that checks only the status must not take a missing metric for a complete result.
+    return 1 if failed or partial_n else 0
+
+
+def problem_lines(results) -> list[str]:
+    """One line per failed input or failed metric, each naming the path once."""
+    from qualitas.runtime.report import metric_errors_text
+
+    lines = []
+    for r in results:
+        if r.error:
+            where = "" if r.error.startswith(r.path) else f"{r.path}: "
+            lines.append(f"{where}{r.error}")
+            continue
+        if r.metric_errors:
+            lines.append(f"{r.path}: {metric_errors_text(r.metric_errors)}")
+        lines += [f"{r.path}: {note}" for note in r.notes if " skipped: " in note or " is NaN" in note]
+    return lines

@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,11 +145,13 @@ def read_manifest(path: str | os.PathLike) -> list[Record]:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temp file in the same folder + rename)."""
+    from qualitas.files import temp_for
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    tmp = temp_for(p)  # permissions as a plain open() would give, not mkstemp's 0600
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
         os.replace(tmp, p)
     except BaseException:

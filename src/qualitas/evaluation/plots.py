@@ -11,7 +11,6 @@ import csv
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from qualitas.errors import DependencyError, UsageError
 from qualitas.evaluation.correlation import ArrayLike, as_pair, evaluate, fit_logistic
+from qualitas.files import temp_for
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,8 +35,7 @@ def _figure(**kwargs: object) -> Figure:
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    tmp = temp_for(path, suffix=".png")  # a plain open()'s permissions, not mkstemp's 0600
     try:
         fig.savefig(tmp, format="png", dpi=100)
         os.replace(tmp, path)
@@ -142,7 +141,8 @@ def training_curves(csv_path: str | Path, out_png: str | Path, *, title: str | N
     panels = [(g, names) for g, names in groups.items() if names]
     if not panels:
         raise UsageError(f"CSV log '{csv_path}' has no numeric column to plot")
-    fig = _figure(figsize=(7, 3 * len(panels)))
+    # Constrained layout makes room for legends placed outside the axes (below).
+    fig = _figure(figsize=(9, 3 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     x = np.asarray(xs)
     for ax, (group, names) in zip(axes, panels):
@@ -152,8 +152,12 @@ def training_curves(csv_path: str | Path, out_png: str | Path, *, title: str | N
             ax.plot(x[ok], y[ok], marker="o" if ok.sum() < 30 else None, ms=3, label=name)
         ax.set_ylabel(group)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        if len(names) <= 4:
+            ax.legend(fontsize=8, loc="best")
+        else:
+            # Many series (val/test x SROCC/KROCC/PLCC x raw/fitted = 12): a legend inside
+            # would cover the curves, so it goes to the right of the panel.
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     axes[-1].set_xlabel(x_name or "row")
     axes[0].set_title(title or Path(csv_path).name)
-    fig.tight_layout()
     return _save(fig, out_png)

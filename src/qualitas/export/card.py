@@ -28,6 +28,10 @@ CARD_VERSION = 1
 SIZE_MODES = ("none", "resize", "crop", "pad", "fragments")
 
 
+MIN_INPUT_SIDE = 32
+"""Default minimum height/width of a model's input (see :meth:`ModelCard.min_side`)."""
+
+
 @dataclass(frozen=True)
 class InputCard:
     """What the exported graph takes.
@@ -237,7 +241,20 @@ class ModelCard:
         mode = self.input.size_policy.get("mode", "none")
         size = self.input.size_policy.get("size")
         sizing = f"{mode} {size[0]}x{size[1]}" if size and mode in ("resize", "crop", "pad") else mode
-        return f"learned model ({self.export.get('format', 'pytorch')}): {what}, sizing {sizing}"
+        m = self.min_side()
+        return (
+            f"learned model ({self.export.get('format', 'pytorch')}): {what} at least {m}x{m}, "
+            f"sizing {sizing}"
+        )
+
+    def min_side(self) -> int:
+        """Smallest height/width a scorer accepts: the fragment patch for ``fragments``
+        sizing, else 32. Smaller inputs would be scored from a handful of upsampled pixels,
+        a number without meaning, so they are refused."""
+        policy = self.input.size_policy
+        if policy.get("mode") == "fragments" and policy.get("patch"):
+            return int(policy["patch"])
+        return MIN_INPUT_SIDE
 
     # ------------------------------------------------------------------ (de)serialising
 

@@ -9,7 +9,10 @@ probabilities. Verification and the scoring runtime use nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import io
+import logging
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -145,3 +148,28 @@ def to_mos(card: ModelCard, raw: torch.Tensor) -> torch.Tensor:
     if raw.ndim != 1:
         raise ExportError(f"model output {tuple(raw.shape)} is not one score per item")
     return raw * card.output.scale + card.output.shift
+
+
+@contextlib.contextmanager
+def quiet_torch_logs() -> Iterator[None]:
+    """Keep torch's internal log records (torch.export / dynamo / FX warnings such as
+    "Unable to find user code corresponding to …" followed by a whole FX graph dump) off
+    the console while exporting: they describe tracer internals, not the user's model.
+    Errors still get through; the export's own checks report what matters."""
+    names = ["torch"] + [n for n in logging.root.manager.loggerDict if n.startswith("torch.")]
+    saved = [(lg, lg.level) for lg in map(logging.getLogger, names)]
+    for lg, _ in saved:
+        lg.setLevel(logging.ERROR)
+    # The graph dumps themselves are print()ed (GraphModule.print_readable): captured and
+    # kept at debug level (logger "qualitas.export") for whoever needs them.
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
+        if captured.getvalue().strip():
+            logging.getLogger("qualitas.export").debug(
+                "torch output while exporting:\n%s", captured.getvalue()
+            )

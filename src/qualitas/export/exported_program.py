@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from qualitas.errors import first_line
 from qualitas.export.card import ModelCard
 from qualitas.export.common import ExportError, card_for_shapes, observed_dynamic, torch_dynamic_shapes
 
@@ -34,7 +35,7 @@ def export_program(
             warnings.simplefilter("ignore")
             program = torch.export.export(model, example, dynamic_shapes=torch_dynamic_shapes(card, dynamic))
     except Exception as err:  # noqa: BLE001 - any export failure becomes one clear line
-        raise ExportError(f"torch.export failed: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+        raise ExportError(f"torch.export failed: {type(err).__name__}: {first_line(err)}") from err
     torch.export.save(program, str(Path(folder) / FILE))
     user = set(program.graph_signature.user_inputs)
     first = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name in user)
@@ -53,9 +54,7 @@ class ExportedProgramRunner:
                 warnings.simplefilter("ignore")
                 program = torch.export.load(str(path))
         except (RuntimeError, ValueError, OSError, KeyError) as err:
-            raise ExportError(
-                f"{path}: not a loadable exported program ({str(err).splitlines()[0]})"
-            ) from None
+            raise ExportError(f"{path}: not a loadable exported program ({first_line(err)})") from None
         self.device = torch.device(device)
         if self.device.type != "cpu":
             from torch.export.passes import move_to_device_pass

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qualitas.errors import DependencyError
+from qualitas.errors import DependencyError, first_line
 from qualitas.export.card import ModelCard
 from qualitas.export.common import ExportError, axes_of, card_for_shapes, to_numpy
 
@@ -49,7 +49,7 @@ def export_openvino(
         try:
             ov_model = ov.convert_model(str(Path(tmp) / onnx_card.export["file"]))
         except Exception as err:  # noqa: BLE001 - OpenVINO raises its own exception types
-            raise ExportError(f"OpenVINO conversion failed: {str(err).strip().splitlines()[0]}") from err
+            raise ExportError(f"OpenVINO conversion failed: {first_line(err)}") from err
     ov.save_model(ov_model, str(Path(folder) / FILE), compress_to_fp16=False)
     shape = ov_model.inputs[0].get_partial_shape()
     observed = {name for name, ax in axes_of(card).items() if shape[ax].is_dynamic}
@@ -79,9 +79,7 @@ class OpenVinoRunner:
         try:
             self.compiled = core.compile_model(str(path), target, config)
         except Exception as err:  # noqa: BLE001 - OpenVINO raises its own exception types
-            raise ExportError(
-                f"{path}: OpenVINO cannot load it on {target} ({str(err).strip().splitlines()[0]})"
-            ) from None
+            raise ExportError(f"{path}: OpenVINO cannot load it on {target} ({first_line(err)})") from None
         self.names = [p.get_any_name() for p in self.compiled.inputs]
         self._local = threading.local()  # an InferRequest must not be shared between threads
 
@@ -94,9 +92,7 @@ class OpenVinoRunner:
             result = request.infer(feeds)
         except RuntimeError as err:
             shape = tuple(inputs[0].shape)
-            raise ExportError(
-                f"OpenVINO refused an input of shape {shape}: {str(err).strip().splitlines()[0]}"
-            ) from None
+            raise ExportError(f"OpenVINO refused an input of shape {shape}: {first_line(err)}") from None
         return torch.from_numpy(result[self.compiled.output(0)].copy())
 
 

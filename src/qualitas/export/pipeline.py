@@ -16,7 +16,14 @@ from torch import nn
 
 from qualitas.errors import UsageError
 from qualitas.export.card import ModelCard, write_card
-from qualitas.export.common import ExportError, example_hw, example_inputs, to_mos, wanted_dynamic
+from qualitas.export.common import (
+    ExportError,
+    example_hw,
+    example_inputs,
+    quiet_torch_logs,
+    to_mos,
+    wanted_dynamic,
+)
 from qualitas.export.formats import FORMATS
 from qualitas.export.verify import DEFAULT_TOLERANCE, ParityReport, check_parity, verification_cases
 
@@ -98,7 +105,8 @@ def export_model(
         # torch.export specialises and bounds height/width to at most the example's.
         hw = (max(hw[0], DYNAMIC_EXAMPLE_HW), max(hw[1], DYNAMIC_EXAMPLE_HW))
     example = example_inputs(card, 2, hw=hw)
-    card = fmt_entry.export(model, card, folder, example, dynamic=want, opset=opset)
+    with quiet_torch_logs():
+        card = fmt_entry.export(model, card, folder, example, dynamic=want, opset=opset)
     card = card.with_export(
         source=str(card.trained_on.get("checkpoint", "")),
         exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -108,8 +116,9 @@ def export_model(
     need_cases = verify or quantize is not None
     cases, notes = verification_cases(card) if need_cases else ([], [])
     if verify:
-        runner = fmt_entry.load(folder / str(card.file), card, "cpu")
-        result.parity = check_parity(model, runner, cases, tolerance=tolerance, notes=notes)
+        with quiet_torch_logs():
+            runner = fmt_entry.load(folder / str(card.file), card, "cpu")
+            result.parity = check_parity(model, runner, cases, tolerance=tolerance, notes=notes)
         card = card.with_export(parity=result.parity.to_dict())
     if quantize is not None:
         from qualitas.export.quantize import calibration_inputs, quantize_onnx, score_change

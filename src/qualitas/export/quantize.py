@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from qualitas.errors import UsageError
+from qualitas.errors import UsageError, first_line
 from qualitas.export.card import ModelCard
 from qualitas.export.common import ExportError, to_numpy
 from qualitas.export.verify import Case
@@ -86,7 +86,7 @@ def quantize_onnx(
         except UsageError:
             raise
         except Exception as err:  # noqa: BLE001 - ONNX Runtime raises its own exception types
-            raise ExportError(f"int8 quantisation failed: {str(err).strip().splitlines()[0]}") from err
+            raise ExportError(f"int8 quantisation failed: {first_line(err)}") from err
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from qualitas.errors import first_line
 from qualitas.export.card import ModelCard
 from qualitas.export.common import ExportError, card_for_shapes
 
@@ -54,9 +55,7 @@ class TorchScriptRunner:
                 warnings.simplefilter("ignore")
                 self.module = torch.jit.load(str(path), map_location=device).eval()
         except (RuntimeError, ValueError, OSError) as err:
-            raise ExportError(
-                f"{path}: not a loadable TorchScript file ({str(err).splitlines()[0]})"
-            ) from None
+            raise ExportError(f"{path}: not a loadable TorchScript file ({first_line(err)})") from None
         self.device = torch.device(device)
 
     @torch.no_grad()

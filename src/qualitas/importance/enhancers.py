@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qualitas.errors import UsageError
+from qualitas.errors import UsageError, first_line
 from qualitas.registry import Registry
 
 log = logging.getLogger("qualitas.importance")
@@ -152,12 +152,12 @@ def tiny_sr(*, scale: int = 4, path: str | None = None, width: int = 32) -> nn.M
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as err:
-        raise UsageError(f"{path}: not a readable state dict ({str(err).splitlines()[0]})") from None
+        raise UsageError(f"{path}: not a readable state dict ({first_line(err)})") from None
     try:
         net.load_state_dict(sd)
     except RuntimeError as err:
         raise UsageError(
-            f"{path}: weights do not fit tiny_sr(scale={scale}, width={width}): {str(err).splitlines()[0]}"
+            f"{path}: weights do not fit tiny_sr(scale={scale}, width={width}): {first_line(err)}"
         ) from None
     return net.eval()
 
@@ -170,7 +170,7 @@ def module(*, scale: int = 4, path: str | None = None) -> nn.Module:
     try:
         net = torch.jit.load(path, map_location="cpu")
     except (RuntimeError, ValueError) as err:
-        raise UsageError(f"{path}: not a TorchScript module ({str(err).splitlines()[0]})") from None
+        raise UsageError(f"{path}: not a TorchScript module ({first_line(err)})") from None
     return net.eval()
 
 

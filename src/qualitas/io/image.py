@@ -107,7 +107,9 @@ def read_image(path: str | os.PathLike) -> ImageData:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
         # UnidentifiedImageError and "image file is truncated" are OSErrors.
-        raise MediaError(f"{path}: cannot decode image ({one_line(err)})") from None
+        # Pillow names the file again ("cannot identify image file '/x/y.png'"): once is enough.
+        reason = one_line(err).replace(f" '{p}'", "").replace(f" {str(p)!r}", "")
+        raise MediaError(f"{path}: cannot decode image ({reason})") from None
     chw = apply_orientation(chw, orientation)
     data = planes_to_float(chw, float(2**bit_depth - 1))
     return ImageData(data=data, bit_depth=bit_depth, path=str(path), mode=mode, orientation=orientation)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -108,15 +109,27 @@ def probe_video(path: str | os.PathLike, yuv: _yuv.RawYUVSpec | None = None) -> 
         return _info(p, container, stream, first)
 
 
+def count_frames(path: str | os.PathLike, yuv: _yuv.RawYUVSpec | None = None) -> int:
+    """Frames in a video without decoding them: raw YUV from its size, else by demuxing
+    (counting the video stream's packets), which costs a read of the file, not a decode."""
+    p = _check_video_path(path, yuv)
+    if is_raw_yuv(p):
+        return _yuv.count_frames(p, yuv)
+    with _open(p) as container:
+        stream = _video_stream(container, p)
+        try:
+            return sum(1 for packet in container.demux(stream) if packet.size)
+        except av.error.FFmpegError as err:
+            raise MediaError(f"cannot read video packets ({_av_reason(err)})") from None
+
+
 def _check_video_path(path: str | os.PathLike, yuv: _yuv.RawYUVSpec | None) -> Path:
     p = check_readable(path)
     ext = p.suffix.lower()
     if ext not in VIDEO_EXTENSIONS:
         raise MediaError(f"{path}: unsupported video extension {ext or '(none)'}")
     if is_raw_yuv(p) and yuv is None:
-        raise MediaError(
-            f"{path}: raw .yuv has no header; pass --size WxH --pix-fmt yuv420p --fps N (RawYUVSpec)"
-        )
+        raise MediaError(f"{path}: raw .yuv has no header; pass --size WxH --pix-fmt yuv420p --fps N")
     return p
 
 
@@ -150,6 +163,7 @@ def _open(path: Path):
 def _av_reason(err: BaseException) -> str:
     # PyAV messages end with ": '<filename>'", which the caller already prints.
     msg = one_line(err)
+    msg = re.sub(r"^\[Errno -?\d+\]\s*", "", msg)  # FFmpeg's error number says nothing to a user
     return msg.split(": '", 1)[0] if ": '" in msg else msg
 
 
@@ -157,6 +171,8 @@ def _video_stream(container, path: Path):
     if not container.streams.video:
         raise MediaError(f"{path}: no video stream")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # a codec id FFmpeg has no decoder for (a corrupt header)
+        raise MediaError(f"{path}: no decoder for its video stream (unknown or corrupt codec)")
     stream.thread_type = "AUTO"  # frame + slice threads; FFmpeg picks the count
     return stream
 

@@ -147,3 +147,48 @@ def read_raw_frames(
             if got != spec.frame_bytes:
                 raise MediaError(f"{path}: frame {index} is cut short ({got} of {spec.frame_bytes} bytes)")
             yield index, planes
+
+
+def layout_warnings(path: str | os.PathLike, spec: RawYUVSpec, frames: int = 4) -> list[str]:
+    """Checks of a raw file against its declared layout, from the samples of its first
+    ``frames`` frames. A raw file has no header, so a wrong ``--pix-fmt``/``--size`` whose
+    frame size happens to divide the file is otherwise silent; these catch the usual ones:
+
+    * 10-bit formats: samples above 1023 cannot be 10-bit (8-bit data read as 10-bit);
+    * 8-bit formats: every second byte of the luma at most 3 looks like 10-bit
+      little-endian samples read as 8-bit;
+    * consecutive frames whose luma contrast differs many-fold: frame boundaries fall in
+      the wrong places (e.g. yuv444p read as yuv420p), so chroma is read as luma.
+
+    Returns one-line warnings (empty: nothing suspicious; not a proof the layout is right).
+    """
+    n = min(frames, count_frames(path, spec))
+    out: list[str] = []
+    lumas = [y.to(torch.float64).clone() for _, (y, _u, _v) in read_raw_frames(path, spec, iter(range(n)))]
+    hint = f"check --size/--pix-fmt ({spec.width}x{spec.height} {spec.pix_fmt} declared)"
+    if spec.bit_depth > 8:
+        peak = max(float(y.max()) for y in lumas)
+        if peak > 2**spec.bit_depth - 1:
+            out.append(f"samples up to {peak:.0f} do not fit {spec.bit_depth} bits: 8-bit data? {hint}")
+            return out
+    else:
+        raw = np.fromfile(path, dtype=np.uint8, count=spec.width * spec.height)
+        odd, even = raw[1::2], raw[0::2]
+        if (
+            odd.size > 64
+            and int(odd.max()) <= 3
+            and int(even.max()) > 3
+            and float(even.std()) > 4 * float(odd.std())
+        ):
+            out.append(f"every second luma byte is <= 3, as in 10-bit little-endian samples: {hint}")
+            return out
+    stds = [float(y.std()) for y in lumas]
+    for a, b in zip(stds, stds[1:]):
+        lo, hi = min(a, b), max(a, b)
+        if hi > 8.0 and hi > 4.0 * max(lo, 0.5):
+            out.append(
+                f"luma contrast jumps between consecutive frames (std {a:.1f} -> {b:.1f}), as when "
+                f"frame boundaries are misplaced: {hint}"
+            )
+            break
+    return out

@@ -22,6 +22,7 @@ resizing/filters, so it differs from the release by a few points.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -129,8 +130,12 @@ class BRISQUE(Metric):
         name="brisque",
         full_reference=False,
         higher_is_better=False,
-        range=(0.0, 100.0),
-        input="RGB frames, at least 16x16; computed on MATLAB rgb2gray rounded to 8 bits",
+        # The SVR output is not bounded: 0..100 is the nominal (DMOS) scale of its training
+        # data, and synthetic patterns score ~150 (a checkerboard: 153.6). Not clipped, so
+        # the stated range is the true one.
+        range=(-math.inf, math.inf),
+        input="RGB frames, at least 16x16; computed on MATLAB rgb2gray rounded to 8 bits; "
+        "nominally 0..100, not clipped (synthetic patterns reach ~150)",
         reference=(
             "LIVE MATLAB release brisquescore.m + libsvm with the authors' LIVE model "
             "(allmodel/allrange); within 2% relative (run under GNU Octave)"

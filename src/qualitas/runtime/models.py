@@ -107,12 +107,20 @@ class QualityModel:
         if self.card.video:
             raise UsageError(f"model '{self.card.name}' scores video clips, not single frames")
         self._check_ref(ref is not None)
+        self._check_size(dist)
         x = prepare(self.card, dist.cpu(), None if ref is None else ref.cpu())
         out = [
             self.predict(*(t[i : i + self.batch_size] for t in x))
             for i in range(0, x[0].shape[0], self.batch_size)
         ]
         return torch.cat(out).to(dist.device)
+
+    def _check_size(self, x: torch.Tensor) -> None:
+        """Refuse inputs under the card's minimum size (``ModelCard.min_side``)."""
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        m = self.card.min_side()
+        if min(h, w) < m:
+            raise MediaError(f"{self.card.name} needs images at least {m}x{m} pixels, got {w}x{h}")
 
     # ------------------------------------------------------------------ public API
 

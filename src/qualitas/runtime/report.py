@@ -91,11 +91,20 @@ def _cell(value: float | None) -> str:
     return v if isinstance(v, str) else repr(float(v))
 
 
+def metric_errors_text(metric_errors: Mapping[str, str]) -> str:
+    """``{"ms_ssim": "why"}`` -> ``"ms_ssim: why"`` (several joined by ``"; "``), for CSV and tables."""
+    return "; ".join(
+        msg if msg.startswith(f"{name} ") or msg.startswith(f"{name}:") else f"{name}: {msg}"
+        for name, msg in metric_errors.items()
+    )
+
+
 def format_csv(results: Sequence[Result], metric_names: Sequence[str]) -> str:
-    """One row per input: ``path, ref, kind, <metrics...>, error`` (empty cell = not scored)."""
+    """One row per input: ``path, ref, kind, <metrics...>, error, metric_errors`` (empty cell =
+    not scored)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "ref", "kind", *metric_names, "error"])
+    writer.writerow(["path", "ref", "kind", *metric_names, "error", "metric_errors"])
     for r in results:
         writer.writerow(
             [
@@ -104,6 +113,7 @@ def format_csv(results: Sequence[Result], metric_names: Sequence[str]) -> str:
                 r.kind or "",
                 *(_cell(r.scores.get(m)) for m in metric_names),
                 r.error or "",
+                metric_errors_text(r.metric_errors),
             ]
         )
     return buf.getvalue()
@@ -120,7 +130,8 @@ def _fmt_score(value: float | None) -> str:
 
 
 def format_table(results: Sequence[Result], metric_names: Sequence[str]) -> str:
-    """A fixed-width table for terminals; failed inputs show their error in the last column."""
+    """A fixed-width table for terminals; failed inputs (and failed metrics) show their error in
+    the last column."""
     header = ["path", "kind", "size", "frames", *metric_names, "error"]
     rows = []
     for r in results:
@@ -132,7 +143,7 @@ def format_table(results: Sequence[Result], metric_names: Sequence[str]) -> str:
                 size,
                 str(r.frames_scored),
                 *(_fmt_score(r.scores.get(m)) for m in metric_names),
-                r.error or "",
+                r.error or metric_errors_text(r.metric_errors),
             ]
         )
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -154,7 +165,19 @@ def infer_format(path: str | os.PathLike) -> str:
         return "json"
     if suffix == ".csv":
         return "csv"
-    raise UsageError(f"cannot tell the output format of '{path}': use a .json or .csv name, or --format")
+    if suffix == ".jsonl":
+        return "jsonl"
+    raise UsageError(
+        f"cannot tell the output format of '{path}': use a .json, .jsonl or .csv name, or --format"
+    )
+
+
+def infer_format_or_none(path: str | os.PathLike) -> str | None:
+    """:func:`infer_format`, or None for an unknown extension."""
+    try:
+        return infer_format(path)
+    except UsageError:
+        return None
 
 
 def render(

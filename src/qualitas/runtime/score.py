@@ -134,10 +134,21 @@ class Result:
     scaled_from: tuple[int, int] | None = None
     """(width, height) of the distorted input when it was scaled to the reference size."""
     notes: list[str] = field(default_factory=list)
+    metric_errors: dict[str, str] = field(default_factory=dict)
+    """Metric name -> one-line reason, for metrics that failed on this input while others
+    were scored (the file's own failures go to ``error``)."""
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Videos: metric name -> summary of its per-frame scores (:func:`frame_stats`)."""
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        """Every requested metric was scored (no file error, no metric error)."""
+        return self.error is None and not self.metric_errors
+
+    @property
+    def partial(self) -> bool:
+        """Some metrics were scored and some failed."""
+        return self.error is None and bool(self.metric_errors)
 
     def to_dict(self) -> dict:
         """Plain-Python form following docs/output-schema.md (floats not yet JSON-escaped)."""
@@ -155,6 +166,8 @@ class Result:
             "ref_frames": self.ref_frames,
             "scaled_from": None if self.scaled_from is None else list(self.scaled_from),
             "notes": list(self.notes),
+            "metric_errors": dict(self.metric_errors),
+            "stats": {k: dict(v) for k, v in self.stats.items()},
         }
 
 
@@ -177,10 +190,24 @@ def default_metrics(kind: str, has_ref: bool) -> list[str]:
 
 
 def metric_info(name: str) -> MetricInfo:
-    """Properties of a registered metric (unknown name -> ConfigError with did-you-mean)."""
+    """Properties of a registered metric (unknown name -> ConfigError with did-you-mean; a
+    model name or model file given as a metric -> UsageError pointing at ``--model``)."""
+    from qualitas.errors import ConfigError
     from qualitas.metrics import METRICS
 
-    return METRICS.get(name).info
+    try:
+        return METRICS.get(name).info
+    except ConfigError:
+        from qualitas.runtime.defaults import DEFAULT_MODELS
+
+        p = Path(name)
+        run_or_export = p.is_dir() and any((p / f).is_file() for f in ("model.json", "config.yaml"))
+        if name in DEFAULT_MODELS or p.suffix.lower() in _MODEL_SUFFIXES or run_or_export:
+            raise UsageError(f"'{name}' is a model, not a metric: score with --model {name}") from None
+        raise
+
+
+_MODEL_SUFFIXES = (".ckpt", ".onnx", ".pt", ".pt2", ".xml")
 
 
 def resolve_metrics(names: Sequence[str] | None, has_ref: bool, kinds: Iterable[str] = ()) -> list[str]:
@@ -232,6 +259,27 @@ def pool_scores(values: Sequence[float] | np.ndarray, method: str, higher_is_bet
             return float(np.percentile(x, 5, method="lower"))
         return float(np.percentile(x, 95, method="higher"))
     raise UsageError(f"unknown pooling '{method}'; choose from {', '.join(POOLS)}")
+
+
+def frame_stats(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Summary of one metric's per-frame scores: ``n, mean, min, max, std`` (population),
+    ``p5, p25, p50, p75, p95`` (linear interpolation, as numpy and ffmpeg-quality-metrics)
+    and ``harmonic_mean`` (libvmaf's ``n / sum(1/(x+1)) - 1``)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return {}
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = {
+            "n": int(x.size),
+            "mean": float(x.mean()),
+            "min": float(x.min()),
+            "max": float(x.max()),
+            "std": float(x.std()),
+        }
+        for q in (5, 25, 50, 75, 95):
+            out[f"p{q}"] = float(np.percentile(x, q))
+    out["harmonic_mean"] = pool_scores(x, "harmonic_mean")
+    return out
 
 
 def auto_batch_size(width: int, height: int, requested: int | None = None) -> int:
@@ -432,14 +480,62 @@ class _Scorer:
         self.progress = progress
         self.defaults_used = defaults_used
 
-    def _call(self, metric: Callable[..., torch.Tensor], dist: torch.Tensor, ref: torch.Tensor | None):
-        """One metric on one batch; a media-level refusal (e.g. frames too small) says how to go on."""
+    def _call(
+        self,
+        name: str,
+        metric: Callable[..., Any],
+        dist: Any,
+        ref: Any,
+        failed: dict[str, BaseException],
+    ) -> torch.Tensor | None:
+        """One metric on one batch; an input error is recorded in ``failed`` for this metric
+        only (it is not called again for this input), so the other metrics go on."""
+        for value in (dist, ref):
+            if isinstance(value, _Failed):  # its per-stream preparation failed
+                failed[name] = value.error
+                return None
         try:
             return metric(dist, ref)
-        except MediaError as err:
-            if self.defaults_used:
-                raise MediaError(f"{err} (default metrics; choose others with --metric)") from None
-            raise
+        except INPUT_ERRORS as err:
+            if self.options.raise_errors:
+                raise
+            failed[name] = err
+            return None
+
+    def _files_result(self, name: str, fut: Future, failed: dict[str, BaseException]) -> Any:
+        """Result of a files metric (VMAF, a video model), or None when it failed (recorded)."""
+        try:
+            return fut.result()
+        except INPUT_ERRORS as err:
+            if self.options.raise_errors:
+                raise
+            failed[name] = err
+            return None
+
+    def _settle_failures(self, res: Result, failed: Mapping[str, BaseException]) -> None:
+        """Turn the metrics that failed on ``res`` into ``metric_errors`` or skip notes.
+
+        With the default metric set, a metric that refuses the input (a MediaError such as
+        MS-SSIM on frames under 176 px) is *skipped* with a note: the user asked for no
+        metric in particular, so what can be scored is scored and the run is not a failure.
+        A metric the user named is an error of that metric. When nothing at all could be
+        scored the input fails (``error``), and ``metric_errors`` still lists every reason.
+        """
+        for name, err in failed.items():
+            message = one_line(err)
+            # The path is the result's own field (and the key of the stderr line): not repeated.
+            message = message.removeprefix(f"{res.path}: ")
+            if self.defaults_used and isinstance(err, MediaError):
+                why = message[len(name) + 1 :] if message.startswith(f"{name} ") else message
+                res.notes.append(f"{name} skipped: {why} (default metrics; choose others with --metric)")
+            else:
+                res.metric_errors[name] = message
+        if failed and not res.scores:
+            reasons = [f"{n}: {one_line(e)}" for n, e in failed.items()]
+            only = one_line(next(iter(failed.values())))
+            res.error = (
+                only if len(reasons) == 1 else "no metric could be scored (" + "; ".join(reasons) + ")"
+            )
 
     def _call_frame_metrics(
         self,
@@ -447,25 +543,52 @@ class _Scorer:
         dist: torch.Tensor | None,
         ref: torch.Tensor | None,
         prepared: tuple[dict[str, Any], dict[str, Any]] | None = None,
+        failed: dict[str, BaseException] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Every frame metric on one batch -> {name: (B,)}.
+        """Every frame metric not yet in ``failed`` on one batch -> {name: (B,)}.
 
         Metrics that name a ``shared_input`` (SSIM and MS-SSIM share MATLAB gray luma) are
         scored from per-stream prepared inputs (:class:`_StreamPrep`): ``prepared`` when the
         caller made them (in the decoding threads, possibly from luma), else made here from
         the RGB batches; the values equal calling the metrics on RGB (or, from luma, follow
-        the luma rule of docs/metrics.md). The other metrics get the RGB batches.
+        the luma rule of docs/metrics.md). The other metrics get the RGB batches. A metric
+        that fails is added to ``failed`` and left out of the result.
         """
+        failed = {} if failed is None else failed
+        frame = {n: m for n, m in frame.items() if n not in failed}
         if prepared is None and ref is not None:
             prep = _StreamPrep(frame, use_luma=False)
             prepared = (prep.from_rgb(dist), prep.from_rgb(ref)) if prep.metrics else ({}, {})
         out: dict[str, torch.Tensor] = {}
         for name, metric in frame.items():
             if prepared is not None and name in prepared[0] and name in prepared[1]:
-                out[name] = self._call(_StreamPrep.scorer(metric), prepared[0][name], prepared[1][name])
+                value = self._call(
+                    name, _StreamPrep.scorer(metric), prepared[0][name], prepared[1][name], failed
+                )
             else:
-                out[name] = self._call(metric, dist, ref)
+                value = self._call(name, metric, dist, ref, failed)
+            if value is not None:
+                out[name] = self._perfect_if_identical(name, value, dist, ref)
         return out
+
+    def _perfect_if_identical(
+        self, name: str, value: torch.Tensor, dist: torch.Tensor | None, ref: torch.Tensor | None
+    ) -> torch.Tensor:
+        """A full-reference metric that is NaN on identical frames (FSIM, VSI, CW-SSIM of a
+        flat image: 0/0 in their similarity maps) gets its perfect score there, the value
+        its definition tends to; other NaNs are kept and noted (:func:`_nan_notes`)."""
+        info = self.metrics.infos.get(name)
+        if info is None or not info.full_reference or dist is None or ref is None:
+            return value
+        nan = torch.isnan(value)
+        if not bool(nan.any()):
+            return value
+        perfect = info.range[1] if info.higher_is_better else info.range[0]
+        if not math.isfinite(perfect):
+            return value
+        n = value.shape[0]
+        same = (dist[:n] == ref[:n]).flatten(1).all(dim=1).to(value.device)
+        return torch.where(nan & same, torch.full_like(value, perfect), value)
 
     # -- entry point
     def score(
@@ -483,6 +606,7 @@ class _Scorer:
                 raise
             res.error = one_line(err)
             res.scores, res.frames, res.frames_scored = {}, None, 0
+            res.metric_errors, res.stats = {}, {}
         return res
 
     def _score_into(self, res: Result, names: Sequence[str]) -> None:
@@ -516,16 +640,22 @@ class _Scorer:
         vmaf = self._start_files_metrics(res, metrics)
         dist = dist.to(opts.device)
         ref = None if ref is None else ref.to(opts.device)
+        failed: dict[str, BaseException] = {}
         try:
-            for name, value in self._call_frame_metrics(metrics.frame, dist, ref).items():
+            for name, value in self._call_frame_metrics(metrics.frame, dist, ref, None, failed).items():
                 res.scores[name] = float(value[0])
         except BaseException:
             _wait_quietly(vmaf.values())
             raise
-        res.frames_scored = 1
         for name, fut in vmaf.items():
-            vres = _files_result(name, fut)
-            res.scores[name] = float(vres.frames[0].score)
+            vres = self._files_result(name, fut, failed)
+            if vres is not None:
+                res.scores[name] = float(vres.frames[0].score)
+        res.frames_scored = 1 if res.scores else 0
+        for name, value in res.scores.items():
+            if math.isnan(value):
+                res.notes.append(f"{name} is NaN: undefined on this input (e.g. a flat image, no texture)")
+        self._settle_failures(res, failed)
 
     # -- files metrics (VMAF): a separate process over the whole files
     def _start_files_metrics(self, res: Result, metrics: _Metrics) -> dict[str, Future]:
@@ -576,6 +706,7 @@ class _Scorer:
         ref_yuv = None if res.ref is None else opts.yuv_for(res.ref, is_ref=True)
         dinfo = probe_video(res.path, yuv=dist_yuv)
         rinfo = probe_video(res.ref, yuv=ref_yuv) if res.ref is not None else None
+        self._check_raw_layout(res, [(res.path, dist_yuv, ""), (res.ref, ref_yuv, "reference ")])
         width, height = dinfo.width, dinfo.height
         if rinfo is not None:
             self._fps_check(res, dinfo, rinfo)
@@ -585,6 +716,7 @@ class _Scorer:
 
         vmaf = self._start_files_metrics(res, metrics)
         frames: dict[int, FrameScores] = {}
+        failed: dict[str, BaseException] = {}
         batch = auto_batch_size(max(dinfo.width, width), max(dinfo.height, height), opts.batch_size)
         if metrics.frame:
             total = _expected_frames(
@@ -642,7 +774,7 @@ class _Scorer:
                         ref_it = prefetch(ref_it) if ref_it is not None else None
                 with self.progress.frames(total, Path(res.path).name) as bar:
                     counts = self._frame_loop(
-                        res, metrics, dist_it, ref_it, (height, width), frames, bar, prep
+                        res, metrics, dist_it, ref_it, (height, width), frames, bar, prep, failed
                     )
             except BaseException:
                 _wait_quietly(vmaf.values())  # no libvmaf process outlives the failed input
@@ -654,24 +786,78 @@ class _Scorer:
                     f"scored the first {min(counts)}"
                 )
         for name, fut in vmaf.items():
-            vres = _files_result(name, fut)
+            vres = self._files_result(name, fut, failed)
+            if vres is None:
+                continue
             for index, time, score in vres.frames:
                 fs = frames.get(int(index))
                 if fs is None:
                     fs = frames[int(index)] = FrameScores(int(index), None if time is None else float(time))
                 fs.scores[name] = float(score)
         res.frames = [frames[i] for i in sorted(frames)]
+        if not res.frames and failed:  # only files metrics, and they failed: say why
+            res.frames = None
+            self._settle_failures(res, failed)
+            return
         if not res.frames:
             raise MediaError("no frames could be decoded")
+        # A metric that failed part-way is dropped from every frame: a score pooled over
+        # only the frames before the failure would look complete and be wrong.
+        for f in res.frames:
+            for name in failed:
+                f.scores.pop(name, None)
         # Pool each metric over the frames that have it (all of them, unless VMAF and the
         # frame metrics saw different frame counts).
-        names = list(metrics.frame) + metrics.files
+        names = [n for n in list(metrics.frame) + metrics.files if n not in failed]
         for name in names:
             values = [f.scores[name] for f in res.frames if name in f.scores]
             res.scores[name] = pool_scores(values, opts.pool, metrics.infos[name].higher_is_better)
-        res.frames_scored = max(sum(1 for f in res.frames if name in f.scores) for name in names)
+            res.stats[name] = frame_stats(values)
+            n_nan = sum(1 for v in values if math.isnan(v))
+            if n_nan:
+                res.notes.append(
+                    f"{name} is NaN on {n_nan} of {len(values)} frames: undefined there (e.g. flat "
+                    "frames, no texture)"
+                )
+        res.frames_scored = max((sum(1 for f in res.frames if name in f.scores) for name in names), default=0)
         if not metrics.frame:
-            res.dist_frames = res.ref_frames = None
+            self._count_without_decoding(res)
+        self._settle_failures(res, failed)
+
+    @staticmethod
+    def _check_raw_layout(res: Result, inputs: Sequence[tuple[str | None, Any, str]]) -> None:
+        """Raw YUV has no header: warn (a note) when the samples do not fit the declared layout."""
+        from qualitas.io.yuv import layout_warnings
+
+        for path, spec, what in inputs:
+            if path is None or spec is None:
+                continue
+            res.notes += [f"{what}raw YUV: {w}" for w in layout_warnings(path, spec)]
+
+    def _count_without_decoding(self, res: Result) -> None:
+        """Files metrics only (a VMAF-only run decodes nothing here): count both sides'
+        frames by demuxing, so a length mismatch is reported as in frame-metric runs."""
+        from qualitas.io.video import count_frames
+
+        opts = self.options
+        if res.ref is None:
+            return
+        try:
+            counts = [
+                count_frames(res.path, opts.yuv_for(res.path)),
+                count_frames(res.ref, opts.yuv_for(res.ref, is_ref=True)),
+            ]
+        except INPUT_ERRORS:
+            return  # the metric itself read the files; a count is a bonus
+        selected = [math.ceil(n / opts.frame_step) for n in counts]
+        if opts.max_frames is not None:
+            selected = [min(n, opts.max_frames) for n in selected]
+        res.dist_frames, res.ref_frames = selected
+        if selected[0] != selected[1]:
+            res.notes.append(
+                f"frame counts differ: distorted {selected[0]} vs reference {selected[1]}; "
+                f"scored the first {min(selected)}"
+            )
 
     def _fps_check(self, res: Result, dist_info: Any, ref_info: Any) -> None:
         from qualitas.io.pairing import check_fps
@@ -690,6 +876,7 @@ class _Scorer:
         frames: dict[int, FrameScores],
         bar,
         prep: _StreamPrep | None = None,
+        failed: dict[str, BaseException] | None = None,
     ) -> tuple[int, int | None]:
         """Score batches in lockstep; returns the decoded frame counts (dist, ref).
 
@@ -723,7 +910,7 @@ class _Scorer:
                         prepared = (prep.from_luma(dl), prep.from_luma(rb.luma[:n]))
                 if dist is not None:
                     dist = dist.to(opts.device, non_blocking=True)
-                results = self._call_frame_metrics(metrics.frame, dist, ref, prepared)
+                results = self._call_frame_metrics(metrics.frame, dist, ref, prepared, failed)
                 per_metric = {name: v.tolist() for name, v in results.items()}
                 for j in range(n):
                     idx = int(db.indices[j])
@@ -804,11 +991,20 @@ class _StreamPrep:
         shared: dict[str, Any] = {}
         out: dict[str, Any] = {}
         for name, metric in self.metrics.items():
-            key = metric.shared_input
-            if key not in shared:
-                shared[key] = metric.prepare_luma(source) if luma else metric.prepare(source)
-            refine = getattr(metric, "refine", None)
-            out[name] = refine(shared[key]) if callable(refine) else shared[key]
+            # A failure is kept for the metric that needs it (raised when it is scored), so
+            # that one metric's refusal does not fail the stream for the others.
+            try:
+                key = metric.shared_input
+                if key not in shared:
+                    shared[key] = metric.prepare_luma(source) if luma else metric.prepare(source)
+                if isinstance(shared[key], _Failed):
+                    out[name] = shared[key]
+                    continue
+                refine = getattr(metric, "refine", None)
+                out[name] = refine(shared[key]) if callable(refine) else shared[key]
+            except INPUT_ERRORS as err:
+                out[name] = _Failed(err)
+                shared.setdefault(metric.shared_input, out[name])
         return out
 
     def from_rgb(self, rgb: torch.Tensor) -> dict[str, Any]:
@@ -836,11 +1032,11 @@ class _StreamPrep:
         )
 
 
-def _split(item: Any) -> tuple[Any, dict[str, Any] | None]:
-    """A frame-loop item -> (FrameBatch or None, prepared inputs or None)."""
-    if isinstance(item, tuple):
-        return item
-    return item, None
+@dataclass(frozen=True)
+class _Failed:
+    """A per-stream prepared input whose preparation raised ``error`` (see :meth:`_StreamPrep._make`)."""
+
+    error: BaseException
 
 
 def _take(value: Any, n: int) -> Any:
@@ -854,6 +1050,13 @@ def _take(value: Any, n: int) -> Any:
     return value
 
 
+def _split(item: Any) -> tuple[Any, dict[str, Any] | None]:
+    """A frame-loop item -> (FrameBatch or None, prepared inputs or None)."""
+    if isinstance(item, tuple):
+        return item
+    return item, None
+
+
 def _expected_frames(counts: Sequence[int | None], opts: ScoreOptions) -> int | None:
     """Frames the loop will score (for the progress bar): common count after step/max."""
     known = [c for c in counts if c]
@@ -861,14 +1064,6 @@ def _expected_frames(counts: Sequence[int | None], opts: ScoreOptions) -> int | 
         return opts.max_frames
     n = math.ceil(min(known) / opts.frame_step)
     return n if opts.max_frames is None else min(n, opts.max_frames)
-
-
-def _files_result(name: str, fut: Future) -> Any:
-    """Result of a files metric; its media errors are prefixed with the metric name."""
-    try:
-        return fut.result()
-    except MediaError as err:
-        raise MediaError(f"{name}: {err}") from None
 
 
 def _wait_quietly(futures: Iterable[Future]) -> None:
@@ -934,6 +1129,9 @@ def score_pairs(
     scorers: Mapping[str, Any] | None = None,
     has_ref: bool | None = None,
     progress: Progress = NULL_PROGRESS,
+    on_result: Callable[[int, Result], None] | None = None,
+    timeout: float | None = None,
+    scorers_factory: Callable[[], Mapping[str, Any]] | None = None,
 ) -> tuple[list[Result], dict[str, MetricInfo]]:
     """Score already-paired inputs; returns ``(results in input order, {name: MetricInfo})``.
 
@@ -941,9 +1139,17 @@ def score_pairs(
     ``scorers`` adds frame scorers that are not registered metrics (``--model``; see
     :func:`_build_metrics`). ``has_ref`` says whether a reference was given (default: any
     pair has one); it decides whether full-reference metrics are allowed.
+
+    ``on_result(i, result)`` is called as soon as input ``i`` is done (in completion order),
+    e.g. to stream it to a file. ``timeout`` (seconds per input) scores every input in a
+    child process (:mod:`qualitas.runtime.isolate`) that is killed when the input takes
+    longer; the input then gets an error and the batch goes on. Those processes make their
+    own ``scorers`` with ``scorers_factory`` (picklable; needed when ``scorers`` is given).
     """
     opts = options or ScoreOptions()
     opts.validate()
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"timeout must be > 0 seconds, got {timeout}")
     if has_ref is None:
         has_ref = any(p.ref is not None for p in pairs)
     kinds = {_guess_kind(p.dist) for p in pairs if p.error is None}
@@ -965,27 +1171,57 @@ def score_pairs(
         kind = _guess_kind(pair.dist) or "image"
         return default_metrics(kind, has_ref)
 
+    defaults_used = not metrics and not scorers
+    if timeout is not None:
+        if scorers and scorers_factory is None:
+            raise UsageError("a timeout with model scorers needs scorers_factory (to load them in the child)")
+        from qualitas.runtime.isolate import score_isolated
+
+        results = score_isolated(
+            pairs,
+            [names_for(p) for p in pairs],
+            all_names,
+            opts,
+            timeout=timeout,
+            scorers_factory=scorers_factory if scorers else None,
+            defaults_used=defaults_used,
+            progress=progress,
+            on_result=on_result,
+        )
+        return results, dict(built.infos)
+
     if opts.jobs > 1:
         progress = Progress(progress.enabled, frame_bars=False, stream=progress.stream)
-    scorer = _Scorer(built, opts, progress, defaults_used=not metrics and not scorers)
-    results: list[Result] = []
+    scorer = _Scorer(built, opts, progress, defaults_used=defaults_used)
+    results: list[Result | None] = [None] * len(pairs)
+
+    def done(i: int, res: Result) -> None:
+        results[i] = res
+        if on_result is not None:
+            on_result(i, res)
+
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(opts.threads or torch_threads_for(opts.jobs))
     try:
         with progress.files(len(pairs)) as bar:
             if opts.jobs == 1:
-                for pair in pairs:
-                    results.append(scorer.score(pair.dist, pair.ref, names_for(pair), pair.error))
+                for i, pair in enumerate(pairs):
+                    done(i, scorer.score(pair.dist, pair.ref, names_for(pair), pair.error))
                     bar.update(1)
             else:
+                from concurrent.futures import as_completed
+
                 with ThreadPoolExecutor(max_workers=opts.jobs, thread_name_prefix="qualitas-job") as pool:
-                    futures = [pool.submit(scorer.score, p.dist, p.ref, names_for(p), p.error) for p in pairs]
-                    for fut in futures:
-                        results.append(fut.result())
+                    futures = {
+                        pool.submit(scorer.score, p.dist, p.ref, names_for(p), p.error): i
+                        for i, p in enumerate(pairs)
+                    }
+                    for fut in as_completed(futures):
+                        done(futures[fut], fut.result())
                         bar.update(1)
     finally:
         torch.set_num_threads(previous_threads)
-    return results, dict(built.infos)
+    return [r for r in results if r is not None], dict(built.infos)
 
 
 def score_paths(

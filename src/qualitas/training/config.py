@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -261,7 +262,54 @@ def config_from_dict(raw: dict) -> TrainConfig:
             raw = {**raw, section: {"name": value}}
         elif not isinstance(value, dict) or not isinstance(value.get("name"), str):
             raise ConfigError(f"'{section}' must be a mapping with a 'name' and its arguments")
-    return _build(TrainConfig, raw, "")
+    cfg = _build(TrainConfig, raw, "")
+    check_values(cfg)
+    return cfg
+
+
+# Allowed ranges of numeric values: (dotted key, test, what the test means). Checked before a
+# run starts, so a bad value is one line instead of a Lightning/torch traceback mid-setup.
+_RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("trainer.max_epochs", lambda v: v >= 1, ">= 1"),
+    ("trainer.max_steps", lambda v: v == -1 or v >= 1, "-1 (no limit) or >= 1"),
+    ("trainer.num_nodes", lambda v: v >= 1, ">= 1"),
+    ("trainer.val_every_n_epochs", lambda v: v >= 1, ">= 1"),
+    ("trainer.checkpoint_every_n_epochs", lambda v: v >= 0, ">= 0"),
+    ("trainer.log_every_n_steps", lambda v: v >= 1, ">= 1"),
+    ("trainer.gradient_clip_val", lambda v: v >= 0, ">= 0"),
+    ("trainer.accumulate_grad_batches", lambda v: v >= 1, ">= 1"),
+    ("trainer.limit_train_batches", lambda v: v > 0, "> 0"),
+    ("trainer.limit_val_batches", lambda v: v > 0, "> 0"),
+    ("optimizer.lr", lambda v: v > 0, "> 0"),
+    ("optimizer.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optimizer.backbone_lr_mult", lambda v: v >= 0, ">= 0"),
+    ("scheduler.warmup_epochs", lambda v: v >= 0, ">= 0"),
+    ("scheduler.warmup_start", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("scheduler.min_lr", lambda v: 0 <= v <= 1, "in [0, 1] (a fraction of lr)"),
+    ("scheduler.step_epochs", lambda v: v > 0, "> 0"),
+    ("scheduler.gamma", lambda v: v > 0, "> 0"),
+    ("data.batch_size", lambda v: v >= 1, ">= 1"),
+    ("data.val_batch_size", lambda v: v is None or v >= 1, ">= 1"),
+    ("data.num_workers", lambda v: v >= 0, ">= 0"),
+    ("data.eval_clips", lambda v: v >= 1, ">= 1"),
+    ("data.sampling.num_frames", lambda v: v >= 1, ">= 1"),
+    ("data.sampling.step", lambda v: v >= 1, ">= 1"),
+)
+
+
+def check_values(cfg: TrainConfig) -> None:
+    """Raise :class:`ConfigError` for a numeric value outside its range (or NaN/inf)."""
+    for key, ok, rule in _RANGES:
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        finite = value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+        if not finite or not ok(value):
+            raise ConfigError(f"{key} must be {rule}, got {value!r}")
+    betas = cfg.optimizer.betas
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+        raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {betas!r}")
 
 
 # --------------------------------------------------------------------------- overrides

@@ -180,7 +180,10 @@ def evaluate_run(
                     pt[ok].numpy(),
                     mt[ok].numpy(),
                     out.with_suffix(".png"),
-                    title=f"{Path(info['checkpoint']).name} on {manifest.name}",
+                    title=(
+                        f"{Path(info['checkpoint']).name} on {manifest.name}, "
+                        f"{results['split']} split (n={int(ok.sum())})"
+                    ),
                 )
                 results["plot"] = str(out.with_suffix(".png"))
             except ImportError as err:

@@ -14,13 +14,17 @@ A run directory holds::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
+import pickle
 import statistics
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,7 @@ from qualitas.data.manifest import Record, atomic_write_text, read_manifest, res
 from qualitas.data.sampling import ClipSampling
 from qualitas.data.splits import assign_splits, leaked_groups
 from qualitas.data.transforms import InputSize
-from qualitas.errors import ConfigError, UsageError
+from qualitas.errors import ConfigError, UsageError, first_line
 from qualitas.registry import did_you_mean
 from qualitas.training.config import DataConfig, TrainConfig, load_config
 
@@ -223,11 +227,28 @@ def run_dir_of(ckpt: Path) -> Path | None:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """``torch.load(weights_only=True)``: checkpoints are data, never code."""
+    """``torch.load(weights_only=True)``: checkpoints are data, never code.
+
+    Any file that does not load (empty, truncated, garbage, a pickle with code in it) is a
+    one-line :class:`UsageError`: whatever the unpickler raises on hostile bytes is a
+    property of the file, not a bug of ours.
+    """
+    p = Path(path)
+    if p.is_file() and p.stat().st_size == 0:
+        raise UsageError(f"{path}: not a readable checkpoint (empty file, 0 bytes)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise UsageError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own text here suggests weights_only=False, which we never do.
+        raise UsageError(
+            f"{path}: not a readable checkpoint (corrupt, not a PyTorch file, or it holds code "
+            "rather than weights)"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - see the docstring
+        raise UsageError(f"{path}: not a readable checkpoint ({first_line(err)})") from None
+    if not isinstance(ckpt, dict):
+        raise UsageError(f"{path}: not a checkpoint (holds a {type(ckpt).__name__}, not a mapping)")
+    return ckpt
 
 
 def model_state(ckpt: dict) -> dict[str, torch.Tensor]:
@@ -355,6 +376,33 @@ def new_run_dir(cfg: TrainConfig, out: str | Path | None) -> Path:
     return p
 
 
+_LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "py.warnings")
+
+
+@contextlib.contextmanager
+def _library_chatter_to(handler: logging.Handler):
+    """Send Lightning's info lines (accelerator banners, tips, "`Trainer.fit` stopped") and
+    every Python warning raised meanwhile (deprecations from libraries) to the run's log
+    file instead of the console: they are for whoever debugs the run, not its user."""
+    saved = []
+    for name in _LIBRARY_LOGGERS:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.handlers[:], lg.propagate, lg.level))
+        lg.handlers = [handler]
+        lg.propagate = False
+        lg.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # each distinct warning once in the log
+            yield
+    finally:
+        logging.captureWarnings(False)
+        for lg, handlers, propagate, level in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+            lg.setLevel(level)
+
+
 def _file_logging(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -427,7 +475,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, *, monitor: 
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         deterministic=t.deterministic,
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=t.progress_bar and sys.stderr.isatty(),  # bars only on a terminal
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
@@ -502,12 +550,20 @@ def train(
     resume_ckpt = None
     if resume is not None:
         resume_ckpt = resolve_checkpoint(resume, prefer="last")
+        # Read it now: a corrupt or truncated file is one line here, not an OSError
+        # traceback from inside Lightning once the run folder exists.
+        state = read_checkpoint(resume_ckpt)
+        if "state_dict" not in state or "epoch" not in state:
+            raise UsageError(f"{resume_ckpt}: not a training checkpoint to resume (no state_dict/epoch)")
+        del state
         if out is None:
             out = run_dir_of(resume_ckpt)
     run_dir = new_run_dir(cfg, out)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     os.environ[_RUN_DIR_ENV] = str(run_dir.resolve())
     handler = _file_logging(run_dir)
+    started = False  # set once Lightning starts: from then on the folder holds a real run
     try:
         L.seed_everything(cfg.run.seed, workers=True, verbose=False)
         model = build_model(cfg.model["name"], **cfg.model_kwargs)
@@ -565,23 +621,26 @@ def train(
                 cbs.append(VisdomLogger(env=cfg.run.name))
             except ImportError:
                 log.warning("trainer.visdom: visdom is not installed (pip install visdom); skipped")
-        trainer = build_trainer(cfg, run_dir, cbs, monitor=monitor, mode=metric_mode(monitor))
-        trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
-        best = run_dir / "checkpoints" / "best.ckpt"
-        best_ckpt = best if best.is_file() else run_dir / "checkpoints" / "last.ckpt"
-        val = _figures_of(
-            trainer.validate(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
-            "val",
-        )
+        with _library_chatter_to(handler):
+            trainer = build_trainer(cfg, run_dir, cbs, monitor=monitor, mode=metric_mode(monitor))
+            started = True
+            trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
+            best = run_dir / "checkpoints" / "best.ckpt"
+            best_ckpt = best if best.is_file() else run_dir / "checkpoints" / "last.ckpt"
+            val = _figures_of(
+                trainer.validate(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
+                "val",
+            )
         # Prefer the task's float64 figures (logged values pass through float32); under
         # ddp_spawn the task here is not the one that ran, so fall back to the logged ones.
         val = task.eval_results.get("val", {}).get("figures") or val
         test = {}
         if data.datasets["test"] is not None:
-            test = _figures_of(
-                trainer.test(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
-                "test",
-            )
+            with _library_chatter_to(handler):
+                test = _figures_of(
+                    trainer.test(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
+                    "test",
+                )
             test = task.eval_results.get("test", {}).get("figures") or test
         metrics = {
             "best_checkpoint": str(best_ckpt),
@@ -604,6 +663,21 @@ def train(
     finally:
         logging.getLogger("qualitas").removeHandler(handler)
         handler.close()
+        if created and not started:
+            _remove_unstarted_run(run_dir)
+
+
+def _remove_unstarted_run(run_dir: Path) -> None:
+    """Undo the folder of a run that failed before training started (bad data, a model that
+    does not fit the data): its log and config describe a run that never was. A report worth
+    reading (``data_problems.json``) keeps the folder; empty sub-folders go."""
+    for name in ("train.log", "config.yaml", "finetune.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in sorted((p for p in run_dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()  # only when empty
 
 
 def _brief(fig: dict) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from qualitas.errors import DependencyError, MediaError, UsageError
+from qualitas.files import temp_for
 
 LOSSLESS = {"codec": "libx264", "options": {"qp": "0", "preset": "veryfast"}}
 
@@ -112,10 +112,7 @@ class _Writer:
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent
-        )
-        os.close(fd)
+        tmp = temp_for(self.path, suffix=self.path.suffix)  # umask-respecting, not 0600
         self.tmp = tmp
         self.container = av.open(tmp, mode="w")
         self.stream = self.container.add_stream(codec, rate=rate, options=dict(options))
