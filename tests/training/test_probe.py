@@ -1,0 +1,67 @@
+"""trainer.method=probe: the closed-form ridge head on frozen features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import overrides
+
+from qualitas.errors import ConfigError
+from qualitas.training.config import load_config
+from qualitas.training.probe import ridge
+from qualitas.training.run import load_trained, train
+
+
+def test_ridge_matches_least_squares_and_shrinks():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    true_w = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0], dtype=torch.float64)
+    y = z @ true_w + 4.0 + 0.01 * torch.randn(200, generator=g, dtype=torch.float64)
+    w, b = ridge(z, y, 1e-9)
+    ref = np.linalg.lstsq(np.c_[z.numpy(), np.ones(200)], y.numpy(), rcond=None)[0]
+    np.testing.assert_allclose(w.numpy(), ref[:5], atol=1e-6)
+    assert b == pytest.approx(ref[5], abs=1e-6)
+    w_big, _ = ridge(z, y, 100.0)
+    assert w_big.norm() < 0.1 * w.norm()  # the penalty shrinks the weights
+
+
+PROBE = [
+    "model.name=nr_iqa",
+    "model.backbone=tf_efficientnet_lite0",
+    "model.pretrained=true",
+    "model.freeze_backbone=true",
+    "model.pool=stats",
+    "model.hidden=0",
+    "trainer.method=probe",
+    "data.input_size.mode=none",
+]
+
+
+def test_probe_run_is_a_normal_run(image_data, tmp_path):
+    """The fitted network reproduces the probe's own predictions, and eval/export read the run."""
+    cfg = load_config(None, overrides(image_data, *PROBE))
+    res = train(cfg, out=tmp_path / "run")
+    assert res.metrics["method"] == "probe" and res.metrics["probe"]["features"] == 1024
+    assert res.metrics["test"]["srocc"] > 0.8  # blur ladders of held-out contents
+    model, info = load_trained(res.run_dir)
+    from qualitas.io.image import read_image
+
+    rows = [
+        __import__("json").loads(line)
+        for line in (res.run_dir / "predictions_test.jsonl").read_text().splitlines()
+    ]
+    x = torch.stack([read_image(image_data.parent / r["path"]).data for r in rows[:4]])
+    with torch.no_grad():
+        out = model.eval()(x) * info["score_norm"]["scale"] + info["score_norm"]["shift"]
+    np.testing.assert_allclose(out.numpy(), [r["pred"] for r in rows[:4]], rtol=1e-4, atol=1e-4)
+
+
+def test_probe_refuses_models_it_cannot_fit(image_data, tmp_path):
+    cfg = load_config(None, overrides(image_data, *PROBE, "model.hidden=16"))
+    with pytest.raises(ConfigError, match="linear head"):
+        train(cfg, out=tmp_path / "a")
+    cfg = load_config(None, overrides(image_data, *PROBE, "model.freeze_backbone=false"))
+    with pytest.raises(ConfigError, match="freeze_backbone"):
+        train(cfg, out=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
