@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from train_helpers import overrides
 
 from qualitas.errors import ConfigError
+from qualitas.io.image import read_image
 from qualitas.training.config import load_config
 from qualitas.training.probe import ridge
 from qualitas.training.run import load_trained, train
@@ -45,12 +48,8 @@ def test_probe_run_is_a_normal_run(image_data, tmp_path):
     assert res.metrics["method"] == "probe" and res.metrics["probe"]["features"] == 1024
     assert res.metrics["test"]["srocc"] > 0.8  # blur ladders of held-out contents
     model, info = load_trained(res.run_dir)
-    from qualitas.io.image import read_image
 
-    rows = [
-        __import__("json").loads(line)
-        for line in (res.run_dir / "predictions_test.jsonl").read_text().splitlines()
-    ]
+    rows = [json.loads(line) for line in (res.run_dir / "predictions_test.jsonl").read_text().splitlines()]
     x = torch.stack([read_image(image_data.parent / r["path"]).data for r in rows[:4]])
     with torch.no_grad():
         out = model.eval()(x) * info["score_norm"]["scale"] + info["score_norm"]["shift"]
