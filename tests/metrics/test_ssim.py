@@ -213,3 +213,17 @@ def test_ms_ssim_on_qcif_needs_an_explicit_choice() -> None:
     assert ms_ssim(ref, ref, weights=MS_SSIM_WEIGHTS[:4]).item() == pytest.approx(1.0, abs=1e-6)
     assert 0.0 < four.item() < 0.99
     assert ms_ssim(torch.rand(1, 3, 176, 176), torch.rand(1, 3, 176, 176)).shape == (1,)
+
+
+def test_ssim_nodownsample_engine_hooks_match_the_direct_call() -> None:
+    """The scoring engine's per-stream hooks (shared gray, luma of YUV video) give the direct value."""
+    g = torch.Generator().manual_seed(4)
+    ref = torch.rand(2, 3, 400, 520, generator=g)  # ssim.m's factor would be 2
+    dist = (ref + 0.1 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
+    m = get_metric("ssim_nodownsample")
+    direct = m(dist, ref)
+    assert torch.allclose(m.score_refined(m.refine(m.prepare(dist)), m.refine(m.prepare(ref))), direct)
+    assert torch.allclose(direct, ssim(dist, ref, downsample=False))
+    assert not torch.allclose(direct, get_metric("ssim")(dist, ref), rtol=1e-3)
+    luma = ref.mean(dim=1, keepdim=True)
+    assert m.score_prepared(m.prepare_luma(luma), m.prepare_luma(luma)).tolist() == pytest.approx([1.0, 1.0])
