@@ -1,4 +1,4 @@
-"""Full-reference metric library (vif, gmsd, fsim, fsimc, vsi, mad, nlpd, cw_ssim,
+"""Full-reference metric library (vif, vifp, gmsd, fsim, fsimc, vsi, mad, nlpd, cw_ssim,
 ciede2000): qualitas vs pyiqa at 1080p, side by side in one run.
 
 For every entry of ``ENTRIES`` (qualitas name, pyiqa name and options) it measures,
@@ -46,7 +46,8 @@ PHOTO = MEDIA / "images" / "opencv_aloeL.jpg"
 
 # (qualitas name, pyiqa metric name or None, pyiqa create_metric options)
 ENTRIES: list[tuple[str, str | None, dict]] = [
-    ("vif", "vif", {}),  # pyiqa's vif is the wavelet-domain vifvec, not the pixel-domain vifp
+    ("vif", "vif", {}),  # both the wavelet-domain vifvec.m
+    ("vifp", None, {}),  # pixel-domain vifp_mscale.m: not in pyiqa (piq: vif_p)
     ("gmsd", "gmsd", {}),
     ("fsim", "fsim", {"chromatic": False}),
     ("fsimc", "fsim", {}),

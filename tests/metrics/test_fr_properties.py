@@ -10,10 +10,10 @@ from scipy.ndimage import gaussian_filter
 from qualitas.errors import MediaError
 from qualitas.metrics import get_metric
 
-NAMES = ["ciede2000", "cw_ssim", "fsim", "fsimc", "gmsd", "mad", "nlpd", "vif", "vsi"]
+NAMES = ["ciede2000", "cw_ssim", "fsim", "fsimc", "gmsd", "mad", "nlpd", "vif", "vifp", "vsi"]
 # Score of a perfect copy.
 PERFECT = {"ciede2000": 0.0, "cw_ssim": 1.0, "fsim": 1.0, "fsimc": 1.0, "gmsd": 0.0, "mad": 0.0,
-           "nlpd": 0.0, "vif": 1.0, "vsi": 1.0}  # fmt: skip
+           "nlpd": 0.0, "vif": 1.0, "vifp": 1.0, "vsi": 1.0}  # fmt: skip
 SIZE = 128
 
 
@@ -90,10 +90,11 @@ def test_bad_inputs_raise_one_line_media_errors(name):
         metric(torch.rand(1, 3, 80, 80), torch.rand(1, 3, 80, 96))
 
 
-def test_vif_rewards_contrast_enhancement_like_the_paper(crop):
-    """VIF > 1 for a linear contrast stretch (a property specific to VIF)."""
+@pytest.mark.parametrize("name", ["vif", "vifp"])
+def test_vif_rewards_contrast_enhancement_like_the_paper(name, crop):
+    """VIF > 1 for a linear contrast stretch (a property specific to VIF, both variants)."""
     stretched = (crop - crop.mean()) * 1.15 + crop.mean()
-    assert float(get_metric("vif")(_t(stretched), _t(crop))) > 1.0
+    assert float(get_metric(name)(_t(stretched), _t(crop))) > 1.0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from qualitas.metrics import cw_ssim, fsim, gmsd, mad, nlpd, vif, vsi
+from qualitas.metrics import cw_ssim, fsim, gmsd, mad, nlpd, vif, vifp, vsi
 from qualitas.metrics.ciede2000 import ciede2000, delta_e2000
 
 REFERENCE_DIR = Path(__file__).parent / "reference_values"
@@ -27,6 +27,7 @@ REFERENCE = json.loads((REFERENCE_DIR / "fr_reference_values.json").read_text())
 
 FUNCTIONS = {
     "vif": vif.vif,
+    "vifp": vifp.vifp,
     "gmsd": gmsd.gmsd,
     # FSIM and FSIMc share all their work: one call checks both.
     "fsim+fsimc": lambda d, r: torch.stack(fsim._fsim_both(d, r), dim=1),

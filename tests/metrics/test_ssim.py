@@ -161,3 +161,69 @@ def test_cuda_matches_cpu(name: str) -> None:
     gpu = get_metric(name, "cuda")(dist, ref)
     assert gpu.device.type == "cuda"
     assert torch.allclose(gpu.cpu(), cpu, rtol=1e-5, atol=0)
+
+
+# --- Which SSIM a name means (issue 19) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["chelsea_jpeg30", "chelsea_noise15"])
+def test_ssim_nodownsample_matches_wang_where_ssim_m_does_not_downsample(
+    recipes, ssim_reference, as_tensor, name: str
+) -> None:
+    # chelsea is 300 lines: ssim.m's factor is 1, so ssim.m = ssim_index.m there.
+    dist, ref, want = _pair(recipes, ssim_reference, name, as_tensor)
+    assert ssim_downsample_factor(*ref.shape[-2:]) == 1
+    assert get_metric("ssim_nodownsample")(dist, ref).item() == pytest.approx(want["ssim"], rel=TIGHT_REL)
+
+
+def test_ssim_nodownsample_is_scikit_image_with_wangs_settings(recipes) -> None:
+    """On a 512x512 pair (ssim.m's factor 2) ``ssim_nodownsample`` is full-resolution SSIM:
+    scikit-image's independent implementation with the settings its docs give for Wang et
+    al. agrees; ``ssim`` (downsampled) is another number."""
+    from skimage.metrics import structural_similarity
+
+    from qualitas.functional.color import rgb_to_gray_matlab
+
+    ref = recipes.reference_image(recipes.CASES[3]).astype(np.float64)  # astronaut 512x512
+    dist = np.clip(np.round(ref + np.random.default_rng(0).normal(0, 12, ref.shape)), 0, 255)
+    d, r = (torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255 for a in (dist, ref))
+    full = get_metric("ssim_nodownsample")(d, r).item()
+    gray = [rgb_to_gray_matlab(x.double())[0, 0].numpy() * 255 for x in (d, r)]
+    sk = structural_similarity(
+        *gray, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    assert full == pytest.approx(sk, rel=1e-5)
+    assert full == pytest.approx(ssim(d, r, downsample=False).item(), rel=1e-6)
+    assert get_metric("ssim")(d, r).item() - full > 0.1  # downsampling hides most of the noise
+
+
+def test_ms_ssim_on_qcif_needs_an_explicit_choice() -> None:
+    """QCIF (176x144) is below MS-SSIM's five scales: a one-line error that names the
+    minimum, as libvmaf's float_ms_ssim refuses it; fewer scales only when asked for."""
+    from qualitas.metrics.ssim import MS_SSIM_WEIGHTS, ms_ssim_min_side
+
+    assert ms_ssim_min_side() == 176 and ms_ssim_min_side(4) == 88
+    g = torch.Generator().manual_seed(2)
+    ref = torch.rand(1, 3, 144, 176, generator=g)
+    dist = (ref + 0.1 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
+    with pytest.raises(MediaError, match=r"at least 176 pixels .* got 176x144: use ssim") as err:
+        get_metric("ms_ssim")(dist, ref)
+    assert "\n" not in str(err.value) and "libvmaf" in str(err.value)
+    four = ms_ssim(dist, ref, weights=MS_SSIM_WEIGHTS[:4])
+    assert ms_ssim(ref, ref, weights=MS_SSIM_WEIGHTS[:4]).item() == pytest.approx(1.0, abs=1e-6)
+    assert 0.0 < four.item() < 0.99
+    assert ms_ssim(torch.rand(1, 3, 176, 176), torch.rand(1, 3, 176, 176)).shape == (1,)
+
+
+def test_ssim_nodownsample_engine_hooks_match_the_direct_call() -> None:
+    """The scoring engine's per-stream hooks (shared gray, luma of YUV video) give the direct value."""
+    g = torch.Generator().manual_seed(4)
+    ref = torch.rand(2, 3, 400, 520, generator=g)  # ssim.m's factor would be 2
+    dist = (ref + 0.1 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
+    m = get_metric("ssim_nodownsample")
+    direct = m(dist, ref)
+    assert torch.allclose(m.score_refined(m.refine(m.prepare(dist)), m.refine(m.prepare(ref))), direct)
+    assert torch.allclose(direct, ssim(dist, ref, downsample=False))
+    assert not torch.allclose(direct, get_metric("ssim")(dist, ref), rtol=1e-3)
+    luma = ref.mean(dim=1, keepdim=True)
+    assert m.score_prepared(m.prepare_luma(luma), m.prepare_luma(luma)).tolist() == pytest.approx([1.0, 1.0])

@@ -1,11 +1,14 @@
-"""Complex steerable pyramid (Simoncelli's ``buildSCFpyr``), batched in torch.
+"""Steerable pyramids of Simoncelli's matlabPyrTools, batched in torch.
 
-Only what CW-SSIM needs: the complex oriented bands of one pyramid level, computed in the
-Fourier domain exactly as ``buildSCFpyr.m`` / ``buildSCFpyrLevs.m`` of matlabPyrTools
-(raised-cosine radial masks from ``rcosFn``, ``pointOp`` linear look-ups, the angular
-lobe ``2 sqrt(c) cos^order`` restricted to one half-plane, the low-pass spectrum cropped
-to ``ceil((dims - 0.5)/2)`` at each level). The masks depend only on the image size and
-are built once in float64 and cached.
+* :func:`scf_level_bands`: the complex pyramid ``buildSCFpyr`` (Fourier domain), only what
+  CW-SSIM needs: the complex oriented bands of one pyramid level, computed exactly as
+  ``buildSCFpyr.m`` / ``buildSCFpyrLevs.m`` (raised-cosine radial masks from ``rcosFn``,
+  ``pointOp`` linear look-ups, the angular lobe ``2 sqrt(c) cos^order`` restricted to one
+  half-plane, the low-pass spectrum cropped to ``ceil((dims - 0.5)/2)`` at each level). The
+  masks depend only on the image size and are built once in float64 and cached.
+* :func:`spyr_bands`: the real, spatial pyramid ``buildSpyr(im, ht, 'sp5Filters',
+  'reflect1')`` (6 orientations, what VIF uses): ``corrDn`` correlations with the
+  ``sp5Filters`` taps and mirrored borders, the low-pass decimated by 2 between levels.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def _point_op(im: np.ndarray, lut: np.ndarray, origin: float, increment: float) -> np.ndarray:
@@ -112,3 +116,248 @@ def scf_level_bands(x: torch.Tensor, level: int, nbands: int) -> torch.Tensor:
     masks = torch.from_numpy(masks_np).to(x.device)
     banddft = spec[:, None] * masks[None]
     return torch.fft.ifft2(torch.fft.ifftshift(banddft, dim=(-2, -1)))
+
+
+# ---- spatial steerable pyramid (buildSpyr with sp5Filters) -----------------------------------
+
+# The taps of matlabPyrTools' ``sp5Filters.m`` (Simoncelli; the same values ship in the
+# MIT-licensed Python port ``pyrtools``), as printed there to 8 decimals: ``lo0filt`` (5x5),
+# ``lofilt`` (9x9, listed halved: the file multiplies by 2) and the 6 oriented ``bfilts``
+# (each 7x7, MATLAB's ``reshape(bfilts(:, b), 7, 7)``). Band b is steered to the angle
+# (b - 1) * 30 degrees; harmonics (1, 3, 5). hi0filt is not needed (VIF drops the high-pass residual).
+_SP5_LO0 = (
+    (0.00341614, -0.01551246, -0.03848215, -0.01551246, 0.00341614),
+    (-0.01551246, 0.05586982, 0.1592557, 0.05586982, -0.01551246),
+    (-0.03848215, 0.1592557, 0.40304148, 0.1592557, -0.03848215),
+    (-0.01551246, 0.05586982, 0.1592557, 0.05586982, -0.01551246),
+    (0.00341614, -0.01551246, -0.03848215, -0.01551246, 0.00341614),
+)
+_SP5_LO_HALF = (
+    (
+        0.00085404,
+        -0.00244917,
+        -0.00387812,
+        -0.00944432,
+        -0.00962054,
+        -0.00944432,
+        -0.00387812,
+        -0.00244917,
+        0.00085404,
+    ),
+    (
+        -0.00244917,
+        -0.00523281,
+        -0.00661117,
+        0.004106,
+        0.01002988,
+        0.004106,
+        -0.00661117,
+        -0.00523281,
+        -0.00244917,
+    ),
+    (
+        -0.00387812,
+        -0.00661117,
+        0.01396746,
+        0.03277038,
+        0.03981393,
+        0.03277038,
+        0.01396746,
+        -0.00661117,
+        -0.00387812,
+    ),
+    (
+        -0.00944432,
+        0.004106,
+        0.03277038,
+        0.06426333,
+        0.08169618,
+        0.06426333,
+        0.03277038,
+        0.004106,
+        -0.00944432,
+    ),
+    (
+        -0.00962054,
+        0.01002988,
+        0.03981393,
+        0.08169618,
+        0.1009654,
+        0.08169618,
+        0.03981393,
+        0.01002988,
+        -0.00962054,
+    ),
+    (
+        -0.00944432,
+        0.004106,
+        0.03277038,
+        0.06426333,
+        0.08169618,
+        0.06426333,
+        0.03277038,
+        0.004106,
+        -0.00944432,
+    ),
+    (
+        -0.00387812,
+        -0.00661117,
+        0.01396746,
+        0.03277038,
+        0.03981393,
+        0.03277038,
+        0.01396746,
+        -0.00661117,
+        -0.00387812,
+    ),
+    (
+        -0.00244917,
+        -0.00523281,
+        -0.00661117,
+        0.004106,
+        0.01002988,
+        0.004106,
+        -0.00661117,
+        -0.00523281,
+        -0.00244917,
+    ),
+    (
+        0.00085404,
+        -0.00244917,
+        -0.00387812,
+        -0.00944432,
+        -0.00962054,
+        -0.00944432,
+        -0.00387812,
+        -0.00244917,
+        0.00085404,
+    ),
+)
+_SP5_BANDS = (
+    (
+        (0.00277643, -0.00986904, -0.01021852, 0.0, 0.01021852, 0.00986904, -0.00277643),
+        (0.00496194, -0.00893064, -0.03075356, 0.0, 0.03075356, 0.00893064, -0.00496194),
+        (0.01026699, 0.01189859, -0.08226445, 0.0, 0.08226445, -0.01189859, -0.01026699),
+        (0.01455399, 0.02755155, -0.11732297, 0.0, 0.11732297, -0.02755155, -0.01455399),
+        (0.01026699, 0.01189859, -0.08226445, 0.0, 0.08226445, -0.01189859, -0.01026699),
+        (0.00496194, -0.00893064, -0.03075356, 0.0, 0.03075356, 0.00893064, -0.00496194),
+        (0.00277643, -0.00986904, -0.01021852, 0.0, 0.01021852, 0.00986904, -0.00277643),
+    ),
+    (
+        (-0.00343249, -0.00358461, 0.01047717, 0.00790407, 0.00459034, -0.00128, -0.01166982),
+        (-0.00640815, -0.01977507, 0.01486305, 0.04435647, -0.00853965, -0.01161195, -0.00285723),
+        (-0.00073141, -0.04084211, -0.04819057, 0.09454202, 0.05394139, -0.03930573, -0.00182078),
+        (0.01124321, -0.00228219, -0.1222723, 0.0, 0.1222723, 0.00228219, -0.01124321),
+        (0.00182078, 0.03930573, -0.05394139, -0.09454202, 0.04819057, 0.04084211, 0.00073141),
+        (0.00285723, 0.01161195, 0.00853965, -0.04435647, -0.01486305, 0.01977507, 0.00640815),
+        (0.01166982, 0.00128, -0.00459034, -0.00790407, -0.01047717, 0.00358461, 0.00343249),
+    ),
+    (
+        (0.00343249, 0.00640815, 0.00073141, -0.01124321, -0.00182078, -0.00285723, -0.01166982),
+        (0.00358461, 0.01977507, 0.04084211, 0.00228219, -0.03930573, -0.01161195, -0.00128),
+        (-0.01047717, -0.01486305, 0.04819057, 0.1222723, 0.05394139, -0.00853965, 0.00459034),
+        (-0.00790407, -0.04435647, -0.09454202, 0.0, 0.09454202, 0.04435647, 0.00790407),
+        (-0.00459034, 0.00853965, -0.05394139, -0.1222723, -0.04819057, 0.01486305, 0.01047717),
+        (0.00128, 0.01161195, 0.03930573, -0.00228219, -0.04084211, -0.01977507, -0.00358461),
+        (0.01166982, 0.00285723, 0.00182078, 0.01124321, -0.00073141, -0.00640815, -0.00343249),
+    ),
+    (
+        (-0.00277643, -0.00496194, -0.01026699, -0.01455399, -0.01026699, -0.00496194, -0.00277643),
+        (0.00986904, 0.00893064, -0.01189859, -0.02755155, -0.01189859, 0.00893064, 0.00986904),
+        (0.01021852, 0.03075356, 0.08226445, 0.11732297, 0.08226445, 0.03075356, 0.01021852),
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+        (-0.01021852, -0.03075356, -0.08226445, -0.11732297, -0.08226445, -0.03075356, -0.01021852),
+        (-0.00986904, -0.00893064, 0.01189859, 0.02755155, 0.01189859, -0.00893064, -0.00986904),
+        (0.00277643, 0.00496194, 0.01026699, 0.01455399, 0.01026699, 0.00496194, 0.00277643),
+    ),
+    (
+        (-0.01166982, -0.00285723, -0.00182078, -0.01124321, 0.00073141, 0.00640815, 0.00343249),
+        (-0.00128, -0.01161195, -0.03930573, 0.00228219, 0.04084211, 0.01977507, 0.00358461),
+        (0.00459034, -0.00853965, 0.05394139, 0.1222723, 0.04819057, -0.01486305, -0.01047717),
+        (0.00790407, 0.04435647, 0.09454202, 0.0, -0.09454202, -0.04435647, -0.00790407),
+        (0.01047717, 0.01486305, -0.04819057, -0.1222723, -0.05394139, 0.00853965, -0.00459034),
+        (-0.00358461, -0.01977507, -0.04084211, -0.00228219, 0.03930573, 0.01161195, 0.00128),
+        (-0.00343249, -0.00640815, -0.00073141, 0.01124321, 0.00182078, 0.00285723, 0.01166982),
+    ),
+    (
+        (-0.01166982, -0.00128, 0.00459034, 0.00790407, 0.01047717, -0.00358461, -0.00343249),
+        (-0.00285723, -0.01161195, -0.00853965, 0.04435647, 0.01486305, -0.01977507, -0.00640815),
+        (-0.00182078, -0.03930573, 0.05394139, 0.09454202, -0.04819057, -0.04084211, -0.00073141),
+        (-0.01124321, 0.00228219, 0.1222723, 0.0, -0.1222723, -0.00228219, 0.01124321),
+        (0.00073141, 0.04084211, 0.04819057, -0.09454202, -0.05394139, 0.03930573, 0.00182078),
+        (0.00640815, 0.01977507, -0.01486305, -0.04435647, 0.00853965, 0.01161195, 0.00285723),
+        (0.00343249, 0.00358461, -0.01047717, -0.00790407, -0.00459034, 0.00128, 0.01166982),
+    ),
+)
+
+
+SPYR_FILTER_SIZE = 9
+"""Size of ``lofilt``: ``buildSpyr`` builds level l only if the image is at least this large
+after l - 1 halvings (``maxPyrHt``)."""
+
+
+def sp5_filters(
+    dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """``sp5Filters``: ``lo0`` (5,5), ``lo`` (9,9) and ``bands`` (6,7,7) as tensors."""
+    t = functools.partial(torch.tensor, dtype=dtype, device=device)
+    return {"lo0": t(_SP5_LO0), "lo": 2.0 * t(_SP5_LO_HALF), "bands": t(_SP5_BANDS)}
+
+
+def max_spyr_height(rows: int, cols: int) -> int:
+    """matlabPyrTools ``maxPyrHt([rows cols], 9)``: levels whose input is still >= 9x9."""
+    height = 0
+    while min(rows, cols) >= SPYR_FILTER_SIZE:
+        height, rows, cols = height + 1, rows // 2, cols // 2
+    return height
+
+
+def corr_dn_reflect1(x: torch.Tensor, filt: torch.Tensor, *, step: int = 1, start: int = 0) -> torch.Tensor:
+    """matlabPyrTools ``corrDn(x, filt, 'reflect1', [step step], [start start] + 1)`` for odd
+    square filters: correlation (not convolution) with the image mirrored about its edge
+    samples (edge not repeated, torch's ``'reflect'``), kept at rows/columns
+    ``start, start + step, ...`` (0-based) of the full-size result.
+
+    x: (N, C, H, W); filt: (k, k) applied to every channel, or (C_out, k, k) for one
+    input channel -> (N, C or C_out, h, w). Float64 input is filtered through the FFT of the
+    padded image (exact to float64 rounding; torch's float64 CPU convolution is ~10x slower
+    at 1080p), other dtypes by ``conv2d``.
+    """
+    k = filt.shape[-1]
+    a = k // 2
+    xp = F.pad(x, (a, a, a, a), mode="reflect")
+    if x.dtype == torch.float64:
+        size = xp.shape[-2:]
+        kern = filt.flip(-2, -1)  # correlation = convolution with the flipped filter
+        img_f, kern_f = torch.fft.rfft2(xp, s=size), torch.fft.rfft2(kern, s=size)
+        spec = img_f[:, :1] * kern_f[None] if filt.dim() == 3 else img_f * kern_f
+        full = torch.fft.irfft2(spec, s=size)[..., k - 1 :, k - 1 :]  # the 'valid' part: no wrap-around
+        return full[..., start::step, start::step]
+    xp = xp[..., start:, start:]
+    if filt.dim() == 3:
+        return F.conv2d(xp, filt.unsqueeze(1), stride=step)
+    c = x.shape[1]
+    return F.conv2d(xp, filt.expand(c, 1, k, k), stride=step, groups=c)
+
+
+def spyr_bands(x: torch.Tensor, height: int, bands: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+    """Oriented bands of ``buildSpyr(x, height, 'sp5Filters', 'reflect1')``, finest level first.
+
+    x: (N, 1, H, W) real; ``bands``: which of the 6 orientations (0-based) to return (all by
+    default) -> ``height`` tensors (N, len(bands), h_l, w_l), h_1 = H, h_{l+1} = ceil(h_l / 2).
+    The high-pass residual and the final low-pass are not returned.
+    """
+    rows, cols = x.shape[-2:]
+    if height > max_spyr_height(rows, cols):
+        raise ValueError(
+            f"buildSpyr: cannot build {height} levels on {cols}x{rows} (max {max_spyr_height(rows, cols)})"
+        )
+    f = sp5_filters(x.dtype, x.device)
+    bfilts = f["bands"] if bands is None else f["bands"][list(bands)]
+    lo = corr_dn_reflect1(x, f["lo0"])
+    out = []
+    for level in range(height):
+        out.append(corr_dn_reflect1(lo, bfilts))
+        if level + 1 < height:
+            lo = corr_dn_reflect1(lo, f["lo"], step=2)
+    return out

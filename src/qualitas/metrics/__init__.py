@@ -25,6 +25,7 @@ from qualitas.metrics import piqe  # noqa: F401
 from qualitas.metrics import psnr  # noqa: F401
 from qualitas.metrics import ssim  # noqa: F401
 from qualitas.metrics import vif  # noqa: F401
+from qualitas.metrics import vifp  # noqa: F401
 from qualitas.metrics import vmaf  # noqa: F401
 from qualitas.metrics import vsi  # noqa: F401
 # isort: on

@@ -5,6 +5,9 @@
   ``f = max(1, round(min(H, W) / 256))`` with an f x f box filter ('symmetric' borders)
   and keeping every f-th sample, an 11x11 gaussian window (sigma 1.5) with 'valid'
   filtering, K1 = 0.01, K2 = 0.03, L = 255, and the mean of the SSIM map.
+  Registered twice: ``ssim`` (with the downsampling, as ``ssim.m`` and the SSIM paper) and
+  ``ssim_nodownsample`` (without it: ``ssim_index.m``, the convention of pyiqa's ``ssim``,
+  scikit-image with Wang's settings and most papers' tables; docs/metrics.md).
 * :func:`ms_ssim` follows ``msssim.m`` (Wang, Simoncelli, Bovik 2003): 5 scales with weights
   (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average downsampling between scales,
   mean contrast-structure at scales 1..4 and the mean SSIM at scale 5, combined as a
@@ -341,7 +344,10 @@ def ms_ssim(
 ) -> torch.Tensor:
     """MS-SSIM of ``dist`` vs ``ref`` (B,3,H,W) in [0,1] -> (B,) as Wang's ``msssim.m``.
 
-    Needs min(H, W) >= 11 * 2**(scales-1) (176 pixels for 5 scales), like msssim.m.
+    Needs min(H, W) >= 11 * 2**(scales-1) (176 pixels for the 5 scales of ``weights``),
+    like msssim.m and libvmaf's float_ms_ssim; smaller frames raise :class:`MediaError`.
+    Fewer scales only by passing fewer ``weights`` explicitly (a non-standard MS-SSIM, e.g.
+    ``MS_SSIM_WEIGHTS[:4]`` for >= 88 px; the weights are used as given, not renormalised).
     A negative mean contrast-structure (only for anti-correlated images) is clamped to 0
     where MATLAB would return a complex number.
     """
@@ -357,6 +363,12 @@ def ms_ssim_gray255(
     return ms_ssim_pyramids(
         ms_ssim_pyramid(x, len(weights)), ms_ssim_pyramid(y, len(weights)), weights=weights
     )
+
+
+def ms_ssim_min_side(levels: int = len(MS_SSIM_WEIGHTS)) -> int:
+    """Smallest shorter side MS-SSIM accepts: every one of ``levels`` scales (each half the
+    previous, rounded down as msssim.m's and libvmaf's checks do) keeps the 11x11 window."""
+    return WIN_SIZE * 2 ** (levels - 1)
 
 
 def ms_ssim_pyramid(x: torch.Tensor, levels: int = len(MS_SSIM_WEIGHTS)) -> list[torch.Tensor]:
@@ -378,10 +390,12 @@ def ms_ssim_pyramids(
         raise ValueError(f"expected {levels} scales, got {len(xs)} and {len(ys)}")
     _check_pair(xs[0], ys[0])
     h, w = xs[0].shape[-2:]
-    min_side = WIN_SIZE * 2 ** (levels - 1)
+    min_side = ms_ssim_min_side(levels)
     if min(h, w) < min_side:
         raise MediaError(
-            f"ms_ssim needs images at least {min_side} pixels on the shorter side ({levels} scales), got {w}x{h}"
+            f"ms_ssim needs images at least {min_side} pixels on the shorter side ({levels} scales of "
+            f"the {WIN_SIZE}x{WIN_SIZE} window; libvmaf's float_ms_ssim refuses them too), got {w}x{h}: "
+            "use ssim for smaller frames"
         )
     window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=xs[0].dtype, device=xs[0].device)
     wts = torch.tensor(weights, dtype=torch.float64, device=xs[0].device)
@@ -467,6 +481,28 @@ class SSIM(_Gray255Metric):
         if x[1] != y[1]:
             raise ValueError(f"dist and ref sizes differ: {x[1]} vs {y[1]}")
         return ssim_downsampled(x[0], y[0], size=x[1])
+
+
+@METRICS.register("ssim_nodownsample")
+class SSIMNoDownsample(SSIM):
+    """SSIM without ssim.m's automatic downsampling (``ssim_index.m``): the value pyiqa's
+    ``ssim`` and scikit-image with Wang's settings compute; see docs/metrics.md."""
+
+    info = MetricInfo(
+        name="ssim_nodownsample",
+        full_reference=True,
+        higher_is_better=True,
+        range=(-1.0, 1.0),
+        input="RGB frames; computed on MATLAB rgb2gray luma at full resolution (no downsampling)",
+        reference="Wang et al. ssim_index.m (= ssim.m where its factor is 1; Octave values to 1e-4 rel.); "
+        "scikit-image with Wang's settings to 1e-5 rel. (measured 2e-7)",
+    )
+
+    @torch.no_grad()
+    def refine(self, gray: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """No per-stream work: the gray itself, and its size for the error message."""
+        h, w = gray.shape[-2:]
+        return gray, (int(h), int(w))
 
 
 @METRICS.register("ms_ssim")

@@ -10,11 +10,17 @@ research-only). To regenerate, put them in one folder and run::
 
     apt-get install -y octave octave-image octave-signal liboctave-dev  # mkoctfile
     .venv/bin/python tests/metrics/reference_values/fr_make_reference.py --refs /path/to/matlab_refs \
+        [--metrics vif vifp]                   # only these metrics (merged into the existing file)
         [--pyiqa /tmp/pyiqa-venv/bin/python]   # optional cross-check, stored under "pyiqa_crosscheck"
 
 where the folder holds (public mirrors of the authors' releases):
 
-* ``vifp_mscale.m``        LIVE, Sheikh & Bovik 2005 (pixel-domain multiscale VIF)
+* ``vifvec.m`` + ``vifsub_est_M.m`` + ``refparams_vecgsm.m`` + ``ind2wtree.m``  LIVE release
+  2006, Sheikh & Bovik (wavelet-domain VIF; public copy: github.com/sattarab/image-quality-tools,
+  ``metrix_mux/metrix/vif/vifvec_release``); it needs ``buildSpyr``/``corrDn``/``sp5Filters``
+  of ``matlabPyrTools`` in ``pyrtools/`` (the .m fallbacks; the compiled ``corrDn`` MEX gives
+  the same values to 1e-15, checked on one pair)
+* ``vifp_mscale.m``        LIVE, Sheikh & Bovik 2005 (pixel-domain multiscale VIF, ``vifp``)
 * ``GMSD.m``               Xue, Zhang, Mou, Bovik 2013
 * ``FeatureSIM.m``         Zhang, Zhang, Mou, Zhang 2011 (with phasecong2 / lowpassfilter)
 * ``VSI.m``                Zhang, Shen, Li 2014 (with SDSP, RGB2Lab, logGabor)
@@ -117,19 +123,7 @@ for i = 1:numel(files)
   s = load(fullfile('{data}', files(i).name));
   name = files(i).name(1:end-4);
   r = {{}};
-  r{{end+1}} = sprintf('vif %.12g', vifp_mscale(s.ref_gray, s.dist_gray));
-  r{{end+1}} = sprintf('gmsd %.12g', GMSD(s.ref_gray, s.dist_gray));
-  [f, fc] = FeatureSIM(s.ref_rgb, s.dist_rgb);
-  r{{end+1}} = sprintf('fsim %.12g', f);
-  r{{end+1}} = sprintf('fsimc %.12g', fc);
-  r{{end+1}} = sprintf('vsi %.12g', VSI(s.ref_rgb, s.dist_rgb));
-  [mad, idx] = MAD_index(s.ref_gray, s.dist_gray);
-  r{{end+1}} = sprintf('mad %.12g', mad);
-  r{{end+1}} = sprintf('nlpd %.12g', NLP_dist(s.ref_gray / 255, s.dist_gray / 255));
-  r{{end+1}} = sprintf('cw_ssim %.12g', cwssim_index(s.ref_gray, s.dist_gray, 4, 8, 0, 0));
-  lr = rgb2lab(s.ref_rgb / 255); ld = rgb2lab(s.dist_rgb / 255);
-  de = deltaE2000(reshape(lr, [], 3), reshape(ld, [], 3));
-  r{{end+1}} = sprintf('ciede2000 %.12g', mean(de));
+{lines}
   for k = 1:numel(r)
     fprintf(fid, '%s %s\n', name, r{{k}});
   end
@@ -137,8 +131,24 @@ end
 fclose(fid);
 """
 
+# Octave lines per metric (inside the driver's loop; ``r`` collects "name value" strings).
+METRIC_LINES = {
+    "vif": "  r{end+1} = sprintf('vif %.12g', vifvec(s.ref_gray, s.dist_gray));",
+    "vifp": "  r{end+1} = sprintf('vifp %.12g', vifp_mscale(s.ref_gray, s.dist_gray));",
+    "gmsd": "  r{end+1} = sprintf('gmsd %.12g', GMSD(s.ref_gray, s.dist_gray));",
+    "fsim": "  [f, fc] = FeatureSIM(s.ref_rgb, s.dist_rgb);\n"
+    "  r{end+1} = sprintf('fsim %.12g', f);\n  r{end+1} = sprintf('fsimc %.12g', fc);",
+    "vsi": "  r{end+1} = sprintf('vsi %.12g', VSI(s.ref_rgb, s.dist_rgb));",
+    "mad": "  [mad, idx] = MAD_index(s.ref_gray, s.dist_gray);\n  r{end+1} = sprintf('mad %.12g', mad);",
+    "nlpd": "  r{end+1} = sprintf('nlpd %.12g', NLP_dist(s.ref_gray / 255, s.dist_gray / 255));",
+    "cw_ssim": "  r{end+1} = sprintf('cw_ssim %.12g', cwssim_index(s.ref_gray, s.dist_gray, 4, 8, 0, 0));",
+    "ciede2000": "  lr = rgb2lab(s.ref_rgb / 255); ld = rgb2lab(s.dist_rgb / 255);\n"
+    "  de = deltaE2000(reshape(lr, [], 3), reshape(ld, [], 3));\n"
+    "  r{end+1} = sprintf('ciede2000 %.12g', mean(de));",
+}
 
-def run_octave(refs: Path) -> dict[str, dict[str, float]]:
+
+def run_octave(refs: Path, metrics: tuple[str, ...] = tuple(METRIC_LINES)) -> dict[str, dict[str, float]]:
     from scipy.io import savemat
 
     pairs = make_pairs()
@@ -146,7 +156,13 @@ def run_octave(refs: Path) -> dict[str, dict[str, float]]:
         tmpd = Path(tmp)
         build = tmpd / "mex"
         build.mkdir()
-        for src in ("ical_std.c", "ical_stat.c"):
+        if "vif" in metrics and not (refs / "vifsub_est_m.m").exists():
+            # vifvec.m calls vifsub_est_m, the release's file is vifsub_est_M.m: on a
+            # case-sensitive file system a one-line forwarder stands in for MATLAB on Windows.
+            (build / "vifsub_est_m.m").write_text(
+                "function [g, v] = vifsub_est_m(varargin)\n[g, v] = vifsub_est_M(varargin{:});\nend\n"
+            )
+        for src in ("ical_std.c", "ical_stat.c") if "mad" in metrics else ():
             code = (refs / src).read_text()
             # ical_std.c frees its scratch buffer by passing the double* to mxDestroyArray,
             # which MATLAB tolerates and Octave does not (segfault); free the mxArray instead.
@@ -162,13 +178,14 @@ def run_octave(refs: Path) -> dict[str, dict[str, float]]:
         # real part only. MAD_index takes the log of block means that the CSF filtering can
         # make negative; those entries are then set to -inf and never selected in MATLAB, but
         # compare as +inf in Octave. real() around the two logs restores MATLAB's behaviour.
-        mad = (refs / "MAD_index.m").read_text()
-        for var, arg in (("Ci_ref", "std_1./m1_1"), ("Ci_dst", "std_2./m1_1")):
-            before = f"{var} = log({arg});"
-            if before not in mad:
-                raise SystemExit(f"MAD_index.m: expected line '{before}' not found")
-            mad = mad.replace(before, f"{var} = real(log({arg}));")
-        (build / "MAD_index.m").write_text(mad)
+        if "mad" in metrics:
+            mad = (refs / "MAD_index.m").read_text()
+            for var, arg in (("Ci_ref", "std_1./m1_1"), ("Ci_dst", "std_2./m1_1")):
+                before = f"{var} = log({arg});"
+                if before not in mad:
+                    raise SystemExit(f"MAD_index.m: expected line '{before}' not found")
+                mad = mad.replace(before, f"{var} = real(log({arg}));")
+            (build / "MAD_index.m").write_text(mad)
         keys = {}
         for i, (key, (dist, ref)) in enumerate(pairs.items()):
             stem = f"p{i:02d}"
@@ -178,8 +195,9 @@ def run_octave(refs: Path) -> dict[str, dict[str, float]]:
                 tmpd / f"{stem}.mat",
                 {"dist_rgb": d, "ref_rgb": r, "dist_gray": d @ _GRAY, "ref_gray": r @ _GRAY},
             )
-        driver = OCTAVE_DRIVER.format(refs=refs, data=tmpd)
-        # build/ (compiled MEX, patched MAD_index.m) goes first on the path.
+        lines = "\n".join(METRIC_LINES[m] for m in metrics).replace("{", "{{").replace("}", "}}")
+        driver = OCTAVE_DRIVER.replace("{lines}", lines).format(refs=refs, data=tmpd)
+        # build/ (compiled MEX, patched MAD_index.m, the vifvec forwarder) goes first on the path.
         (tmpd / "driver.m").write_text(
             driver.replace("files = dir(", f"addpath('{build}');\nfiles = dir(", 1)
         )
@@ -224,6 +242,12 @@ def run_pyiqa(python: Path) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--refs", type=Path, help="folder with the MATLAB reference sources")
+    ap.add_argument(
+        "--metrics",
+        nargs="+",
+        choices=sorted(METRIC_LINES),
+        help="regenerate only these metrics, keeping the other values of the existing file",
+    )
     ap.add_argument("--pyiqa", type=Path, help="python of a venv with pyiqa: add its scores as a cross-check")
     args = ap.parse_args(argv)
     if args.refs is None:
@@ -235,7 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         OUT.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         print(f"wrote {OUT}")
         return 0
-    values = run_octave(args.refs.resolve())
+    metrics = tuple(args.metrics or METRIC_LINES)
+    values = run_octave(args.refs.resolve(), metrics)
+    if args.metrics:
+        old = json.loads(OUT.read_text())["values"]
+        for key, row in old.items():
+            values[key] = {**row, **values.get(key, {})}
     octave = subprocess.run(["octave", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     doc = {
         "produced_by": "tests/metrics/reference_values/fr_make_reference.py --refs <matlab sources>",
@@ -244,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         "blur1.5 = gaussian sigma 1.5 (scipy, reflect, truncate 4); noise10 = N(0, 10^2) seed 0 "
         "(numpy default_rng); dct40 = 8x8 DCT quantisation step 40; all rounded to uint8",
         "calls": {
-            "vif": "vifp_mscale(ref_gray, dist_gray)",
+            "vif": "vifvec(ref_gray, dist_gray) (LIVE 2006 release, matlabPyrTools .m fallbacks)",
+            "vifp": "vifp_mscale(ref_gray, dist_gray)",
             "gmsd": "GMSD(ref_gray, dist_gray)",
             "fsim": "FeatureSIM(ref_rgb, dist_rgb) first output",
             "fsimc": "FeatureSIM(ref_rgb, dist_rgb) second output",
@@ -260,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.pyiqa is not None:
         doc["pyiqa_crosscheck"] = run_pyiqa(args.pyiqa)
+    elif args.metrics and "pyiqa_crosscheck" in (old_doc := json.loads(OUT.read_text())):
+        doc["pyiqa_crosscheck"] = old_doc["pyiqa_crosscheck"]
     OUT.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     print(f"wrote {OUT}")
     return 0

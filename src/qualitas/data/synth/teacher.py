@@ -24,7 +24,8 @@ DEFAULT_ANCHORS: dict[str, tuple[float, float]] = {
     "psnr_y": (20.0, 48.0),
     "ssim": (0.5, 1.0),
     "ms_ssim": (0.6, 1.0),
-    "vif": (0.0, 1.0),
+    "vif": (0.0, 1.0),  # both VIFs: 1 for a copy, towards 0 as information is lost
+    "vifp": (0.0, 1.0),
     "fsim": (0.7, 1.0),
     "gmsd": (0.35, 0.0),
 }
