@@ -56,9 +56,34 @@ def test_probe_run_is_a_normal_run(image_data, tmp_path):
     np.testing.assert_allclose(out.numpy(), [r["pred"] for r in rows[:4]], rtol=1e-4, atol=1e-4)
 
 
+def test_mlp_head_on_cached_features(image_data, tmp_path):
+    """A second probe run reuses the first one's features and fits an MLP head on them."""
+    first = train(load_config(None, overrides(image_data, *PROBE)), out=tmp_path / "ridge")
+    cfg = load_config(
+        None,
+        overrides(
+            image_data, *PROBE, "model.hidden=16", f"trainer.probe_features_from={first.run_dir}",
+            "trainer.probe_epochs=60", "trainer.probe_alphas=[0.01]", "optimizer.lr=0.01",
+        ),
+    )  # fmt: skip
+    res = train(cfg, out=tmp_path / "mlp")
+    assert res.metrics["test"]["srocc"] > 0.7
+    model, info = load_trained(res.run_dir)
+    rows = [json.loads(line) for line in (res.run_dir / "predictions_test.jsonl").read_text().splitlines()]
+    x = torch.stack([read_image(image_data.parent / r["path"]).data for r in rows[:3]])
+    with torch.no_grad():
+        out = model.eval()(x) * info["score_norm"]["scale"] + info["score_norm"]["shift"]
+    np.testing.assert_allclose(out.numpy(), [r["pred"] for r in rows[:3]], rtol=1e-4, atol=1e-4)
+    other = load_config(
+        None, overrides(image_data, *PROBE, "model.pool=avg", f"trainer.probe_features_from={first.run_dir}")
+    )
+    with pytest.raises(ConfigError, match="other data, backbone"):
+        train(other, out=tmp_path / "bad")
+
+
 def test_probe_refuses_models_it_cannot_fit(image_data, tmp_path):
-    cfg = load_config(None, overrides(image_data, *PROBE, "model.hidden=16"))
-    with pytest.raises(ConfigError, match="linear head"):
+    cfg = load_config(None, overrides(image_data, *PROBE, "model.head=distribution"))
+    with pytest.raises(ConfigError, match="head: mlp"):
         train(cfg, out=tmp_path / "a")
     cfg = load_config(None, overrides(image_data, *PROBE, "model.freeze_backbone=false"))
     with pytest.raises(ConfigError, match="freeze_backbone"):

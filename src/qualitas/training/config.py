@@ -136,7 +136,13 @@ class TrainerConfig:
     probe_views: int = 2
     """probe: random views (crops/fragments, clips) of each training item."""
     probe_alphas: list = field(default_factory=lambda: [1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0])
-    """probe: ridge strengths tried (times the number of rows); the best on validation wins."""
+    """probe: ridge strengths tried (times the number of rows); the best on validation wins.
+    With an MLP head (``model.hidden > 0``): weight decays tried for its Adam fit."""
+    probe_epochs: int = 200
+    """probe with an MLP head: full passes of Adam over the cached features."""
+    probe_features_from: str | None = None
+    """probe: reuse the cached features (``probe_features.pt``) of an earlier probe run with the
+    same data, model and sizing (checked), to try other heads or strengths in seconds."""
 
 
 @dataclass

@@ -17,7 +17,11 @@ Hand-written because no maintained library fits a ridge on streamed torch featur
 grouped validation; it is ten lines of linear algebra (float64 normal equations).
 
 Supported models: ``nr_iqa`` and ``nr_vqa`` (``temporal_pool: mean``) with a timm backbone,
-``freeze_backbone: true`` and a linear head (``head: mlp``, ``hidden: 0``).
+``freeze_backbone: true`` and a ``head: mlp``: ``hidden: 0`` (linear) is fit by ridge in closed
+form; ``hidden > 0`` (one hidden layer) by Adam on the cached features (full batch,
+``trainer.probe_epochs``; the weight decays of ``probe_alphas`` tried; best validation epoch
+kept) — seconds, since the features are computed once. The features are saved as
+``probe_features.pt`` in the run; ``trainer.probe_features_from: RUN`` reuses them.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ BN_EPS = 1e-5
 """``BatchNorm1d``'s default eps: the standardisation the exported graph applies."""
 
 
-def _parts(model: nn.Module) -> tuple[nn.Module, nn.Linear, bool]:
-    """The frozen backbone, the head's linear layer and whether the model is a video model."""
+def _parts(model: nn.Module) -> tuple[nn.Module, list[nn.Linear], bool]:
+    """The frozen backbone, the head's linear layers and whether the model is a video model."""
     from qualitas.models.backbones import TimmBackbone
     from qualitas.models.heads import RegressionHead
     from qualitas.models.iqa import NRIQAModel
@@ -64,9 +68,9 @@ def _parts(model: nn.Module) -> tuple[nn.Module, nn.Linear, bool]:
     head = model.head
     layers = list(head.mlp) if isinstance(head, RegressionHead) else []
     linear = [m for m in layers if isinstance(m, nn.Linear)]
-    if len(linear) != 1:
-        raise ConfigError("trainer.method=probe needs a linear head: model.head: mlp with model.hidden: 0")
-    return bb, linear[0], video
+    if not linear:
+        raise ConfigError("trainer.method=probe needs model.head: mlp (hidden: 0 for ridge, > 0 for an MLP)")
+    return bb, linear, video
 
 
 @torch.no_grad()
@@ -115,6 +119,43 @@ def _extract(model: nn.Module, dataset, *, views: int, batch_size: int, workers:
     }
 
 
+FEATURES_FILE = "probe_features.pt"
+
+
+def features_key(cfg: TrainConfig) -> str:
+    """What determines the cached features: the data (sizing, sampling, split), the backbone
+    and its pooling, the views and the seed — not the head or the strengths."""
+    data = {
+        k: v
+        for k, v in cfg.to_dict()["data"].items()
+        if k not in ("batch_size", "val_batch_size", "num_workers", "pin_memory")
+    }
+    model = {
+        k: cfg.model.get(k)
+        for k in ("name", "backbone", "pretrained", "pretrained_path", "pool", "num_segments")
+    }
+    return json.dumps(
+        {"data": data, "model": model, "views": cfg.trainer.probe_views, "seed": cfg.run.seed},
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _load_features(run: Path, key: str) -> dict:
+    path = run / FEATURES_FILE if run.is_dir() else run
+    if not path.is_file():
+        raise ConfigError(f"trainer.probe_features_from: no {FEATURES_FILE} in {run}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged cache is the user's file
+        raise ConfigError(f"trainer.probe_features_from: cannot read {path} ({type(err).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("key") != key:
+        raise ConfigError(
+            f"trainer.probe_features_from: {path} was computed with other data, backbone, sizing or views"
+        )
+    return obj["features"]
+
+
 def ridge(z: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float]:
     """Ridge regression with an unpenalised intercept: ``z (N, C)``, ``y (N,)`` -> ``(w (C,), b)``.
 
@@ -127,6 +168,41 @@ def ridge(z: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor,
     gram.diagonal().add_(alpha * z.shape[0])
     w = torch.linalg.solve(gram, zc.T @ yc)
     return w, float(ym - zm @ w)
+
+
+def fit_mlp(
+    z: torch.Tensor,
+    y: torch.Tensor,
+    head: nn.Module,
+    *,
+    weight_decay: float,
+    epochs: int,
+    lr: float,
+    evaluate,
+) -> tuple[dict, float]:
+    """Adam on cached standardised features ``z (N, C)`` -> targets ``y (N,)`` (L1 loss).
+
+    ``evaluate(head) -> float`` (higher is better) picks the best epoch; returns its state
+    dict and figure. Full batch: the features fit in memory, and each step is one matmul.
+    """
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    zf, yf = z.float(), y.float()
+    best_state, best = {k: v.clone() for k, v in head.state_dict().items()}, -math.inf
+    for epoch in range(epochs):
+        head.train()
+        opt.zero_grad()
+        loss = torch.nn.functional.smooth_l1_loss(head(zf), yf, beta=0.05)
+        loss.backward()
+        opt.step()
+        if epoch % 5 == 4 or epoch == epochs - 1:
+            head.eval()
+            figure = evaluate(head)
+            if figure > best:
+                best, best_state = figure, {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    head.eval()
+    return best_state, best
 
 
 def _per_item(pred: torch.Tensor, mos: torch.Tensor, item: torch.Tensor) -> tuple[list, list, list]:
@@ -214,11 +290,18 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
             "batch_size": cfg.data.val_batch_size or cfg.data.batch_size,
             "workers": cfg.data.num_workers,
         }
-        feats = {"train": _extract(model, data.datasets["train"], views=views, what="train", **common)}
-        for split in ("val", "test"):
-            if data.datasets[split] is not None:
-                feats[split] = _extract(model, data.datasets[split], views=1, what=split, **common)
+        key = features_key(cfg)
+        if cfg.trainer.probe_features_from:
+            feats = _load_features(Path(cfg.trainer.probe_features_from), key)
+        else:
+            feats = {"train": _extract(model, data.datasets["train"], views=views, what="train", **common)}
+            for split in ("val", "test"):
+                if data.datasets[split] is not None:
+                    feats[split] = _extract(model, data.datasets[split], views=1, what=split, **common)
         torch.set_num_threads(threads)
+        tmp = run_dir / ".probe_features.pt.tmp"
+        torch.save({"key": key, "features": feats}, tmp)
+        os.replace(tmp, run_dir / FEATURES_FILE)
         t_feat = time.perf_counter() - t0
         # Standardisation from the training frames (what BatchNorm would accumulate).
         frames = feats["train"]["frames"]
@@ -228,35 +311,71 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
         def z(split: str) -> torch.Tensor:
             return (feats[split]["clips"] - mu) / sigma
 
-        history, best = [], None
         ztr, ytr = z("train"), feats["train"]["target"]
-        for alpha in alphas:
-            w, b = ridge(ztr, ytr, alpha)
-            pred = data.score_norm.inverse(z("val") @ w + b)
-            _, p, m = _per_item(pred, feats["val"]["mos"], feats["val"]["item"])
-            figs = _figures(p, m)
-            history.append({"alpha": alpha, **{f"val/{k}": v for k, v in figs.items()}})
-            log.info(
-                "probe alpha %g: val %s",
-                alpha,
-                ", ".join(f"{k} {figs[k]:.4f}" for k in ("srocc", "plcc", "rmse")),
-            )
-            if best is None or _better(figs[monitor_name], best[2][monitor_name], mode):
-                best = (alpha, (w, b), figs)
-        assert best is not None  # alphas is non-empty (checked above)
-        alpha, (w, b), val = best
-        # Write the fitted standardisation and weights into the network.
+
+        def val_figures(pred_norm: torch.Tensor) -> dict[str, float]:
+            _, p, m = _per_item(data.score_norm.inverse(pred_norm), feats["val"]["mos"], feats["val"]["item"])
+            return _figures(p, m)
+
+        def signed(figs: dict[str, float]) -> float:
+            v = figs[monitor_name]
+            return -math.inf if math.isnan(v) else (v if mode == "max" else -v)
+
+        history: list[dict] = []
+        head = model.head
+        if len(linear) == 1:  # ridge, closed form
+            best = None
+            for alpha in alphas:
+                w, b = ridge(ztr, ytr, alpha)
+                figs = val_figures(z("val") @ w + b)
+                history.append({"alpha": alpha, **{f"val/{k}": v for k, v in figs.items()}})
+                log.info(
+                    "probe ridge alpha %g: val srocc %.4f, rmse %.4f", alpha, figs["srocc"], figs["rmse"]
+                )
+                if best is None or _better(figs[monitor_name], best[2][monitor_name], mode):
+                    best = (alpha, (w, b), figs)
+            assert best is not None  # alphas is non-empty (checked above)
+            alpha, (w, b), val = best
+            with torch.no_grad():
+                linear[0].weight.copy_(w.float().view_as(linear[0].weight))
+                linear[0].bias.fill_(float(b))
+        else:  # an MLP head, Adam on the cached features
+            best_state, best_fig, alpha = None, -math.inf, alphas[0]
+            for wd in alphas:
+                for m in head.modules():
+                    if isinstance(m, nn.Linear):
+                        m.reset_parameters()
+                state, fig = fit_mlp(
+                    ztr,
+                    ytr,
+                    head,
+                    weight_decay=wd,
+                    epochs=int(cfg.trainer.probe_epochs),
+                    lr=float(cfg.optimizer.lr),
+                    evaluate=lambda h: signed(val_figures(h(z("val").float()).double())),
+                )
+                history.append({"weight_decay": wd, f"val/{monitor_name}": fig if mode == "max" else -fig})
+                log.info("probe mlp weight_decay %g: val %s %.4f", wd, monitor_name, abs(fig))
+                if fig > best_fig:
+                    best_state, best_fig, alpha = state, fig, wd
+            head.load_state_dict(best_state)
+            head.eval()
         with torch.no_grad():
+            zs = {split: z(split) for split in feats if split != "train"}
+            head_out = {split: head(v.float()).double() for split, v in zs.items()}
+            val = val_figures(head_out["val"])
+            # Write the standardisation into the network: the stats pool's BatchNorm, or
+            # folded into the first linear layer.
             if bb.stats is not None:
                 norm = bb.stats.norm
                 norm.running_mean.copy_(mu.float())
                 norm.running_var.copy_(var.float())
                 norm.num_batches_tracked.fill_(1)
-                weight, bias = w, b
-            else:  # fold the standardisation into the linear layer
-                weight, bias = w / sigma, b - float((w * mu / sigma).sum())
-            linear.weight.copy_(weight.float().view_as(linear.weight))
-            linear.bias.fill_(float(bias))
+            else:
+                first = linear[0]
+                w1 = first.weight.double() / sigma
+                first.bias.copy_((first.bias.double() - w1 @ mu).float())
+                first.weight.copy_(w1.float())
         info = run_info(cfg, model.spec, data, full_reference=False, target="mos", monitor=monitor)
         ckpt_dir = run_dir / "checkpoints"
         ckpt_dir.mkdir(exist_ok=True)
@@ -277,7 +396,7 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
         for split in ("val", "test"):
             if split not in feats:
                 continue
-            pred = data.score_norm.inverse(z(split) @ w + b)
+            pred = data.score_norm.inverse(head_out[split])
             items, p, m = _per_item(pred, feats[split]["mos"], feats[split]["item"])
             results[split] = _figures(p, m)
             names = paths.get(split, [])
