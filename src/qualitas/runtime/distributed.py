@@ -328,6 +328,8 @@ class CatalogProgress:
         self.stream = sys.stderr if stream is None else stream
         self.done = self.failed = 0
         self.start = self._last = time.monotonic()
+        self.first: float | None = None
+        """When the first result arrived (start-up: Ray, actors, model loading, before it)."""
 
     def line(self) -> str:
         rate = self.done / max(1e-9, time.monotonic() - self.start)
@@ -338,6 +340,8 @@ class CatalogProgress:
         )
 
     def update(self, failed: bool) -> None:
+        if self.first is None:
+            self.first = time.monotonic()
         self.done += 1
         self.failed += int(failed)
         now = time.monotonic()
@@ -386,6 +390,8 @@ class CatalogSummary:
     failed: int
     seconds: float
     out: str
+    first_result_s: float | None = None
+    """Seconds to the first result (connecting, starting actors, loading the model)."""
 
     @property
     def remaining(self) -> int:
@@ -496,7 +502,10 @@ def score_catalog(
     finally:
         writer.close()
     bar.finish()
-    return CatalogSummary(len(pairs), skipped, bar.done, bar.failed, time.monotonic() - t0, str(out_dir))
+    first = None if bar.first is None else bar.first - t0
+    return CatalogSummary(
+        len(pairs), skipped, bar.done, bar.failed, time.monotonic() - t0, str(out_dir), first
+    )
 
 
 def _run_on_ray(
