@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from qualitas.cli.score import _check_device, _positive_float, _positive_int, _split_metrics
 from qualitas.errors import UsageError
@@ -79,6 +78,5 @@ def run(args: argparse.Namespace) -> int:
         token=token,
         threads=args.threads,
     )
-    print(f"qualitas serve: listening on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
     serve(config, args.host, args.port, log_level=args.log_level)
     return 0

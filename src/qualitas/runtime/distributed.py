@@ -347,10 +347,11 @@ class CatalogProgress:
         now = time.monotonic()
         if self.enabled and now - self._last >= self.every:
             self._last = now
+            self._shown = self.done
             print(self.line(), file=self.stream, flush=True)
 
     def finish(self) -> None:
-        if self.enabled:
+        if self.enabled and getattr(self, "_shown", None) != self.done:
             print(self.line(), file=self.stream, flush=True)
 
 
@@ -497,6 +498,17 @@ def score_catalog(
     bar = CatalogProgress(len(todo), skipped, progress, stream)
     t0 = time.monotonic()
     try:
+        # Items that failed listing or pairing need no actor: their rows are written here.
+        from qualitas.runtime.report import json_safe
+        from qualitas.runtime.score import Result
+
+        for item in [t for t in todo if t["error"]]:
+            res = Result(
+                path=item["dist"], ref=item["ref"], kind=_guess_kind(item["dist"]), error=item["error"]
+            )
+            writer.write({**json_safe(res.to_dict()), "key": item["key"]})
+            bar.update(True)
+        todo = [t for t in todo if not t["error"]]
         if todo:
             _run_on_ray(todo, writer, bar, ray_opts, metrics, opts, model_path, has_ref, kinds)
     finally:

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -401,7 +402,9 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_le
     """Run the service until interrupted (one process; scale out with several behind a proxy)."""
     import uvicorn
 
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)
+    app = create_app(config)  # validates and loads the model before anything listens
+    print(f"qualitas serve: listening on http://{host}:{port} (docs at /docs)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
 class ThreadedServer:
