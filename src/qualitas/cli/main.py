@@ -10,13 +10,17 @@ from qualitas import __version__
 from qualitas.errors import QualitasError
 
 # Each sub-command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``.
-_COMMANDS = ("score", "metrics", "models", "train", "eval", "export", "data", "importance")
+_COMMANDS = ("score", "batch", "serve", "metrics", "models", "train", "eval", "export", "data", "importance")
 
 
 def _command_module(name: str):
     # Explicit, lazy imports: `qualitas metrics` must not pay for importing lightning.
     if name == "score":
         from qualitas.cli import score as mod
+    elif name == "batch":
+        from qualitas.cli import batch as mod
+    elif name == "serve":
+        from qualitas.cli import serve as mod
     elif name == "metrics":
         from qualitas.cli import metrics_cmd as mod
     elif name == "models":
@@ -61,6 +65,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 _HELP = {
     "score": "score images/videos with metrics or models (FR with --ref, else NR)",
+    "batch": "score a catalog (folder or manifest) on Ray into resumable JSONL/Parquet shards",
+    "serve": "HTTP scoring service (POST /score, /healthz, /metrics)",
     "metrics": "list the available metrics and their properties",
     "models": "list backbones and where their pretrained weights are (offline)",
     "train": "train a quality model from a YAML config",

@@ -254,14 +254,9 @@ def run(args: argparse.Namespace) -> int:
     keys: list[str] = []
     skipped = 0
     if out_fmt == "jsonl":
-        from qualitas.runtime.catalog import LineWriter, item_key, read_done
+        from qualitas.runtime.catalog import LineWriter, item_key, read_done, run_signature
 
-        signature = {
-            "metrics": metric_names,
-            "model": model_path,
-            "options": options.to_dict(),
-            "yuv": [repr(yuv), repr(ref_yuv)],
-        }
+        signature = run_signature(metric_names, model_path, options, yuv, ref_yuv)
         done = read_done(args.out) if args.resume else {}
         keys = [item_key(p.dist, p.ref, signature) for p in pairs]
         todo = [i for i, k in enumerate(keys) if k not in done]

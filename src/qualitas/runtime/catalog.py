@@ -39,6 +39,22 @@ def item_key(dist: str, ref: str | None, run: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def run_signature(
+    metrics: Sequence[str] | None, model: str | None, options: Any, yuv: Any = None, ref_yuv: Any = None
+) -> dict[str, Any]:
+    """What makes two runs score an input the same way (part of :func:`item_key`).
+
+    Shared by ``qualitas score --out FILE.jsonl`` and ``qualitas batch``, so that a catalog
+    scored by one is "done" for the other.
+    """
+    return {
+        "metrics": list(metrics) if metrics else None,
+        "model": model,
+        "options": options.to_dict(),
+        "yuv": [repr(yuv), repr(ref_yuv)],
+    }
+
+
 def read_done(path: str | os.PathLike) -> dict[str, str]:
     """``{key: line}`` of the complete, parseable lines of an earlier run (first one wins).
 

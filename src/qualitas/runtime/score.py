@@ -1121,6 +1121,67 @@ def torch_threads_for(jobs: int, cpus: int | None = None) -> int:
     return max(1, cpus // jobs - 1)
 
 
+@dataclass
+class Session:
+    """A loaded metric set, ready to score one pair at a time.
+
+    What :func:`score_pairs`, the Ray actors (:mod:`qualitas.runtime.distributed`) and the
+    service (:mod:`qualitas.serve`) share: metrics and models are built once, then
+    :meth:`score` may be called from several threads (the engine's ``--jobs`` does so).
+    """
+
+    built: _Metrics
+    all_names: list[str]
+    metrics: list[str] | None
+    has_ref: bool
+    defaults_used: bool
+    scorer: _Scorer
+
+    @property
+    def infos(self) -> dict[str, MetricInfo]:
+        """``{name: MetricInfo}`` of every metric and model of the run."""
+        return dict(self.built.infos)
+
+    def names_for(self, pair: Pair) -> list[str]:
+        """The metrics of one pair: the run's, or the defaults of its media kind."""
+        if not self.defaults_used:
+            return list(self.built.infos)
+        kind = _guess_kind(pair.dist) or "image"
+        return default_metrics(kind, self.has_ref)
+
+    def score(self, pair: Pair) -> Result:
+        """Score one pair; a bad input is a :class:`Result` with ``error``, never an exception."""
+        return self.scorer.score(pair.dist, pair.ref, self.names_for(pair), pair.error)
+
+
+def open_session(
+    metrics: Sequence[str] | None,
+    options: ScoreOptions,
+    *,
+    scorers: Mapping[str, Any] | None = None,
+    has_ref: bool = False,
+    kinds: Iterable[str] = (),
+    progress: Progress = NULL_PROGRESS,
+) -> Session:
+    """Validate the metric names and build every metric once (see :func:`score_pairs`).
+
+    ``kinds`` (``"image"``/``"video"``) picks the default metrics when ``metrics`` is empty
+    and no ``scorers`` are given.
+    """
+    if not metrics and scorers:
+        all_names: list[str] = []
+    else:
+        all_names = resolve_metrics(metrics, has_ref, sorted(kinds) or ["image"])
+    for name, scorer in (scorers or {}).items():
+        info = getattr(scorer, "info", None)
+        if info is not None and info.full_reference and not has_ref:
+            raise UsageError(f"model '{name}' is full-reference: give --ref REF")
+    built = _build_metrics(all_names, options.device, scorers)
+    defaults_used = not metrics and not scorers
+    scorer = _Scorer(built, options, progress, defaults_used=defaults_used)
+    return Session(built, all_names, list(metrics) if metrics else None, has_ref, defaults_used, scorer)
+
+
 def score_pairs(
     pairs: Sequence[Pair],
     metrics: Sequence[str] | None = None,
@@ -1154,24 +1215,9 @@ def score_pairs(
         has_ref = any(p.ref is not None for p in pairs)
     kinds = {_guess_kind(p.dist) for p in pairs if p.error is None}
     kinds.discard(None)
-    if not metrics and scorers:
-        all_names: list[str] = []
-    else:
-        all_names = resolve_metrics(metrics, has_ref, sorted(kinds) or ["image"])  # type: ignore[arg-type]
-    for name, scorer in (scorers or {}).items():
-        info = getattr(scorer, "info", None)
-        if info is not None and info.full_reference and not has_ref:
-            raise UsageError(f"model '{name}' is full-reference: give --ref REF")
-    built = _build_metrics(all_names, opts.device, scorers)
-    run_names = list(built.infos)
-
-    def names_for(pair: Pair) -> list[str]:
-        if metrics or scorers:
-            return run_names
-        kind = _guess_kind(pair.dist) or "image"
-        return default_metrics(kind, has_ref)
-
-    defaults_used = not metrics and not scorers
+    session = open_session(metrics, opts, scorers=scorers, has_ref=has_ref, kinds=kinds)  # type: ignore[arg-type]
+    built, all_names, names_for = session.built, session.all_names, session.names_for
+    defaults_used = session.defaults_used
     if timeout is not None:
         if scorers and scorers_factory is None:
             raise UsageError("a timeout with model scorers needs scorers_factory (to load them in the child)")
@@ -1248,9 +1294,11 @@ __all__ = [
     "Pair",
     "Result",
     "ScoreOptions",
+    "Session",
     "auto_batch_size",
     "collect",
     "default_metrics",
+    "open_session",
     "pool_scores",
     "prefetch",
     "resolve_metrics",
