@@ -69,7 +69,11 @@ def test_nr_image_ranks_clean_above_degraded():
         img = np.asarray(getattr(skimage_data, name)())
         clean, bad = (torch.from_numpy(x).permute(2, 0, 1).float() / 255 for x in (img, _degrade(img, rng)))
         s_clean, s_bad = model.score(clean), model.score(bad)
-        assert 0 <= s_bad < s_clean <= 110, (name, s_clean, s_bad)
+        assert 0 <= s_bad < s_clean <= 120, (
+            name,
+            s_clean,
+            s_bad,
+        )  # not clipped: pristine can extrapolate past 100
         assert s_clean - s_bad > 10, (name, s_clean, s_bad)
 
 

@@ -137,7 +137,7 @@ def test_config_errors():
         build_model("nr_iqa", backbone=TINY, head="linear")
     with pytest.raises(ConfigError, match="bin_values has 2 values"):
         build_model("nr_iqa", backbone=TINY, head="distribution", num_bins=3, bin_values=[1, 2])
-    with pytest.raises(ConfigError, match="ResNet-style"):
+    with pytest.raises(ConfigError, match="backbone with residual blocks"):
         build_model("nr_vqa", backbone="test_efficientnet", tsm=True)
 
 

@@ -33,7 +33,7 @@ def test_overrides_are_typed_and_nested():
     assert cfg.model == {
         "name": "nr_iqa",
         "backbone": "test_resnet",
-        "pretrained_path": None,
+        "pretrained": True,
         "hidden": 256,
         "dropout": 0.1,
     }
