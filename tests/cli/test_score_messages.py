@@ -31,7 +31,7 @@ def test_one_pixel_image_is_refused_by_the_image_model(tmp_path, make_image, cap
     out = tmp_path / "s.json"
     assert main(["score", str(px), str(ok), "--model", "nr-image", "--out", str(out), "--quiet"]) == 1
     bad, good = json.loads(out.read_text())["results"]
-    assert bad["error"] == "nr-image needs images at least 32x32 pixels, got 1x1"
+    assert bad["error"] == "nr-image needs images at least 96x96 pixels, got 1x1"
     assert good["error"] is None and good["scores"]["nr-image"] > 0
 
 
