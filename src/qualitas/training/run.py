@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -558,13 +559,8 @@ def train(
         del state
         if out is None:
             out = run_dir_of(resume_ckpt)
-    run_dir = new_run_dir(cfg, out)
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    os.environ[_RUN_DIR_ENV] = str(run_dir.resolve())
-    handler = _file_logging(run_dir)
-    started = False  # set once Lightning starts: from then on the folder holds a real run
-    try:
+    with open_run_folder(cfg, out) as folder:
+        run_dir, handler = folder.path, folder.handler
         L.seed_everything(cfg.run.seed, workers=True, verbose=False)
         model = build_model(cfg.model["name"], **cfg.model_kwargs)
         spec = model.spec
@@ -623,7 +619,7 @@ def train(
                 log.warning("trainer.visdom: visdom is not installed (pip install visdom); skipped")
         with _library_chatter_to(handler):
             trainer = build_trainer(cfg, run_dir, cbs, monitor=monitor, mode=metric_mode(monitor))
-            started = True
+            folder.started = True  # Lightning starts: from now on the folder holds a real run
             trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
             best = run_dir / "checkpoints" / "best.ckpt"
             best_ckpt = best if best.is_file() else run_dir / "checkpoints" / "last.ckpt"
@@ -660,10 +656,35 @@ def train(
             _plot_curves(run_dir)
             log.info("run %s: val %s%s", run_dir, _brief(val), f"; test {_brief(test)}" if test else "")
         return RunResult(run_dir, metrics)
+
+
+@dataclass
+class RunFolder:
+    """An open run directory: its path, the ``train.log`` handler, and whether the run started."""
+
+    path: Path
+    handler: logging.Handler
+    started: bool = False
+    """Set once training (or a probe's first feature pass) begins; until then a failure
+    removes the folder again."""
+
+
+@contextlib.contextmanager
+def open_run_folder(cfg: TrainConfig, out: str | Path | None) -> Iterator[RunFolder]:
+    """Create (or reuse) the run directory, log ``qualitas`` into its ``train.log`` and tell
+    DDP children where it is; on exit detach the log, and undo a folder this call created
+    for a run that never started (:func:`_remove_unstarted_run`)."""
+    run_dir = new_run_dir(cfg, out)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[_RUN_DIR_ENV] = str(run_dir.resolve())
+    folder = RunFolder(run_dir, _file_logging(run_dir))
+    try:
+        yield folder
     finally:
-        logging.getLogger("qualitas").removeHandler(handler)
-        handler.close()
-        if created and not started:
+        logging.getLogger("qualitas").removeHandler(folder.handler)
+        folder.handler.close()
+        if created and not folder.started:
             _remove_unstarted_run(run_dir)
 
 
