@@ -71,14 +71,30 @@ def fast_path_enabled() -> bool:
     return True
 
 
+# The methods whose definitions the fast path reproduces; a class whose method was replaced
+# at run time (a patch, a wrapper) keeps the general path, which calls the replacement.
+_REPRODUCED = ("forward", "prepare", "prepare_luma", "refine", "score_refined", "score_prepared")
+
+
+def _unmodified(cls: type) -> bool:
+    for attr in _REPRODUCED:
+        fn = getattr(cls, attr, None)
+        if fn is None:
+            continue
+        module, qualname = getattr(fn, "__module__", ""), getattr(fn, "__qualname__", "")
+        if not module.startswith("qualitas.metrics.") or "<locals>" in qualname or "." not in qualname:
+            return False
+    return True
+
+
 def serves(frame_metrics: Mapping[str, Any]) -> bool:
     """Whether every metric of ``frame_metrics`` ({name: metric object}) is one the fast path computes
-    (the registered class itself, on cpu)."""
+    (the registered class itself, its methods as defined in ``qualitas.metrics``, on cpu)."""
     if not frame_metrics:
         return False
     for name, metric in frame_metrics.items():
         cls = FAST_METRICS.get(name)
-        if cls is None or type(metric) is not cls:
+        if cls is None or type(metric) is not cls or not _unmodified(cls):
             return False
         if str(getattr(metric, "device", "cpu")) != "cpu":
             return False

@@ -863,9 +863,11 @@ class _Scorer:
         kw = {"frame_step": opts.frame_step, "max_frames": opts.max_frames}
         total = _expected_frames([dinfo.num_frames, rinfo.num_frames], opts)
         its = [
-            prefetch(fast.attach(iter_yuv_frames(path, yuv=opts.yuv_for(path, is_ref=is_ref), **kw)))
+            fast.attach(iter_yuv_frames(path, yuv=opts.yuv_for(path, is_ref=is_ref), **kw))
             for path, is_ref in ((res.path, False), (res.ref, True))
         ]
+        if opts.prefetch:
+            its = [prefetch(it) for it in its]
         counts = [0, 0]
         try:
             with self.progress.frames(total, Path(res.path).name) as bar:
@@ -896,7 +898,7 @@ class _Scorer:
             raise
         finally:
             for it in its:
-                it.close()
+                it.close()  # generators and prefetch threads alike
         res.dist_frames, res.ref_frames = counts
         if counts[0] != counts[1]:
             res.notes.append(
