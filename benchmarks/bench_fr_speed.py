@@ -164,6 +164,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--skip-4k", action="store_true")
+    ap.add_argument(
+        "--no-tensor-path",
+        action="store_true",
+        help="leave out the QUALITAS_YUV_FAST=0 cases outside the whole-process 1080p table (shorter run)",
+    )
     ap.add_argument("--only", nargs="*", default=None, help="sections: process engine startup 4k vmaf jobs")
     args = ap.parse_args()
     sections = set(args.only or ["process", "engine", "startup", "4k", "vmaf", "jobs"])
@@ -212,6 +217,8 @@ def main() -> None:
             ("engine psnr+ssim (tensor path)", "psnr,ssim", slow),
             ("engine psnr+ssim+ms_ssim (tensor path)", "psnr,ssim,ms_ssim", slow),
         ):
+            if args.no_tensor_path and "tensor" in label:
+                continue
             runs = [engine(dist, ref, names, env) for _ in range(args.repeat)]
             rows[label] = (statistics.median(x[0] for x in runs), statistics.median(x[1] for x in runs), 0.0)
         rows["ffmpeg psnr+ssim filters (whole process)"] = median_rows(
@@ -320,6 +327,8 @@ def main() -> None:
                 slow,
             ),
         }
+        if args.no_tensor_path:
+            cases = {k: v for k, v in cases.items() if "tensor" not in k}
         print_table(
             "VMAF + psnr + ssim, 1080p",
             median_rows(cases, max(1, args.repeat - 1)),
