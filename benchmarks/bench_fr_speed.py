@@ -270,6 +270,8 @@ def main() -> None:
                     qualitas_cmd(str(dd), "--ref", str(rr), "--metric", "psnr,ssim", "--out", out), slow
                 ),
             }
+            if args.no_tensor_path:
+                cases = {k: v for k, v in cases.items() if "tensor" not in k}
             print_table(
                 label, median_rows(cases, max(1, args.repeat - 1)), frames, "ffmpeg psnr+ssim filters"
             )
