@@ -14,7 +14,7 @@ import sys
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export",
-        help="export a trained model to ONNX/TorchScript/torch.export/OpenVINO",
+        help="export a trained model to ONNX/TorchScript/torch.export/OpenVINO/TF SavedModel",
         description=(
             "Export the model of a training run (its best checkpoint) or a .ckpt. Writes the model "
             "file and model.json (the card the runtime reads) into --out."
@@ -24,9 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         required=True,
-        choices=("onnx", "torchscript", "exported_program", "openvino"),
+        choices=("onnx", "torchscript", "exported_program", "openvino", "saved_model"),
         help="onnx (.onnx, ONNX Runtime), torchscript (.pt), exported_program (torch.export .pt2), "
-        "openvino (IR .xml/.bin)",
+        "openvino (IR .xml/.bin), saved_model (TensorFlow, via onnx2tf in its own environment: make tf-env)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument(

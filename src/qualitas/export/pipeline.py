@@ -33,7 +33,7 @@ from qualitas.export.verify import DEFAULT_TOLERANCE, ParityReport, check_parity
 log = logging.getLogger("qualitas.export")
 
 QUANTIZE = ("int8", "int8-dynamic")
-ONNX_BASED = ("onnx", "openvino")
+ONNX_BASED = ("onnx", "openvino", "saved_model")
 """Formats converted from an ONNX export (``--opset`` applies)."""
 DYNAMIC_EXAMPLE_HW = 128
 
