@@ -36,7 +36,7 @@ from torch import nn
 
 from qualitas.errors import DependencyError
 from qualitas.export.card import ModelCard
-from qualitas.export.common import ExportError, card_for_shapes, to_numpy
+from qualitas.export.common import ExportError, axes_of, card_for_shapes, to_numpy
 
 FILE = "saved_model"
 """The SavedModel folder inside the export folder (``saved_model.pb`` + ``variables/``)."""
@@ -76,8 +76,35 @@ def tf_available() -> bool:
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow gets the thread budget torch (and so ONNX Runtime in qualitas) has.
+    env.setdefault("QUALITAS_TF_THREADS", str(torch.get_num_threads()))
     env.pop("PYTHONPATH", None)  # the TF environment must not see qualitas' packages
     return env
+
+
+def convert_onnx_file(onnx_path: str | Path, inputs: list[str], output: str, folder: str | Path) -> dict:
+    """Convert an ONNX file to ``folder/saved_model`` in the TF environment.
+
+    ``inputs``/``output`` are the ONNX graph's names (the card's). Returns the worker's
+    report: ``signature`` (``inputs``/``outputs`` name -> shape, ``None`` = dynamic),
+    ``tensorflow_version``, ``onnx2tf_version``, ``layout_perms``.
+    """
+    spec = json.dumps({"inputs": list(inputs), "output": output})
+    cmd = [tf_python(), str(WORKER), "convert", str(onnx_path), str(folder), spec]
+    try:
+        proc = subprocess.run(  # noqa: S603 - an argument list, no shell
+            cmd, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S, env=_env(), check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise ExportError(f"SavedModel conversion took longer than {CONVERT_TIMEOUT_S} s") from None
+    marker = "QUALITAS_RESULT "
+    result = next(
+        (json.loads(line[len(marker) :]) for line in proc.stdout.splitlines() if line.startswith(marker)),
+        None,
+    )
+    if proc.returncode != 0 or result is None:
+        raise ExportError(f"SavedModel conversion (onnx2tf) failed: {_last_error(proc.stderr + proc.stdout)}")
+    return result
 
 
 def export_saved_model(
@@ -92,26 +119,12 @@ def export_saved_model(
     """ONNX export to a temporary file, then onnx2tf in the TF environment -> ``folder/saved_model``."""
     from qualitas.export.onnx import export_onnx
 
-    python = tf_python()
+    tf_python()  # fail before exporting when there is no TF environment
     with tempfile.TemporaryDirectory(prefix="qualitas-sm-") as tmp:
         onnx_card = export_onnx(model, card, Path(tmp), example, dynamic=dynamic, opset=opset)
-        spec = json.dumps({"inputs": list(card.input.names), "output": card.output.name})
-        cmd = [python, str(WORKER), "convert", str(Path(tmp) / onnx_card.export["file"]), str(folder), spec]
-        try:
-            proc = subprocess.run(  # noqa: S603 - an argument list, no shell
-                cmd, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S, env=_env(), check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise ExportError(f"SavedModel conversion took longer than {CONVERT_TIMEOUT_S} s") from None
-    result = next(
-        (json.loads(line[16:]) for line in proc.stdout.splitlines() if line.startswith("QUALITAS_RESULT ")),
-        None,
-    )
-    if proc.returncode != 0 or result is None:
-        raise ExportError(f"SavedModel conversion (onnx2tf) failed: {_last_error(proc.stderr + proc.stdout)}")
+        onnx_file = Path(tmp) / onnx_card.export["file"]
+        result = convert_onnx_file(onnx_file, list(card.input.names), card.output.name, folder)
     shape = result["signature"]["inputs"][card.input.names[0]]
-    from qualitas.export.common import axes_of
-
     observed = {name for name, ax in axes_of(card).items() if shape[ax] is None}
     return card_for_shapes(onnx_card, observed, example).with_export(
         format="saved_model",

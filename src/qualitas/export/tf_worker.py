@@ -207,6 +207,10 @@ def serve(saved_model: str) -> None:
     import numpy as np
     import tensorflow as tf
 
+    threads = int(os.environ.get("QUALITAS_TF_THREADS", "0") or 0)
+    if threads > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     fn = tf.saved_model.load(saved_model).signatures["serving_default"]
     (out_key,) = list(fn.structured_outputs)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -230,6 +234,32 @@ def serve(saved_model: str) -> None:
         stdout.flush()
 
 
+def time_calls(saved_model: str, inputs_npz: str, seconds: float) -> dict:
+    """Benchmarks: TensorFlow's own throughput on the SavedModel, inside this process (no
+    pipe), with ``QUALITAS_TF_THREADS`` intra-op threads; best of 3 timed blocks."""
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    threads = int(os.environ.get("QUALITAS_TF_THREADS", "0") or 0)
+    if threads > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    fn = tf.saved_model.load(saved_model).signatures["serving_default"]
+    data = np.load(inputs_npz)
+    feeds = {k: tf.constant(data[k]) for k in data.files}
+    fn(**feeds)  # warm-up (graph tracing, allocations)
+    best = 0.0
+    for _ in range(3):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or n < 2:
+            fn(**feeds)
+            n += 1
+        best = max(best, n / (time.perf_counter() - t0))
+    return {"calls_per_s": best}
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 4 and argv[0] == "convert":
         result = convert(argv[1], argv[2], json.loads(argv[3]))
@@ -237,6 +267,9 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) == 2 and argv[0] == "serve":
         serve(argv[1])
+        return 0
+    if len(argv) == 4 and argv[0] == "time":
+        print("QUALITAS_RESULT " + json.dumps(time_calls(argv[1], argv[2], float(argv[3]))), flush=True)
         return 0
     if argv == ["versions"]:
         import onnx2tf
