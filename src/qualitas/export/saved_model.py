@@ -221,11 +221,16 @@ def load_saved_model(path: str | Path, card: ModelCard, device: str = "cpu") -> 
 
 
 def _last_error(text: str) -> str:
-    """The most telling line of the worker's output: its last line that is not
-    TensorFlow's own logging (a traceback ends with the exception)."""
-    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    """The most telling line of the worker's output: the last exception line (``XError: ...``)
+    of its traceback, else its last line that is not TensorFlow's/onnx2tf's own logging."""
+    lines = [" ".join(_ANSI.sub("", line).split()) for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if not _TF_LOG.match(line)]
-    return (lines[-1] if lines else "no output")[:300]
+    errors = [line for line in lines if _EXC.match(line)]
+    return ((errors or lines or ["no output"])[-1])[:300]
 
 
-_TF_LOG = re.compile(r"^([EWI]\d{4} |\d{4}-\d\d-\d\d |WARNING: All log messages|To enable the following)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TF_LOG = re.compile(
+    r"^([EWI]\d{4} |\d{4}-\d\d-\d\d |WARNING: All log messages|To enable the following|ERROR: )"
+)
+_EXC = re.compile(r"^[\w.]*(Error|Exception|Exit): ")

@@ -131,6 +131,14 @@ def convert(onnx_path: str, out_dir: str, spec: dict) -> dict:
         out_keys = list(fn.structured_outputs)
         if len(out_keys) != 1:
             raise SystemExit(f"the converted graph has {len(out_keys)} outputs {out_keys}; expected one")
+        # Dense outputs (e.g. (B, C, H, W) maps) come out channels-last too: back to the ONNX layout.
+        onnx_out = [
+            d.dim_value if d.HasField("dim_value") else None
+            for d in proto.graph.output[0].type.tensor_type.shape.dim
+        ]
+        tf_out = list(fn.structured_outputs[out_keys[0]].shape)
+        out_perm = _layout_perm(onnx_out, tf_out) if len(onnx_out) >= 3 else None
+        back = [out_perm.index(i) for i in range(len(out_perm))] if out_perm else None
         specs = [tf.TensorSpec([d for d in onnx_shapes[n]], tf.float32, name=n) for n in names]
 
         class Serving(tf.Module):
@@ -144,7 +152,7 @@ def convert(onnx_path: str, out_dir: str, spec: dict) -> dict:
                     key, perm = perms[n]
                     feeds[key] = tf.transpose(x, perm) if perm else x
                 y = self.inner.signatures["serving_default"](**feeds)[out_keys[0]]
-                return {output: y}
+                return {output: tf.transpose(y, back) if back else y}
 
         module = Serving(inner)
         if len(names) == 1:
@@ -164,6 +172,7 @@ def convert(onnx_path: str, out_dir: str, spec: dict) -> dict:
             "outputs": {k: [None if d is None else int(d) for d in v.shape] for k, v in sig_out.items()},
         },
         "layout_perms": {n: p for n, (_, p) in perms.items()},
+        "output_perm": back,
         "tensorflow_version": tf.__version__,
         "onnx2tf_version": getattr(onnx2tf, "__version__", "?"),
         "numpy_version": np.__version__,
