@@ -10,7 +10,19 @@ from qualitas import __version__
 from qualitas.errors import QualitasError
 
 # Each sub-command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``.
-_COMMANDS = ("score", "batch", "serve", "metrics", "models", "train", "eval", "export", "data", "importance")
+_COMMANDS = (
+    "score",
+    "batch",
+    "serve",
+    "metrics",
+    "models",
+    "train",
+    "eval",
+    "export",
+    "checkpoint",
+    "data",
+    "importance",
+)
 
 
 def _command_module(name: str):
@@ -31,6 +43,8 @@ def _command_module(name: str):
         from qualitas.cli import evaluate as mod
     elif name == "export":
         from qualitas.cli import export as mod
+    elif name == "checkpoint":
+        from qualitas.cli import checkpoint as mod
     elif name == "data":
         from qualitas.cli import data as mod
     elif name == "importance":
@@ -72,6 +86,7 @@ _HELP = {
     "train": "train a quality model from a YAML config",
     "eval": "evaluate a trained model on a manifest (SROCC/PLCC/KROCC/RMSE + plot)",
     "export": "export a trained model to ONNX/TorchScript/torch.export/OpenVINO",
+    "checkpoint": "show a checkpoint, rename its keys, strip it to the model weights",
     "data": "dataset converters, frame extraction, manifest checks, synthetic ladders",
     "importance": "macroblock importance maps: label, apply",
 }
