@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qualitas import __version__
 from qualitas.errors import QualitasError
+from qualitas.version import __version__
 
 # Each sub-command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``.
 _COMMANDS = ("score", "batch", "serve", "metrics", "models", "train", "eval", "export", "data", "importance")

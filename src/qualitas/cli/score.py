@@ -206,7 +206,7 @@ def _load_model_scorer(path: str, device: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from qualitas.data.manifest import atomic_write_text
+    from qualitas.files import atomic_write_text
     from qualitas.runtime import report
     from qualitas.runtime.defaults import default_model_for_pairs, resolve_model
     from qualitas.runtime.progress import Progress, progress_enabled

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from qualitas import __version__
 from qualitas.errors import UsageError
+from qualitas.version import __version__
 
 CARD_FILE = "model.json"
 CARD_VERSION = 1
@@ -307,7 +307,7 @@ class ModelCard:
 
 def write_card(card: ModelCard, folder: str | Path) -> Path:
     """Write ``folder/model.json`` atomically."""
-    from qualitas.data.manifest import atomic_write_text
+    from qualitas.files import atomic_write_text
 
     path = Path(folder) / CARD_FILE
     atomic_write_text(path, json.dumps(card.to_dict(), indent=1, allow_nan=False) + "\n")

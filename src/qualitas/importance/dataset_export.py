@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from qualitas.data.manifest import atomic_write_text, resolve_under
+from qualitas.data.manifest import resolve_under
 from qualitas.errors import UsageError
+from qualitas.files import atomic_write_text
 from qualitas.importance.grid import blocks_to_pixels, normalise
 from qualitas.importance.label import LabelSet
 

@@ -188,7 +188,7 @@ def _parquet_shards(out: Path) -> list[Path]:
 
 def _drop_torn_lines(path: Path) -> None:
     """Rewrite a JSONL shard without a line cut by a kill (atomically), so readers parse it."""
-    from qualitas.data.manifest import atomic_write_text
+    from qualitas.files import atomic_write_text
 
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):

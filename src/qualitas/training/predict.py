@@ -14,11 +14,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from qualitas.data.datasets import DATASETS, DataError, ScoreNorm, check_records
-from qualitas.data.manifest import atomic_write_text, read_manifest
+from qualitas.data.manifest import read_manifest
 from qualitas.data.sampling import ClipSampling
 from qualitas.data.splits import assign_splits
 from qualitas.data.transforms import InputSize
 from qualitas.errors import UsageError
+from qualitas.files import atomic_write_text
 from qualitas.training.run import load_trained
 from qualitas.training.task import dedupe_and_aggregate
 

@@ -39,8 +39,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from qualitas.data.datasets import collate_skip
-from qualitas.data.manifest import atomic_write_text
 from qualitas.errors import ConfigError
+from qualitas.files import atomic_write_text
 from qualitas.training.config import TrainConfig
 
 log = logging.getLogger("qualitas.training")

@@ -42,11 +42,12 @@ from qualitas.data.datasets import (
     media_kind_of,
     record_mos,
 )
-from qualitas.data.manifest import Record, atomic_write_text, read_manifest, resolve_under
+from qualitas.data.manifest import Record, read_manifest, resolve_under
 from qualitas.data.sampling import ClipSampling
 from qualitas.data.splits import assign_splits, leaked_groups
 from qualitas.data.transforms import InputSize
 from qualitas.errors import ConfigError, UsageError, first_line
+from qualitas.files import atomic_write_text
 from qualitas.registry import did_you_mean
 from qualitas.training.config import DataConfig, TrainConfig, load_config
 

@@ -34,11 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from qualitas.data.manifest import atomic_write_text, write_manifest
+from qualitas.data.manifest import write_manifest
 from qualitas.data.synth import distortions as D
 from qualitas.data.synth import video as V
 from qualitas.data.synth.teacher import ImageTeacher, ImageTeacherConfig, VideoTeacherConfig, vmaf_label
 from qualitas.errors import QualitasError, UsageError, one_line
+from qualitas.files import atomic_write_text
 
 FORMAT_VERSION = 2
 """Bumped when outputs change for the same parameters (invalidates old fragments)."""
