@@ -5,6 +5,9 @@ A grid has one value per macroblock of the LOW-resolution frame: ``(..., gh, gw)
 ``gh = ceil(h / block)``, ``gw = ceil(w / block)``. In the enhanced (upscaled by
 ``scale``) frame the same block covers ``block * scale`` pixels per side. Partial blocks at
 the right/bottom edge are kept (their sums cover the pixels that exist).
+
+Pure tensor maths on the functional floor, so the importance labeller, the importance
+losses and the evaluation share one copy (``qualitas.importance.grid`` re-exports it).
 """
 
 from __future__ import annotations

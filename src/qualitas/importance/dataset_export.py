@@ -24,7 +24,7 @@ from PIL import Image
 from qualitas.data.manifest import resolve_under
 from qualitas.errors import UsageError
 from qualitas.files import atomic_write_text
-from qualitas.importance.grid import blocks_to_pixels, normalise
+from qualitas.functional.blocks import blocks_to_pixels, normalise
 from qualitas.importance.label import LabelSet
 
 SPLITS = ("train", "val", "test")

@@ -27,8 +27,8 @@ import torch
 
 from qualitas.errors import UsageError
 from qualitas.files import atomic_write_text
+from qualitas.functional.blocks import block_sum, normalise, quantise
 from qualitas.importance.analytics import reference_objective
-from qualitas.importance.grid import block_sum, normalise, quantise
 
 MODES = ("grad_x_diff", "grad")
 
