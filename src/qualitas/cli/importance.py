@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
+HELP = "macroblock importance maps: label, export-dataset, apply"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "importance",
-        help="macroblock importance maps: label, export-dataset, apply",
+        help=HELP,
         description="Macroblock importance: ground truth from analytics gradients, datasets, selective "
         "enhancement and ROI encoding (docs/importance.md).",
     )

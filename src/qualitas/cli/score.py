@@ -46,10 +46,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+HELP = "score images/videos with metrics or models (FR with --ref, else NR)"
+"""One line for ``qualitas --help``."""
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "score",
-        help="score images/videos with metrics or models (FR with --ref, else NR)",
+        help=HELP,
         description=(
             "Score distorted images/videos against a reference (--ref) with full-reference metrics, "
             "or alone with no-reference metrics or a model. DIST and REF are files or folders; "
