@@ -187,26 +187,10 @@ def _check_device(device: str) -> str:
 
 
 def _load_model_scorer(path: str, device: str):
-    """``--model PATH``: a scorer from ``qualitas.runtime.models.load_model``.
+    """``--model PATH``: :func:`qualitas.runtime.models.model_scorers` (its old name here)."""
+    from qualitas.runtime.models import model_scorers
 
-    The engine takes any object with ``info: MetricInfo``: ``kind="frames"`` scorers are
-    called on frame batches like a metric, ``kind="files"`` ones (video models) through
-    ``score_files``. Without ``qualitas.runtime.models``, a clear usage error.
-    """
-    try:
-        import qualitas.runtime.models as runtime_models
-    except ModuleNotFoundError as err:
-        if err.name != "qualitas.runtime.models":
-            raise
-        raise UsageError(
-            "--model is not available yet in this version of qualitas (learned models come with a "
-            "later release); score with --metric NAME instead"
-        ) from None
-    scorer = runtime_models.load_model(path, device=device)
-    info = getattr(scorer, "info", None)
-    if info is None:
-        raise UsageError(f"--model {path}: this model type cannot be used by `qualitas score` yet")
-    return {info.name: scorer}
+    return model_scorers(path, device)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -299,6 +299,38 @@ def _save_frame(frame: torch.Tensor, path: Path) -> None:
         raise
 
 
+def _encode_clip(
+    frames: Sequence[torch.Tensor],
+    grids: Sequence[torch.Tensor],
+    out: Path,
+    decoded_objective: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    block: int,
+    bitrate: float,
+    fraction: float,
+    qoffset: float,
+    margin: int,
+    fps: float,
+) -> dict:
+    """The low-res frames ``(3, h, w)`` as one clip (even size), ROI-encoded with the mean of
+    their max-normalised grids vs a plain encode (:func:`roi_encode_compare`)."""
+    norm = [g / g.max().clamp_min(1e-12) for g in grids]
+    clip = torch.stack(list(frames))
+    h, w = clip.shape[-2] // 2 * 2, clip.shape[-1] // 2 * 2
+    return roi_encode_compare(
+        clip[..., :h, :w],
+        mean_grid(norm),
+        out,
+        decoded_objective,
+        block=block,
+        bitrate_kbps_target=bitrate,
+        fraction=fraction,
+        qoffset=qoffset,
+        margin=margin,
+        fps=fps,
+    )
+
+
 def apply_labels(
     labels_dir: str | Path,
     out: str | Path,
@@ -364,20 +396,13 @@ def apply_labels(
         "frames": rows,
     }
     if encode:
-        norm = [g / g.max().clamp_min(1e-12) for g in grids]
-        clip = torch.stack(frames)
-        h, w = clip.shape[-2] // 2 * 2, clip.shape[-1] // 2 * 2
-
-        def decoded_objective(x: torch.Tensor) -> torch.Tensor:
-            return objective(cheap_up(x))
-
-        report["encode"] = roi_encode_compare(
-            clip[..., :h, :w],
-            mean_grid(norm),
+        report["encode"] = _encode_clip(
+            frames,
+            grids,
             out / "encode",
-            decoded_objective,
+            lambda x: objective(cheap_up(x)),
             block=labels.block,
-            bitrate_kbps_target=bitrate,
+            bitrate=bitrate,
             fraction=fraction,
             qoffset=qoffset,
             margin=margin,

@@ -1,5 +1,8 @@
 """Orchestration of ``qualitas data synth``: plan, run in parallel, resume, write manifests.
 
+Why this file is long: planning, fingerprinted resume, parallel execution and manifest
+assembly of one command, each relying on the task records the others write.
+
 Work is cut into tasks (prepare a pristine image/clip; distort one image with one type at
 all levels; distort one clip with one type at one level). Every finished task leaves its
 outputs (written atomically) and a fragment ``.parts/<task>.json`` holding its manifest
