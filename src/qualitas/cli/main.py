@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "train": "qualitas.cli.train",
     "eval": "qualitas.cli.evaluate",
     "export": "qualitas.cli.export",
+    "checkpoint": "qualitas.cli.checkpoint",
     "data": "qualitas.cli.data",
     "importance": "qualitas.cli.importance",
 }
