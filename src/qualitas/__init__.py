@@ -6,7 +6,7 @@ evaluation, export and deployment.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from qualitas.version import __version__
 
 __all__ = ["__version__", "load_model"]
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from qualitas.errors import DependencyError, QualitasError
+from qualitas.files import atomic_write_text
 
 # Colour photos bundled with scikit-image (no download), and scikit-learn's two samples.
 SKIMAGE_PHOTOS = (
@@ -271,12 +272,8 @@ def nr_video_available() -> bool:
     return (weights_dir() / "nr-video" / "model.json").is_file()
 
 
-def run(out: Path, size: DemoSize) -> dict:
-    """Run (or resume) every step under ``out``; returns the summary figures."""
-    out.mkdir(parents=True, exist_ok=True)
-    summary: dict = {}
-    t_start = time.perf_counter()
-
+def _ladder(out: Path, size: DemoSize, summary: dict) -> None:
+    """Step 1: photos from installed packages and their synthetic ladder."""
     step("1/6 photos and a synthetic ladder (qualitas data synth)")
     n = write_photos(out / "photos", size)
     say(f"{n} photos from installed packages -> {out / 'photos'}")
@@ -304,6 +301,9 @@ def run(out: Path, size: DemoSize) -> dict:
     rows = (out / "synth" / "images.jsonl").read_text().count("\n")
     summary["ladder"] = f"{n} photos x {len(size.types)} types x {size.levels} levels = {rows} images"
 
+
+def _train(out: Path, size: DemoSize, summary: dict) -> Path:
+    """Step 2: the demo model on the pretrained backbone, and the same from random init."""
     step("2/6 train a small no-reference model on the pretrained backbone (qualitas train)")
     run_dir = out / "run"
     if (run_dir / "metrics.json").is_file():
@@ -318,7 +318,11 @@ def run(out: Path, size: DemoSize) -> dict:
         cli("train", str(train_config(out, size, pretrained=False)), "--out", str(random_dir))
     random_test = json.loads((random_dir / "metrics.json").read_text()).get("test", {})
     summary["srocc_random_init"] = random_test.get("srocc")
+    return run_dir
 
+
+def _evaluate(out: Path, run_dir: Path, summary: dict) -> None:
+    """Step 3: held-out figures of the demo model."""
     step("3/6 evaluate on the held-out photos (qualitas eval)")
     results = out / "eval" / "results.json"
     if not results.is_file():
@@ -331,6 +335,9 @@ def run(out: Path, size: DemoSize) -> dict:
         f"held-out SROCC {summary['srocc']:.3f}, PLCC {summary['plcc']:.3f}; scatter plot {results.with_suffix('.png')}"
     )
 
+
+def _export(out: Path, run_dir: Path, summary: dict) -> None:
+    """Step 4: ONNX export with a parity check."""
     step("4/6 export to ONNX and verify parity (qualitas export)")
     export = out / "export"
     if not (export / "model.json").is_file():
@@ -339,6 +346,9 @@ def run(out: Path, size: DemoSize) -> dict:
     parity = card.get("export", {}).get("parity", {})
     summary["parity"] = parity.get("max_abs_diff", parity.get("max_abs"))
 
+
+def _clip(out: Path, size: DemoSize, summary: dict) -> None:
+    """Step 5: a sample clip pair, scored with nr-video and with VMAF."""
     step("5/6 a sample clip: nr-video (no reference) and VMAF (with the reference)")
     pristine, distorted = make_clip_pair(out / "clip", size)
     scores = out / "scores"
@@ -367,9 +377,20 @@ def run(out: Path, size: DemoSize) -> dict:
     summary["vmaf_distorted"] = read_scores(dest, "vmaf")
     summary["psnr_distorted"] = read_scores(dest, "psnr")
 
+
+def run(out: Path, size: DemoSize) -> dict:
+    """Run (or resume) every step under ``out``; returns the summary figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {}
+    t_start = time.perf_counter()
+    _ladder(out, size, summary)
+    run_dir = _train(out, size, summary)
+    _evaluate(out, run_dir, summary)
+    _export(out, run_dir, summary)
+    _clip(out, size, summary)
     step("6/6 summary")
     summary["seconds"] = round(time.perf_counter() - t_start, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     say(format_summary(summary, out))
     return summary
 

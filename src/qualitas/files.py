@@ -4,7 +4,8 @@
 so an atomically written output would be private where ``open(path, "w")`` gives 0644
 (umask 022) or 0664 (umask 002). :func:`temp_for` makes the temporary file with the mode a
 plain ``open()`` would give: the existing file's mode when it is replaced, else
-``0o666 & ~umask``.
+``0o666 & ~umask``. :func:`atomic_write_text` is the one text writer every output uses
+(ground floor: any package may import it).
 """
 
 from __future__ import annotations
@@ -47,3 +48,19 @@ def temp_for(path: str | os.PathLike, suffix: str = ".tmp") -> str:
     finally:
         os.close(fd)
     return tmp
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder + rename); the
+    parent folder is created. Permissions as a plain ``open()`` would give (:func:`temp_for`)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_for(p)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Generic, TypeVar
 
-from qualitas.errors import ConfigError
+from qualitas.errors import ConfigError, UsageError
 
 T = TypeVar("T")
 
@@ -76,3 +76,26 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def parse_value(text: str) -> int | float | str:
+    """A command-line value: an int, else a float, else the text itself."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_component(spec: str, what: str) -> tuple[str, dict[str, int | float | str]]:
+    """``"name"`` or ``"name:key=value,key=value"`` -> ``(name, kwargs)``; ``what`` names the
+    kind in the one-line error (``enhancer``, ``analytics``)."""
+    name, _, rest = spec.partition(":")
+    kwargs: dict[str, int | float | str] = {}
+    for part in filter(None, rest.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise UsageError(f"{what} argument '{part}' is not key=value")
+        kwargs[key.strip()] = parse_value(value.strip())
+    return name, kwargs

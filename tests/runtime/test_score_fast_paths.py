@@ -12,7 +12,7 @@ import torch
 
 import qualitas.io._convert as convert
 import qualitas.metrics.psnr as psnr_mod
-import qualitas.runtime.score as score_mod
+import qualitas.runtime.options as score_mod  # the engine reads BATCH_PIXEL_BUDGET from its home
 from media_helpers import write_video
 from qualitas.functional.filters import gaussian_kernel1d
 from qualitas.io.video import iter_batches, iter_frames

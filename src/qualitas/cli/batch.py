@@ -15,11 +15,14 @@ import sys
 
 from qualitas.cli.score import _check_device, _positive_float, _positive_int, _split_metrics
 
+HELP = "score a catalog (folder or manifest) on Ray into resumable JSONL/Parquet shards"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "batch",
-        help="score a catalog (folder or manifest) on Ray into resumable JSONL/Parquet shards",
+        help=HELP,
         description=(
             "Score a folder, files, or a manifest (.jsonl/.csv/.parquet with 'path' or 'dist' and "
             "optional 'ref' columns) on a Ray cluster, or a local Ray without --ray. Results go "

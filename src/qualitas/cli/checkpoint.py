@@ -8,11 +8,14 @@ import argparse
 import json
 import sys
 
+HELP = "show a checkpoint, rename its keys, strip it to the model weights"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "checkpoint",
-        help="show a checkpoint, rename its keys, strip it to the model weights",
+        help=HELP,
         description="Checkpoint tools for Lightning .ckpt files, torch.save'd state dicts (.pt/.pth) and "
         ".safetensors. Files are read with torch.load(weights_only=True) and written atomically.",
     )

@@ -9,11 +9,14 @@ from pathlib import Path
 from qualitas.errors import UsageError
 from qualitas.runtime.progress import progress_enabled
 
+HELP = "dataset converters, frame extraction, manifest checks, synthetic ladders"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "data",
-        help="dataset converters, frame extraction, manifest checks, synthetic ladders",
+        help=HELP,
         description="Dataset tooling: convert public datasets to the manifest schema, extract frames, "
         "check manifests, build synthetic distortion ladders with teacher labels.",
     )

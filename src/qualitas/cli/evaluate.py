@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+HELP = "evaluate a trained model on a manifest (SROCC/PLCC/KROCC/RMSE + plot)"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
-        help="evaluate a trained model on a manifest (SROCC/PLCC/KROCC/RMSE + plot)",
+        help=HELP,
         description="Evaluate a trained run: metrics, per-item predictions and a scatter plot "
         "(prediction vs MOS with the fitted logistic curve).",
     )

@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+HELP = "export a trained model to ONNX/TorchScript/torch.export/OpenVINO/TF SavedModel"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export",
-        help="export a trained model to ONNX/TorchScript/torch.export/OpenVINO/TF SavedModel",
+        help=HELP,
         description=(
             "Export the model of a training run (its best checkpoint) or a .ckpt. Writes the model "
             "file and model.json (the card the runtime reads) into --out."

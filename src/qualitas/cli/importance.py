@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from pathlib import Path
+
+HELP = "macroblock importance maps: label, export-dataset, apply"
+"""One line for ``qualitas --help``."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "importance",
-        help="macroblock importance maps: label, export-dataset, apply",
+        help=HELP,
         description="Macroblock importance: ground truth from analytics gradients, datasets, selective "
         "enhancement and ROI encoding (docs/importance.md).",
     )
@@ -119,97 +120,30 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def predict_grids(run: str, frames: list) -> list:
-    """Predicted ranking grids ``(gh, gw)`` of low-res frames ``(3, h, w)`` from a trained run."""
-    import torch
-
-    from qualitas.importance.metrics import grid_scores
-    from qualitas.training.run import load_trained
-
-    model, _ = load_trained(run)
-    with torch.no_grad():
-        return [grid_scores(model(x[None]))[0] for x in frames]
-
-
 def _apply(args: argparse.Namespace) -> int:
-    import torch
+    from qualitas.importance.apply import apply_labels
 
-    from qualitas.importance.analytics import build_analytics
-    from qualitas.importance.apply import finite_mean, mean_grid, roi_encode_compare, selective_enhance
-    from qualitas.importance.enhancers import build_enhancer
-    from qualitas.importance.grid import parse_select, select_topk
-    from qualitas.importance.label import LabelSet
-    from qualitas.io.image import read_image
-
-    fraction = parse_select(args.select)
-    labels = LabelSet.load(args.labels)
-    objective = build_analytics(args.analytics or labels.meta.get("analytics", "mtcnn"))
-    enhancer = build_enhancer(args.enhancer or labels.meta.get("enhancer", "unsharp"), scale=labels.scale)
-    cheap_up = build_enhancer("bicubic", scale=labels.scale)
-    from qualitas.data.manifest import resolve_under
-
-    frames = [read_image(resolve_under(args.labels, rel)).data for rel in labels.frames]
-    grids = (
-        predict_grids(args.predictor, frames) if args.predictor else [torch.from_numpy(r) for r in labels.raw]
+    report = apply_labels(
+        args.labels,
+        args.out,
+        select=args.select,
+        margin=args.margin,
+        predictor=args.predictor,
+        analytics=args.analytics,
+        enhancer=args.enhancer,
+        save_frames=args.save_frames,
+        encode=args.encode,
+        bitrate=args.bitrate,
+        qoffset=args.qoffset,
+        fps=args.fps,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, (rel, x, g) in enumerate(zip(labels.frames, frames, grids)):
-        with torch.no_grad():
-            cheap, enh = cheap_up(x[None])[0], enhancer(x[None])[0]
-        frame, res = selective_enhance(
-            objective,
-            cheap,
-            enh,
-            select_topk(g, fraction),
-            block=labels.block,
-            scale=labels.scale,
-            margin=args.margin,
-            objective_cheap=labels.objective_cheap[i] if labels.objective_cheap else None,
-        )
-        rows.append({"frame": rel, **res.to_dict()})
-        if args.save_frames:
-            from PIL import Image
-
-            (out / "frames").mkdir(exist_ok=True)
-            arr = (frame.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-            Image.fromarray(arr).save(out / "frames" / Path(rel).name)
-    report: dict = {
-        "select": args.select,
-        "margin": args.margin,
-        "grids": "predicted" if args.predictor else "ground truth",
-        "cost": finite_mean([r["cost"] for r in rows]),
-        "recovered": finite_mean([r["recovered"] for r in rows]),
-        "frames": rows,
-    }
     print(
         f"enhanced {report['cost']:.1%} of pixels, recovered {report['recovered']:.1%} of the full-enhancement gain"
     )
-    if args.encode:
-        norm = [g / g.max().clamp_min(1e-12) for g in grids]
-        clip = torch.stack(frames)
-        h, w = clip.shape[-2] // 2 * 2, clip.shape[-1] // 2 * 2
-
-        def decoded_objective(x: torch.Tensor) -> torch.Tensor:
-            return objective(cheap_up(x))
-
-        enc = roi_encode_compare(
-            clip[..., :h, :w],
-            mean_grid(norm),
-            out / "encode",
-            decoded_objective,
-            block=labels.block,
-            bitrate_kbps_target=args.bitrate,
-            fraction=fraction,
-            qoffset=args.qoffset,
-            margin=args.margin,
-            fps=args.fps,
-        )
-        report["encode"] = enc
+    if "encode" in report:
+        enc = report["encode"]
         print(
             f"ROI encode {enc['roi']['kbps']:.0f} kbit/s objective {enc['roi']['objective']:.4f}; "
             f"plain {enc['plain']['kbps']:.0f} kbit/s objective {enc['plain']['objective']:.4f}"
         )
-    (out / "report.json").write_text(json.dumps(report, indent=1))
     return 0

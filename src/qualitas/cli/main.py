@@ -3,55 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from qualitas import __version__
 from qualitas.errors import QualitasError
+from qualitas.version import __version__
 
-# Each sub-command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``.
-_COMMANDS = (
-    "score",
-    "batch",
-    "serve",
-    "metrics",
-    "models",
-    "train",
-    "eval",
-    "export",
-    "checkpoint",
-    "data",
-    "importance",
-)
+# The command table: one line per command, name -> the module implementing it. Each module
+# defines ``HELP`` (its line in ``qualitas --help``), ``add_parser(subparsers)`` and
+# ``run(args) -> int``. Modules are imported only when needed (`qualitas metrics` must not
+# pay for importing lightning; the modules import heavy libraries inside their functions).
+COMMANDS: dict[str, str] = {
+    "score": "qualitas.cli.score",
+    "batch": "qualitas.cli.batch",
+    "serve": "qualitas.cli.serve",
+    "metrics": "qualitas.cli.metrics_cmd",
+    "models": "qualitas.cli.models_cmd",
+    "train": "qualitas.cli.train",
+    "eval": "qualitas.cli.evaluate",
+    "export": "qualitas.cli.export",
+    "checkpoint": "qualitas.cli.checkpoint",
+    "data": "qualitas.cli.data",
+    "importance": "qualitas.cli.importance",
+}
+_COMMANDS = tuple(COMMANDS)  # the old name
 
 
 def _command_module(name: str):
-    # Explicit, lazy imports: `qualitas metrics` must not pay for importing lightning.
-    if name == "score":
-        from qualitas.cli import score as mod
-    elif name == "batch":
-        from qualitas.cli import batch as mod
-    elif name == "serve":
-        from qualitas.cli import serve as mod
-    elif name == "metrics":
-        from qualitas.cli import metrics_cmd as mod
-    elif name == "models":
-        from qualitas.cli import models_cmd as mod
-    elif name == "train":
-        from qualitas.cli import train as mod
-    elif name == "eval":
-        from qualitas.cli import evaluate as mod
-    elif name == "export":
-        from qualitas.cli import export as mod
-    elif name == "checkpoint":
-        from qualitas.cli import checkpoint as mod
-    elif name == "data":
-        from qualitas.cli import data as mod
-    elif name == "importance":
-        from qualitas.cli import importance as mod
-    else:  # pragma: no cover - guarded by argparse choices
-        raise KeyError(name)
-    return mod
+    return importlib.import_module(COMMANDS[name])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,28 +48,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qualitas {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in _COMMANDS:
+    for name in COMMANDS:
         if only is not None and name != only:
             # Register a placeholder so `qualitas --help` lists every command cheaply.
-            sub.add_parser(name, help=_HELP[name], add_help=False)
+            sub.add_parser(name, help=_command_module(name).HELP, add_help=False)
             continue
         _command_module(name).add_parser(sub)
     return parser
-
-
-_HELP = {
-    "score": "score images/videos with metrics or models (FR with --ref, else NR)",
-    "batch": "score a catalog (folder or manifest) on Ray into resumable JSONL/Parquet shards",
-    "serve": "HTTP scoring service (POST /score, /healthz, /metrics)",
-    "metrics": "list the available metrics and their properties",
-    "models": "list backbones and where their pretrained weights are (offline)",
-    "train": "train a quality model from a YAML config",
-    "eval": "evaluate a trained model on a manifest (SROCC/PLCC/KROCC/RMSE + plot)",
-    "export": "export a trained model to ONNX/TorchScript/torch.export/OpenVINO",
-    "checkpoint": "show a checkpoint, rename its keys, strip it to the model weights",
-    "data": "dataset converters, frame extraction, manifest checks, synthetic ladders",
-    "importance": "macroblock importance maps: label, apply",
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     # Build only the chosen sub-command's parser (imports stay lazy).
-    chosen = next((a for a in argv if a in _COMMANDS), None)
+    chosen = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(only=chosen)
     if chosen is None:
         args = parser.parse_args(argv)

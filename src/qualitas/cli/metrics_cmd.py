@@ -7,11 +7,14 @@ import json
 import math
 import sys
 
+HELP = "list the available metrics and their properties"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "metrics",
-        help="list the available metrics and their properties",
+        help=HELP,
         description="List every registered metric: name, full/no-reference, direction, range, input.",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")

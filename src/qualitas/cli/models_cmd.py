@@ -11,11 +11,14 @@ import argparse
 import json
 import sys
 
+HELP = "list backbones, whether pretrained weights are available offline, and the default models"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "models",
-        help="list backbones, whether pretrained weights are available offline, and the default models",
+        help=HELP,
         description=(
             "List the backbones qualitas builds (timm names; any other timm name works too) and, for each, "
             "whether `model.pretrained: true` finds weights on this machine without a download, and where: "

@@ -46,10 +46,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+HELP = "score images/videos with metrics or models (FR with --ref, else NR)"
+"""One line for ``qualitas --help``."""
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "score",
-        help="score images/videos with metrics or models (FR with --ref, else NR)",
+        help=HELP,
         description=(
             "Score distorted images/videos against a reference (--ref) with full-reference metrics, "
             "or alone with no-reference metrics or a model. DIST and REF are files or folders; "
@@ -183,30 +187,14 @@ def _check_device(device: str) -> str:
 
 
 def _load_model_scorer(path: str, device: str):
-    """``--model PATH``: a scorer from ``qualitas.runtime.models.load_model``.
+    """``--model PATH``: :func:`qualitas.runtime.models.model_scorers` (its old name here)."""
+    from qualitas.runtime.models import model_scorers
 
-    The engine takes any object with ``info: MetricInfo``: ``kind="frames"`` scorers are
-    called on frame batches like a metric, ``kind="files"`` ones (video models) through
-    ``score_files``. Without ``qualitas.runtime.models``, a clear usage error.
-    """
-    try:
-        import qualitas.runtime.models as runtime_models
-    except ModuleNotFoundError as err:
-        if err.name != "qualitas.runtime.models":
-            raise
-        raise UsageError(
-            "--model is not available yet in this version of qualitas (learned models come with a "
-            "later release); score with --metric NAME instead"
-        ) from None
-    scorer = runtime_models.load_model(path, device=device)
-    info = getattr(scorer, "info", None)
-    if info is None:
-        raise UsageError(f"--model {path}: this model type cannot be used by `qualitas score` yet")
-    return {info.name: scorer}
+    return model_scorers(path, device)
 
 
 def run(args: argparse.Namespace) -> int:
-    from qualitas.data.manifest import atomic_write_text
+    from qualitas.files import atomic_write_text
     from qualitas.runtime import report
     from qualitas.runtime.defaults import default_model_for_pairs, resolve_model
     from qualitas.runtime.progress import Progress, progress_enabled

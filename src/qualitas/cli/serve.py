@@ -8,11 +8,14 @@ import os
 from qualitas.cli.score import _check_device, _positive_float, _positive_int, _split_metrics
 from qualitas.errors import UsageError
 
+HELP = "HTTP scoring service (POST /score, /healthz, /metrics)"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve",
-        help="HTTP scoring service (POST /score, /healthz, /metrics)",
+        help=HELP,
         description="Serve POST /score (an image or video upload; FR with a 'ref' part), GET /healthz, "
         "GET /metrics (Prometheus) and OpenAPI docs at /docs.",
     )

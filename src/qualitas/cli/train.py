@@ -6,11 +6,14 @@ import argparse
 import json
 import logging
 
+HELP = "train a quality model from a YAML config"
+"""One line for ``qualitas --help``."""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train a quality model from a YAML config",
+        help=HELP,
         description="Train a quality model from one YAML config (docs/configs.md).",
     )
     p.add_argument("config", nargs="?", help="YAML config (optional with --resume: the run's config.yaml)")

@@ -1,558 +1,63 @@
-"""Datasets over a manifest: images, videos decoded on the fly, frame folders, ranking pairs.
+"""Every dataset ``qualitas train`` can read, registered in ``DATASETS`` by name.
 
-Every dataset returns one ``dict`` per sample (or ``None`` when the media fails to decode —
-:func:`collate_skip` drops those and counts them, so one bad file never stops a run):
-
-- ``index`` (int): position in the dataset (unique; used to de-duplicate DDP padding);
-- ``item`` (int): record index (several eval clips of one video share it; predictions
-  are aggregated per item);
-- ``input``: ``(3,H,W)`` image or ``(T,3,H,W)`` clip; ``ref``: the same for full reference;
-- ``target``: normalised MOS (float32 scalar, see :class:`ScoreNorm`); ``mos``: raw MOS
-  (NaN when unknown); ``votes``: normalised histogram ``(N,)`` when every record has one;
-- pairs: ``better`` and ``worse`` inputs instead of ``input``.
-
-Bad rows are found before training by :func:`check_records` (missing files, paths outside
-the root, NaN/out-of-range scores, unreadable media) and reported together.
+The datasets themselves live in :mod:`qualitas.data.base` (image, video, frames, pairs) and
+in their own modules (``importance``), which import ``base`` — never this module — so
+registering them here makes no import cycle. Add a dataset module: register it on
+``qualitas.data.base.DATASETS`` and import it below. The names once defined here (score
+normalisation, media loading, the pre-training check) are re-exported from their homes.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import torch
-from torch.utils.data import Dataset, default_collate
-
-from qualitas.data.manifest import ManifestError, Record, resolve_under, validate_scores
-from qualitas.data.sampling import ClipSampling
-from qualitas.data.transforms import InputSize, match_to, size_sample
-from qualitas.errors import ConfigError, MediaError, QualitasError, one_line
-from qualitas.io.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from qualitas.registry import Registry
-
-log = logging.getLogger(__name__)
-
-DATASETS: Registry[type] = Registry("datasets")
-
-NORM_KINDS = ("none", "minmax", "zscore")
-
-
-class DataError(QualitasError):
-    """Bad rows in a dataset (reported together, with counts)."""
-
-
-# --------------------------------------------------------------------------- scores
-
-
-@dataclass(frozen=True)
-class ScoreNorm:
-    """MOS normalisation ``t = (mos - shift) / scale``, fit on the training split.
-
-    ``none``: identity; ``minmax``: to ``[0, 1]`` (from ``score_range`` when given, else the
-    training min/max); ``zscore``: zero mean, unit std of the training MOS.
-    """
-
-    kind: str = "none"
-    shift: float = 0.0
-    scale: float = 1.0
-
-    @classmethod
-    def fit(
-        cls, kind: str, mos: Sequence[float], score_range: tuple[float, float] | None = None
-    ) -> ScoreNorm:
-        if kind not in NORM_KINDS:
-            raise ConfigError(f"unknown MOS normalisation '{kind}'; choose one of {', '.join(NORM_KINDS)}")
-        vals = torch.tensor([m for m in mos if m is not None and math.isfinite(m)], dtype=torch.float64)
-        if kind == "none":
-            return cls()
-        if kind == "minmax":
-            lo, hi = (
-                score_range
-                if score_range is not None
-                else ((float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0))
-            )
-            return cls("minmax", float(lo), float(hi - lo) if hi > lo else 1.0)
-        if len(vals) < 2:
-            return cls("zscore", float(vals.mean()) if len(vals) else 0.0, 1.0)
-        std = float(vals.std())
-        return cls("zscore", float(vals.mean()), std if std > 0 else 1.0)
-
-    def forward(self, mos: torch.Tensor | float) -> torch.Tensor | float:
-        return (mos - self.shift) / self.scale
-
-    def inverse(self, t: torch.Tensor | float) -> torch.Tensor | float:
-        """Back to MOS units (used whenever predictions are reported)."""
-        return t * self.scale + self.shift
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "shift": self.shift, "scale": self.scale}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ScoreNorm:
-        return cls(str(d.get("kind", "none")), float(d.get("shift", 0.0)), float(d.get("scale", 1.0)))
-
-
-def record_mos(rec: Record, bins: Sequence[float] | None = None) -> float:
-    """The record's MOS, or the mean of its vote histogram (bins ``1..N`` by default); NaN if none."""
-    if rec.mos is not None:
-        return float(rec.mos)
-    if rec.votes:
-        b = list(bins) if bins is not None else list(range(1, len(rec.votes) + 1))
-        total = sum(rec.votes)
-        if len(b) == len(rec.votes) and total > 0:
-            return float(sum(v * x for v, x in zip(rec.votes, b)) / total)
-    return float("nan")
-
-
-# --------------------------------------------------------------------------- media loading
-
-
-def media_kind_of(path: Path) -> str:
-    """``image`` | ``video`` | ``frames`` (a folder of frames) from the path alone."""
-    if path.is_dir():
-        return "frames"
-    suffix = path.suffix.lower()
-    if suffix in VIDEO_EXTENSIONS:
-        return "video"
-    return "image"
-
-
-def list_frames(folder: Path) -> list[Path]:
-    """Image files of a pre-extracted frame folder, in natural (name) order."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
-def load_image(path: Path) -> torch.Tensor:
-    """``(3,H,W)`` float in [0,1] via qualitas.io."""
-    from qualitas.io.image import read_image
-
-    return read_image(path).data
-
-
-def load_video_frames(path: Path, indices: Sequence[int], fps: float | None = None) -> torch.Tensor:
-    """Decode only the frames at ``indices`` (sorted, repeats allowed) -> ``(T,3,H,W)``.
-
-    Seeks to the first wanted frame when ``fps`` is known (``qualitas.io`` starts at the key
-    frame before it) and stops after the last one. When the container announced more
-    frames than it holds, missing indices reuse the last decoded frame.
-    """
-    from qualitas.io.video import iter_frames
-
-    wanted = sorted(set(indices))
-    wanted_set = set(wanted)
-    # Half a frame early: frame times are exact only for constant frame rates.
-    start = (wanted[0] - 0.5) / fps if fps and wanted[0] > 0 else None
-    got: dict[int, torch.Tensor] = {}
-    last: torch.Tensor | None = None
-    for frame in iter_frames(path, start=start):
-        if frame.index in wanted_set:
-            got[frame.index] = frame.data
-        last = frame.data
-        if frame.index >= wanted[-1]:
-            break
-    if last is None:
-        raise MediaError(f"{path}: no frames decoded")
-    out, prev = [], None
-    for i in indices:
-        prev = got.get(i, prev if prev is not None else last)
-        out.append(prev)
-    return torch.stack(out)
-
-
-def probe_frames(path: Path) -> tuple[int, float]:
-    """(frame count, fps) of a video; MediaError when the count is unknown."""
-    from qualitas.io.video import probe_video
-
-    info = probe_video(path)
-    n = int(info.num_frames or 0)
-    if n < 1:
-        raise MediaError(f"{path}: frame count unknown")
-    return n, float(info.fps or 0.0)
-
-
-def video_num_frames(path: Path) -> int:
-    return probe_frames(path)[0]
-
-
-# --------------------------------------------------------------------------- datasets
-
-
-class QualityDataset(Dataset):
-    """Base: records + root + sizing + normalisation. Subclasses implement ``_media``.
-
-    Args:
-        records: manifest rows of this split (already checked).
-        root: folder the manifest paths are relative to.
-        train: random crops/offsets when True; deterministic otherwise.
-        input_size: sizing policy applied identically to dist and ref.
-        score_norm: MOS normalisation (fit on the training split).
-        full_reference: also load ``ref`` for every record.
-        sampling, eval_clips, frame_counts: video datasets only.
-    """
-
-    def __init__(
-        self,
-        records: Sequence[Record],
-        root: str | Path,
-        *,
-        train: bool,
-        input_size: InputSize = InputSize(),
-        score_norm: ScoreNorm = ScoreNorm(),
-        full_reference: bool = False,
-        sampling: ClipSampling = ClipSampling(),
-        eval_clips: int = 1,
-        frame_counts: dict[str, int] | None = None,
-        vote_bins: Sequence[float] | None = None,
-    ) -> None:
-        self.records = list(records)
-        self.root = Path(root)
-        self.train = train
-        self.input_size = input_size
-        self.score_norm = score_norm
-        self.full_reference = full_reference
-        self.sampling = sampling
-        self.eval_clips = max(1, int(eval_clips))
-        self.frame_counts = dict(frame_counts or {})
-        self.vote_bins = list(vote_bins) if vote_bins is not None else None
-        self.with_votes = bool(self.records) and all(r.votes for r in self.records)
-        if full_reference and any(r.ref is None for r in self.records):
-            missing = sum(r.ref is None for r in self.records)
-            raise ConfigError(f"full-reference data: {missing} records have no 'ref'")
-        self.items = self._build_items()
-        self.failures: Counter = Counter()
-        self._meta: dict[str, tuple[int, float]] = {}
-
-    def _build_items(self) -> list[tuple[int, int]]:
-        """(record index, clip index) per sample; images have one clip per record."""
-        return [(i, 0) for i in range(len(self.records))]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def _path(self, rel: str) -> Path:
-        return resolve_under(self.root, rel)
-
-    def _select(self, rec: Record, clip: int) -> list[int] | None:
-        """Frames to load for this sample (None for images); drawn once so the distorted
-        and the reference clip use the same frame indices."""
-        return None
-
-    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _inputs(self, rec: Record, rec_index: int, clip: int) -> dict[str, torch.Tensor]:
-        frames = self._select(rec, clip)
-        dist = self._media(rec.path, frames)
-        if not self.full_reference:
-            (dist,) = size_sample([dist], self.input_size, train=self.train)
-            return {"input": dist}
-        ref = self._media(rec.ref, frames)  # type: ignore[arg-type]
-        if dist.shape[-2:] != ref.shape[-2:]:
-            dist = match_to(dist, tuple(ref.shape[-2:]))
-        if dist.shape != ref.shape:
-            raise MediaError(f"{rec.path}: {tuple(dist.shape)} frames but reference has {tuple(ref.shape)}")
-        dist, ref = size_sample([dist, ref], self.input_size, train=self.train)
-        return {"input": dist, "ref": ref}
-
-    def __getitem__(self, index: int) -> dict | None:
-        rec_index, clip = self.items[index]
-        rec = self.records[rec_index]
-        try:
-            sample = self._inputs(rec, rec_index, clip)
-        except (QualitasError, OSError, RuntimeError, ValueError, EOFError) as err:
-            # Counted and dropped by collate_skip; a decode error must not end a long run.
-            self.failures[rec.path] += 1
-            if self.failures[rec.path] == 1:
-                log.warning("skipping %s: %s", rec.path, one_line(err))
-            return None
-        mos = record_mos(rec, self.vote_bins)
-        sample["index"] = index
-        sample["item"] = rec_index
-        sample["mos"] = torch.tensor(mos, dtype=torch.float32)
-        sample["target"] = torch.tensor(self.score_norm.forward(mos), dtype=torch.float32)
-        if self.with_votes:
-            v = torch.tensor(rec.votes, dtype=torch.float32)
-            sample["votes"] = v / v.sum()
-        return sample
-
-
-@DATASETS.register("image")
-class ImageDataset(QualityDataset):
-    """Still images (NR, or FR with ``ref``)."""
-
-    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
-        return load_image(self._path(rel))
-
-
-class _ClipDataset(QualityDataset):
-    """Shared clip logic: one random clip per video in training, ``eval_clips`` in eval."""
-
-    def _build_items(self) -> list[tuple[int, int]]:
-        if self.train:
-            return [(i, 0) for i in range(len(self.records))]
-        return [(i, c) for i in range(len(self.records)) for c in range(self.eval_clips)]
-
-    def _total(self, path: Path) -> int:
-        raise NotImplementedError
-
-    def _select(self, rec: Record, clip: int) -> list[int]:
-        total = self._total(self._path(rec.path))
-        if self.train:
-            return self.sampling.indices(total, train=True)
-        clips = self.sampling.eval_clips(total, self.eval_clips)
-        return clips[min(clip, len(clips) - 1)]
-
-
-@DATASETS.register("video")
-class VideoDataset(_ClipDataset):
-    """Videos decoded on the fly; only the sampled frames are kept in memory."""
-
-    def _probe(self, path: Path) -> tuple[int, float]:
-        key = str(path)
-        if key not in self._meta:  # probed once per worker, then cached
-            self._meta[key] = probe_frames(path)
-        return self._meta[key]
-
-    def _total(self, path: Path) -> int:
-        return self.frame_counts.get(str(path)) or self._probe(path)[0]
-
-    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
-        path = self._path(rel)
-        return load_video_frames(path, frames or [0], fps=self._probe(path)[1])
-
-
-@DATASETS.register("frames")
-class FrameFolderDataset(_ClipDataset):
-    """Folders of pre-extracted frames (``path`` is the folder), sampled like videos."""
-
-    def _total(self, path: Path) -> int:
-        return len(list_frames(path))
-
-    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
-        path = self._path(rel)
-        files = list_frames(path)
-        if not files:
-            raise MediaError(f"{path}: no frame images in folder")
-        cache: dict[int, torch.Tensor] = {}
-        out = []
-        for i in frames or [0]:
-            i = min(i, len(files) - 1)  # a reference folder with fewer frames repeats its last
-            if i not in cache:
-                cache[i] = load_image(files[i])
-            out.append(cache[i])
-        return torch.stack(out)
-
-
-def pairs_from_groups(records: Sequence[Record], min_gap: float = 0.0) -> list[tuple[str, str]]:
-    """RankIQA-style pairs: within each content group, every (better, worse) by MOS.
-
-    Pairs closer than ``min_gap`` in MOS are skipped (ties carry no ranking signal).
-    """
-    by_group: dict[str, list[Record]] = {}
-    for r in records:
-        if r.path and r.mos is not None and math.isfinite(r.mos):
-            by_group.setdefault(r.group or r.ref or r.path, []).append(r)
-    pairs = []
-    for recs in by_group.values():
-        for a in recs:
-            for b in recs:
-                if a.mos - b.mos > min_gap:  # type: ignore[operator]
-                    pairs.append((a.path, b.path))
-    return pairs
-
-
-@DATASETS.register("pairs")
-class PairDataset(QualityDataset):
-    """Ranking pairs (NR images): explicit ``better``/``worse`` rows, plus pairs made
-    within each content group from rows that have a MOS (``pairs_from_groups``).
-
-    In evaluation (``train=False``) it behaves like :class:`ImageDataset` over the rows
-    with a ``path`` and a score, so validation reports SROCC as for regression.
-    """
-
-    def __init__(self, records: Sequence[Record], root: str | Path, *, train: bool, **kwargs) -> None:
-        self.pairs: list[tuple[str, str]] = []
-        if train:
-            self.pairs = [(r.better, r.worse) for r in records if r.is_pair]  # type: ignore[misc]
-            self.pairs += pairs_from_groups(records)
-        else:
-            records = [r for r in records if r.path and not math.isnan(record_mos(r))]
-        if kwargs.get("full_reference"):
-            raise ConfigError("ranking pairs are no-reference: set data.full_reference: false")
-        super().__init__(records, root, train=train, **kwargs)
-
-    def _build_items(self) -> list[tuple[int, int]]:
-        if self.train:
-            return [(i, 0) for i in range(len(self.pairs))]
-        return super()._build_items()
-
-    def _media(self, rel: str, frames: list[int] | None) -> torch.Tensor:
-        return load_image(self._path(rel))
-
-    def __getitem__(self, index: int) -> dict | None:
-        if not self.train:
-            return super().__getitem__(index)
-        better, worse = self.pairs[index]
-        try:
-            a, b = load_image(self._path(better)), load_image(self._path(worse))
-            if a.shape != b.shape:
-                b = match_to(b, tuple(a.shape[-2:]))
-            # Same crop for both, so the pair differs in quality, not in content.
-            a, b = size_sample([a, b], self.input_size, train=True)
-        except (QualitasError, OSError, RuntimeError, ValueError, EOFError) as err:
-            self.failures[better] += 1
-            log.warning("skipping pair %s > %s: %s", better, worse, one_line(err))
-            return None
-        return {"index": index, "item": index, "better": a, "worse": b}
-
-
-def collate_skip(batch: list[dict | None]) -> dict:
-    """Collate that drops failed samples (``None``) and reports how many in ``skipped``.
-
-    Returns ``{"skipped": n, "size": 0}`` when the whole batch failed.
-    """
-    kept = [b for b in batch if b is not None]
-    skipped = len(batch) - len(kept)
-    if not kept:
-        return {"skipped": skipped, "size": 0}
-    for key in ("input", "ref", "better"):
-        if key in kept[0]:
-            shapes = {tuple(b[key].shape) for b in kept}
-            if len(shapes) > 1:
-                raise ConfigError(
-                    f"samples in one batch differ in shape {sorted(shapes)[:2]}; set data.input_size "
-                    "(resize/crop/pad/fragments) or data.batch_size: 1"
-                )
-    out = default_collate(kept)
-    out["skipped"] = skipped
-    out["size"] = len(kept)
-    return out
-
-
-# --------------------------------------------------------------------------- checks
-
-
-@dataclass
-class CheckReport:
-    """Problems found in a manifest before training: one entry per bad row."""
-
-    total: int = 0
-    problems: list[dict] = field(default_factory=list)
-    frame_counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def bad_lines(self) -> set[int]:
-        return {p["index"] for p in self.problems}
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return dict(Counter(p["kind"] for p in self.problems))
-
-    def summary(self, source: str = "manifest") -> str:
-        """One line: how many bad rows, counts per kind, and the first example."""
-        if not self.problems:
-            return f"{source}: {self.total} rows, all fine"
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.counts.items(), key=lambda kv: -kv[1]))
-        first = self.problems[0]
-        return (
-            f"{source}: {len(self.bad_lines)} of {self.total} rows are bad ({kinds}); "
-            f"first: line {first['line']}: {first['message']}"
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "total": self.total,
-            "bad_rows": len(self.bad_lines),
-            "counts": self.counts,
-            "problems": self.problems,
-        }
-
-
-def _readable(path: Path, kind: str, check_media: str) -> tuple[str | None, int | None]:
-    """(problem or None, frame count for videos/folders)."""
-    try:
-        if kind == "frames":
-            n = len(list_frames(path))
-            return (None, n) if n else ("no frame images in folder", None)
-        if kind == "video":
-            return None, video_num_frames(path)
-        if check_media == "decode":
-            load_image(path)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as im:  # header only: cheap, catches non-images
-                im.size  # noqa: B018
-        return None, None
-    except (QualitasError, OSError, RuntimeError, ValueError, EOFError) as err:
-        return one_line(err), None
-
-
-def check_records(
-    records: Sequence[Record],
-    root: str | Path,
-    *,
-    need: str = "mos",
-    score_range: tuple[float, float] | None = None,
-    check_media: str = "header",
-    full_reference: bool = False,
-) -> CheckReport:
-    """Find every bad row before training: missing files, paths escaping ``root``,
-    NaN / out-of-range / missing scores, unreadable media.
-
-    Args:
-        need: ``mos`` (regression), ``votes`` (distributions) or ``rank`` (pairs or MOS).
-        check_media: ``header`` (open headers, probe videos), ``decode`` (decode images
-            fully) or ``off`` (existence only).
-    """
-    if check_media not in ("header", "decode", "off"):
-        raise ConfigError(f"check_media must be header, decode or off, got '{check_media}'")
-    report = CheckReport(total=len(records))
-    root_p = Path(root)
-    seen: dict[Path, tuple[str | None, int | None]] = {}
-
-    def bad(i: int, rec: Record, kind: str, msg: str) -> None:
-        report.problems.append({"index": i, "line": rec.line, "path": rec.path, "kind": kind, "message": msg})
-
-    for i, rec in enumerate(records):
-        lo, hi = score_range if score_range is not None else (None, None)
-        problem = validate_scores(rec, lo, hi)
-        if problem is None and need == "votes" and not rec.votes and not rec.is_pair:
-            problem = "no 'votes' histogram (needed by a distribution loss)"
-        if problem is None and need == "mos" and rec.mos is None and not rec.votes:
-            problem = "no 'mos'"
-        if problem is not None:
-            bad(i, rec, "bad score", problem)
-            continue
-        rels = [r for r in (rec.path, rec.ref if full_reference else None, rec.better, rec.worse) if r]
-        if full_reference and rec.path and rec.ref is None:
-            bad(i, rec, "missing ref", "full-reference data needs 'ref'")
-            continue
-        for rel in rels:
-            try:
-                p = resolve_under(root_p, rel)
-            except ManifestError:
-                bad(i, rec, "path outside root", f"path escapes the dataset root: {rel!r}")
-                break
-            if not p.exists():
-                bad(i, rec, "missing file", f"missing file: {rel}")
-                break
-            if check_media == "off":
-                continue
-            if p not in seen:
-                seen[p] = _readable(p, media_kind_of(p), check_media)
-            problem, frames = seen[p]
-            if problem is not None:
-                bad(i, rec, "unreadable media", f"{rel}: {problem}")
-                break
-            if frames is not None:
-                report.frame_counts[str(p)] = frames
-    return report
-
-
-# Datasets registered by other modules (explicit imports; they import this module back).
-from qualitas.data import importance as _importance  # noqa: E402, F401
+from qualitas.data import importance  # noqa: F401  (registers "importance")
+from qualitas.data.base import (
+    DATASETS,
+    FrameFolderDataset,
+    ImageDataset,
+    PairDataset,
+    QualityDataset,
+    VideoDataset,
+    collate_skip,
+    pairs_from_groups,
+)
+from qualitas.data.media import (
+    list_frames,
+    load_image,
+    load_video_frames,
+    media_kind_of,
+    probe_frames,
+    video_num_frames,
+)
+from qualitas.data.precheck import (
+    CheckReport,
+    DataError,
+    TrainingCheck,
+    check_records,
+    check_training_records,
+)
+from qualitas.data.scores import NORM_KINDS, ScoreNorm, record_mos
+
+__all__ = [
+    "DATASETS",
+    "NORM_KINDS",
+    "CheckReport",
+    "DataError",
+    "FrameFolderDataset",
+    "ImageDataset",
+    "PairDataset",
+    "QualityDataset",
+    "ScoreNorm",
+    "TrainingCheck",
+    "VideoDataset",
+    "check_records",
+    "check_training_records",
+    "collate_skip",
+    "list_frames",
+    "load_image",
+    "load_video_frames",
+    "media_kind_of",
+    "pairs_from_groups",
+    "probe_frames",
+    "record_mos",
+    "video_num_frames",
+]

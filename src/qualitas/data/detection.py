@@ -1,5 +1,8 @@
 """Object-detection and keypoint annotations: one typed record, COCO / Pascal VOC / YOLO on disk.
 
+Why this file is long: three formats' readers and writers around one record, each pair
+kept beside the record whose conventions (coordinates, flags) they convert.
+
 All three formats are read into :class:`DetectionSet` and written back from it, so a
 conversion is ``write_<to>(read_<from>(...))`` and every reader is checked once by
 :func:`check_detection`.

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from qualitas.data.manifest import Record, atomic_write_text, write_manifest
+from qualitas.data.manifest import Record, write_manifest
 from qualitas.errors import MediaError, QualitasError, UsageError, one_line
+from qualitas.files import atomic_write_text
 
 FORMATS = ("png", "jpg")
 DONE = ".done.json"

@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from qualitas.data.datasets import DATASETS, ImageDataset, record_mos
+from qualitas.data.base import DATASETS, ImageDataset
 from qualitas.data.manifest import Record
+from qualitas.data.scores import record_mos
 from qualitas.errors import ConfigError, MediaError
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qualitas.errors import QualitasError
+from qualitas.files import atomic_write_text  # noqa: F401  (re-export: its old home)
 
 FIELDS = ("path", "ref", "mos", "std", "votes", "group", "split", "better", "worse")
 SPLITS = ("train", "val", "test")
@@ -141,23 +142,6 @@ def read_manifest(path: str | os.PathLike) -> list[Record]:
             raise ManifestError(f"{p}: line {i}: each line must be a JSON object")
         records.append(record_from_dict(row, line=i))
     return records
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + rename)."""
-    from qualitas.files import temp_for
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_for(p)  # permissions as a plain open() would give, not mkstemp's 0600
-    try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_manifest(records: Iterable[Record | dict], path: str | os.PathLike) -> None:

@@ -77,6 +77,19 @@ class InputSize:
             "hflip": self.hflip,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> InputSize:
+        """Inverse of :meth:`to_dict` (missing keys take the defaults; ``size`` back to a tuple)."""
+        size = d.get("size")
+        return cls(
+            mode=str(d.get("mode", "none")),
+            size=tuple(int(v) for v in size) if size is not None else None,  # type: ignore[arg-type]
+            resize_short=int(d.get("resize_short", 0) or 0),
+            grid=int(d.get("grid", 7)),
+            patch=int(d.get("patch", 32)),
+            hflip=bool(d.get("hflip", False)),
+        )
+
 
 @dataclass(frozen=True)
 class SizingParams:

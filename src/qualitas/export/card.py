@@ -13,15 +13,19 @@ evaluation figures, and which file in which format holds the model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qualitas import __version__
 from qualitas.errors import UsageError
+from qualitas.version import __version__
+
+if TYPE_CHECKING:
+    from qualitas.models.checkpoint import RunInfo
 
 CARD_FILE = "model.json"
 CARD_VERSION = 1
@@ -117,14 +121,16 @@ class ModelCard:
 
     @classmethod
     def from_training(
-        cls, spec: dict[str, Any], info: dict[str, Any], *, name: str | None = None
+        cls, spec: dict[str, Any], info: RunInfo | dict[str, Any], *, name: str | None = None
     ) -> ModelCard:
         """Card of a trained model: ``spec`` is ``ModelSpec.to_dict()``, ``info`` the checkpoint's
-        run info (``load_trained``'s second value)."""
+        run info (a :class:`qualitas.models.checkpoint.RunInfo`, or its ``to_dict()``)."""
+        from qualitas.models.checkpoint import RunInfo
+
+        run = info if isinstance(info, RunInfo) else RunInfo.from_dict(info)
         fr, video = bool(spec["full_reference"]), bool(spec["video"])
-        size = dict(info.get("input_size") or {"mode": "none"})
+        size = run.input_size.to_dict()
         size.pop("hflip", None)  # a training-only augmentation
-        size.setdefault("mode", "none")
         fixed_hw = _policy_hw(size)
         input_card = InputCard(
             names=("dist", "ref") if fr else ("dist",),
@@ -141,29 +147,29 @@ class ModelCard:
         )
         clips = None
         if video:
-            s = dict(info.get("sampling") or {})
+            s = dataclasses.asdict(run.sampling) if run.sampling is not None else {}
             num_frames = int(spec.get("num_frames") or s.get("num_frames") or 8)
             clips = ClipCard(
                 mode=str(s.get("mode", "uniform")),
                 num_frames=int(s.get("num_frames", num_frames)),
                 step=int(s.get("step", 1)),
-                clips=max(1, int(info.get("eval_clips", 1))),
+                clips=max(1, run.eval_clips),
                 fixed_num_frames=bool(spec.get("fixed_num_frames", False)),
             )
-        norm = dict(info.get("score_norm") or {})
+        norm = run.score_norm
         distribution = spec.get("output") == "distribution"
-        rng = info.get("score_range")
+        rng = run.score_range
         output = OutputCard(
             kind="distribution" if distribution else "score",
             name="probs" if distribution else "score",
             bins=tuple(float(b) for b in spec["bins"]) if distribution and spec.get("bins") else None,
-            scale=1.0 if distribution else float(norm.get("scale", 1.0)),
-            shift=0.0 if distribution else float(norm.get("shift", 0.0)),
-            mos_norm="none" if distribution else str(norm.get("kind", "none")),
-            higher_is_better=bool(info.get("higher_is_better", True)),
+            scale=1.0 if distribution else norm.scale,
+            shift=0.0 if distribution else norm.shift,
+            mos_norm="none" if distribution else norm.kind,
+            higher_is_better=run.higher_is_better,
             score_range=(float(rng[0]), float(rng[1])) if rng else None,
         )
-        metrics = info.get("metrics") or {}
+        metrics = run.metrics
         evaluation = {
             split: {
                 k: v
@@ -173,8 +179,9 @@ class ModelCard:
             for split in ("val", "test")
             if isinstance(metrics.get(split), dict) and metrics[split]
         }
+        stored = run.to_dict(loaded=True)
         trained_on = {
-            k: info[k]
+            k: stored[k]
             for k in (
                 "dataset",
                 "manifest",
@@ -185,12 +192,12 @@ class ModelCard:
                 "epoch",
                 "checkpoint",
             )
-            if info.get(k) is not None
+            if stored.get(k) is not None
         }
         if metrics.get("split_sizes"):
             trained_on["split_sizes"] = metrics["split_sizes"]
         return cls(
-            name=sanitize_name(name or _run_name(info) or "model"),
+            name=sanitize_name(name or run.run_name or "model"),
             full_reference=fr,
             video=video,
             input=input_card,
@@ -307,7 +314,7 @@ class ModelCard:
 
 def write_card(card: ModelCard, folder: str | Path) -> Path:
     """Write ``folder/model.json`` atomically."""
-    from qualitas.data.manifest import atomic_write_text
+    from qualitas.files import atomic_write_text
 
     path = Path(folder) / CARD_FILE
     atomic_write_text(path, json.dumps(card.to_dict(), indent=1, allow_nan=False) + "\n")
@@ -334,11 +341,6 @@ def sanitize_name(name: str) -> str:
     """A metric-like name (letters, digits, ``_ . -``) for output documents."""
     out = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
     return out or "model"
-
-
-def _run_name(info: dict[str, Any]) -> str | None:
-    run = (info.get("config") or {}).get("run") or {}
-    return run.get("name")
 
 
 def _policy_hw(size: dict[str, Any]) -> tuple[int, int] | None:

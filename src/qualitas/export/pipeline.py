@@ -61,10 +61,10 @@ class ExportResult:
 
 def load_source(path: str | Path, *, name: str | None = None) -> Source:
     """A run directory (its best checkpoint) or a ``.ckpt`` -> the trained model + card."""
-    from qualitas.training.run import load_trained  # reads the checkpoint; no Lightning import
+    from qualitas.models.checkpoint import load_run  # reads the checkpoint; no Lightning import
 
-    model, info = load_trained(path, device="cpu")
-    return Source(model.eval(), ModelCard.from_training(info["spec"], info, name=name))
+    model, info = load_run(path, device="cpu")
+    return Source(model.eval(), ModelCard.from_training(info.spec, info, name=name))
 
 
 def export_model(

@@ -15,16 +15,7 @@ from qualitas.export.card import ModelCard
 
 def size_policy(card: ModelCard) -> InputSize:
     """The card's sizing policy as :class:`qualitas.data.transforms.InputSize` (no flips)."""
-    s = card.input.size_policy
-    size = s.get("size")
-    return InputSize(
-        mode=str(s.get("mode", "none")),
-        size=(int(size[0]), int(size[1])) if size else None,
-        resize_short=int(s.get("resize_short", 0) or 0),
-        grid=int(s.get("grid", 7)),
-        patch=int(s.get("patch", 32)),
-        hflip=False,
-    )
+    return InputSize.from_dict({**card.input.size_policy, "hflip": False})
 
 
 def prepare(card: ModelCard, dist: torch.Tensor, ref: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from qualitas.errors import DependencyError, UsageError
-from qualitas.registry import Registry
+from qualitas.models.heads import output_to_score
+from qualitas.registry import Registry, parse_component
 
 ANALYTICS: Registry[Callable[..., nn.Module]] = Registry("analytics")
 """Builders ``(**kwargs) -> nn.Module`` whose forward returns a ``(B,)`` objective."""
@@ -194,19 +195,17 @@ class QualityModelObjective(nn.Module):
 
     def __init__(self, path: str) -> None:
         super().__init__()
-        from qualitas.training.run import load_trained
+        from qualitas.models.checkpoint import load_run
 
-        model, info = load_trained(path)
-        if info.get("full_reference") or info.get("video"):
+        model, info = load_run(path)
+        if info.full_reference or info.video:
             raise UsageError(f"{path}: quality_model analytics needs a no-reference image model")
         self.model = model.requires_grad_(False)
-        self.sign = 1.0 if info.get("higher_is_better", True) else -1.0
+        self.sign = 1.0 if info.higher_is_better else -1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
-        if out.ndim == 2:  # distribution head: expected score
-            out = out @ self.model.bins.to(out)
-        return self.sign * out
+        return self.sign * output_to_score(out, self.model.bins if out.ndim == 2 else None)
 
 
 @ANALYTICS.register("mtcnn")
@@ -225,16 +224,9 @@ def quality_model(*, path: str | None = None) -> nn.Module:
 
 def build_analytics(spec: str) -> nn.Module:
     """``"name"`` or ``"name:key=value,..."`` (e.g. ``mtcnn:threshold=0.95,score=logit``)."""
-    from qualitas.importance.enhancers import _parse_value
     from qualitas.models.registry import check_kwargs
 
-    name, _, rest = spec.partition(":")
-    kwargs: dict = {}
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise UsageError(f"analytics argument '{part}' is not key=value")
-        kwargs[key.strip()] = _parse_value(value.strip())
+    name, kwargs = parse_component(spec, "analytics")
     builder = ANALYTICS.get(name)
     check_kwargs(builder, kwargs, f"analytics '{name}'")
     return builder(**kwargs)

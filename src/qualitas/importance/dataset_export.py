@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from qualitas.data.manifest import atomic_write_text, resolve_under
+from qualitas.data.manifest import resolve_under
+from qualitas.data.splits import DEFAULT_RATIOS
 from qualitas.errors import UsageError
-from qualitas.importance.grid import blocks_to_pixels, normalise
+from qualitas.files import atomic_write_text
+from qualitas.functional.blocks import blocks_to_pixels, normalise
 from qualitas.importance.label import LabelSet
 
 SPLITS = ("train", "val", "test")
@@ -61,7 +63,7 @@ def export_dataset(
     """
     src, dst = Path(label_dir), Path(out)
     labels = LabelSet.load(src)
-    ratios = ratios or {"train": 0.7, "val": 0.1, "test": 0.2}
+    ratios = ratios or dict(DEFAULT_RATIOS)
     groups = list(labels.meta.get("groups") or labels.frames)
     splits = split_groups(groups, ratios, seed)
     for sub in ("images", "labels", "grids"):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qualitas.errors import UsageError, first_line
-from qualitas.registry import Registry
+from qualitas.registry import Registry, parse_component, parse_value
 
 log = logging.getLogger("qualitas.importance")
 
@@ -199,26 +199,16 @@ def module(*, scale: int = 4, path: str | None = None) -> nn.Module:
 
 def build_enhancer(spec: str, *, scale: int) -> nn.Module:
     """``"name"`` or ``"name:key=value,key=value"`` (e.g. ``tiny_sr:path=sr.pth``)."""
-    name, _, rest = spec.partition(":")
-    kwargs: dict = {"scale": scale}
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise UsageError(f"enhancer argument '{part}' is not key=value")
-        kwargs[key.strip()] = _parse_value(value.strip())
+    from qualitas.models.registry import check_kwargs
+
+    name, parsed = parse_component(spec, "enhancer")
+    kwargs: dict = {"scale": scale, **parsed}
     if kwargs["scale"] != scale:  # e.g. rdn:scale=3 with --scale 4: frames would not line up
         raise UsageError(f"enhancer '{spec}' upscales by {kwargs['scale']} but the pipeline scale is {scale}")
-    from qualitas.models.registry import check_kwargs
 
     builder = ENHANCERS.get(name)
     check_kwargs(builder, kwargs, f"enhancer '{name}'")
     return builder(**kwargs)
 
 
-def _parse_value(v: str) -> object:
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
+_parse_value = parse_value  # its old private name

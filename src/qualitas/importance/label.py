@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qualitas.data.manifest import atomic_write_text
 from qualitas.errors import UsageError
+from qualitas.files import atomic_write_text
+from qualitas.functional.blocks import block_sum, normalise, quantise
 from qualitas.importance.analytics import reference_objective
-from qualitas.importance.grid import block_sum, normalise, quantise
 
 MODES = ("grad_x_diff", "grad")
 

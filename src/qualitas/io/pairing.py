@@ -36,10 +36,13 @@ FPS_TOLERANCE = 0.0005
 
 @dataclass(frozen=True)
 class Pair:
-    """A distorted file, its reference (``None`` for no-reference) and a one-line error."""
+    """A distorted file, its reference (``None`` for no-reference) and a one-line error.
 
-    dist: Path
-    ref: Path | None = None
+    :func:`collect_pairs` gives ``Path`` values; the scoring runtime (its ``collect`` and
+    manifests) uses the same class with paths as text."""
+
+    dist: Path | str
+    ref: Path | str | None = None
     error: str | None = None
 
 

@@ -1,5 +1,8 @@
 """Streamed video reading through PyAV (FFmpeg), and raw ``.yuv`` through ``qualitas.io.yuv``.
 
+Why this file is long: one streaming reader with its seek, selection, batching and raw-YUV
+paths, which share the selection rules and the converter; split, each would re-state them.
+
 Frames are decoded one at a time and converted to float32 RGB ``(3, H, W)`` in ``[0, 1]``;
 the video is never held in memory. Rules (details in docs/media-io.md):
 

@@ -3,7 +3,7 @@
 Targets are max-normalised importance grids ``(B, gh, gw)`` in ``[0, 1]``:
 
 * ``importance_ce``: weighted cross-entropy of class logits ``(B, K, gh, gw)`` against the
-  K equal bins of the target (``qualitas.importance.grid.quantise``); class weights are
+  K equal bins of the target (``qualitas.functional.blocks.quantise``); class weights are
   given, or ``balanced`` (inverse frequency in the batch) so rare important blocks count;
 * ``importance_mse``: mean squared error of a regression grid ``(B, gh, gw)``.
 """
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from qualitas.errors import ConfigError
+from qualitas.functional.blocks import quantise
 from qualitas.losses.base import LOSSES, Loss
 
 
@@ -30,8 +31,8 @@ def _check(pred: torch.Tensor, target: torch.Tensor, name: str, classes: bool) -
 
 
 def quantise_target(target: torch.Tensor, k: int) -> torch.Tensor:
-    """``min(floor(t * K), K - 1)`` as int64 (same bins as ``qualitas.importance.grid.quantise``)."""
-    return (target.clamp(0, 1) * k).floor().clamp(max=k - 1).long()
+    """``min(floor(t * K), K - 1)`` as int64: :func:`qualitas.functional.blocks.quantise`."""
+    return quantise(target, k)
 
 
 @LOSSES.register("importance_ce")

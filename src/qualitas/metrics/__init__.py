@@ -6,6 +6,8 @@ Every metric module is imported explicitly below so that its ``@METRICS.register
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
@@ -32,9 +34,10 @@ from qualitas.metrics import vsi  # noqa: F401
 # --- end of metric modules ------------------------------------------------------------------
 
 
-def get_metric(name: str, device: str | torch.device = "cpu") -> Metric:
-    """Instantiate the registered metric ``name`` on ``device`` (ConfigError if unknown)."""
-    return METRICS.get(name)(device=device)
+def get_metric(name: str, device: str | torch.device = "cpu", **kwargs: Any) -> Metric:
+    """Instantiate the registered metric ``name`` on ``device`` (ConfigError if unknown);
+    ``kwargs`` are the metric's own options (e.g. VMAF's ``model`` and ``threads``)."""
+    return METRICS.get(name)(device=device, **kwargs)
 
 
 def list_metrics() -> list[MetricInfo]:

@@ -9,13 +9,20 @@ Two kinds of metric exist:
 * ``kind="frames"``: computed on decoded frames, batched in torch. ``__call__(dist, ref)``
   takes ``(B, 3, H, W)`` float tensors in ``[0, 1]`` (RGB) and returns ``(B,)`` scores.
 * ``kind="files"``: computed by an external tool on whole files (VMAF through libvmaf);
-  the scoring runtime calls ``score_files`` instead.
+  the scoring runtime calls ``score_files`` instead (:class:`FileMetric`).
+
+Optional capabilities a scoring engine uses are declared here as protocols, not discovered
+by probing attributes: :class:`SharedInputMetric` (scored from a prepared input that several
+metrics share, e.g. the MATLAB gray of SSIM and MS-SSIM), :class:`LumaInputMetric` (that
+input also from the stored Y plane of YUV video), :class:`RefinedInputMetric` (per-stream
+work of its own on it) and :class:`FileMetric` (whole files, per-frame scores).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
@@ -62,6 +69,76 @@ class Metric:
         dist = dist.to(self.device)
         ref = ref.to(self.device) if ref is not None else None
         return self.forward(dist, ref)
+
+
+@runtime_checkable
+class SharedInputMetric(Protocol):
+    """A frame metric that can be scored from a prepared per-stream input.
+
+    ``shared_input`` names the input (metrics naming the same one share it: it is made once
+    per batch); ``prepare(rgb (B,3,H,W))`` makes it from one stream's batch and
+    ``score_prepared(prepare(d), prepare(r))`` equals ``metric(d, r)``.
+    """
+
+    shared_input: str
+
+    def prepare(self, x: torch.Tensor) -> Any: ...
+
+    def score_prepared(self, dist: Any, ref: Any) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class LumaInputMetric(SharedInputMetric, Protocol):
+    """A shared-input metric that also makes its input from normalised luma ``(B,1,H,W)`` (the
+    Y plane of YUV video, no RGB conversion; docs/metrics.md "Luma of YUV video")."""
+
+    def prepare_luma(self, luma: torch.Tensor) -> Any: ...
+
+
+@runtime_checkable
+class RefinedInputMetric(SharedInputMetric, Protocol):
+    """A shared-input metric with per-stream work of its own on the shared input
+    (``refine``: SSIM's downsampling, MS-SSIM's scales), which an engine may run in the
+    stream's decoding thread; ``score_refined(refine(a), refine(b))`` is the pair score."""
+
+    def refine(self, shared: Any) -> Any: ...
+
+    def score_refined(self, dist: Any, ref: Any) -> torch.Tensor: ...
+
+
+class FileScores(Protocol):
+    """What a files metric returns: ``frames`` as ``(index, time, score)`` per scored frame
+    (``index`` counts decoded frames from 0, before ``frame_step``)."""
+
+    frames: Sequence[Any]
+
+
+@runtime_checkable
+class FileMetric(Protocol):
+    """A metric (or model) that scores whole files (``info.kind == "files"``).
+
+    ``score_files(dist, ref, *, frame_step, max_frames, yuv_dist, yuv_ref)``: ``frame_step``
+    and ``max_frames`` select frames as ``qualitas score`` does (every ``frame_step``-th
+    decoded frame, at most ``max_frames`` of them); ``yuv_*`` are raw-YUV specs or None.
+    """
+
+    info: MetricInfo
+
+    def score_files(
+        self,
+        dist: Any,
+        ref: Any,
+        *,
+        frame_step: int = 1,
+        max_frames: int | None = None,
+        yuv_dist: Any = None,
+        yuv_ref: Any = None,
+    ) -> FileScores: ...
+
+
+def shares_input(metric: object) -> bool:
+    """Whether ``metric`` is a :class:`SharedInputMetric` that names a shared input."""
+    return isinstance(metric, SharedInputMetric) and metric.shared_input is not None
 
 
 METRICS: Registry[type[Metric]] = Registry("metrics")

@@ -1,5 +1,8 @@
 """SSIM and MS-SSIM, reproducing Wang et al.'s MATLAB reference code, batched in torch.
 
+Why this file is long: SSIM, its no-downsample variant and MS-SSIM share the MATLAB gray,
+the window and the map functions; the engine's shared-input hooks sit on the same classes.
+
 * :func:`ssim` follows ``ssim.m`` ("SSIM Index with automatic downsampling", Z. Wang 2009):
   grayscale as MATLAB ``rgb2gray`` on a 0..255 scale, downsampling by
   ``f = max(1, round(min(H, W) / 256))`` with an f x f box filter ('symmetric' borders)

@@ -293,11 +293,29 @@ class VMAF(Metric):
         self.model = model
         self.threads = threads
 
-    def score_files(self, dist: str | os.PathLike, ref: str | os.PathLike, **kwargs) -> VmafResult:
-        """:func:`score_files` with this instance's model and threads."""
+    def score_files(
+        self,
+        dist: str | os.PathLike,
+        ref: str | os.PathLike,
+        *,
+        frame_step: int = 1,
+        max_frames: int | None = None,
+        yuv_dist: RawYUVSpec | None = None,
+        yuv_ref: RawYUVSpec | None = None,
+        **kwargs,
+    ) -> VmafResult:
+        """:func:`score_files` with this instance's model and threads, as a
+        :class:`~qualitas.metrics.base.FileMetric`: ``max_frames`` counts *selected* frames
+        (every ``frame_step``-th), as the frame readers of ``qualitas score`` do, where
+        :func:`score_files` trims both files to their first ``max_frames`` *decoded* frames
+        before subsampling; the first ``(max_frames - 1) * frame_step + 1`` decoded frames
+        hold exactly ``max_frames`` selected ones."""
         kwargs.setdefault("model", self.model)
         kwargs.setdefault("threads", self.threads)
-        return score_files(dist, ref, **kwargs)
+        decoded = None if max_frames is None else (max_frames - 1) * frame_step + 1
+        return score_files(
+            dist, ref, frame_step=frame_step, max_frames=decoded, yuv_dist=yuv_dist, yuv_ref=yuv_ref, **kwargs
+        )
 
     def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
         raise UsageError("vmaf is computed on whole files by libvmaf: call score_files(dist_path, ref_path)")

@@ -19,14 +19,15 @@ early stages, which a last-stage average never sees (../shared/notes probe: Kend
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from qualitas.errors import ConfigError, DependencyError, one_line
+from qualitas.errors import ConfigError, DependencyError
+from qualitas.models.weights_file import RECOMMENDED_BACKBONES, read_state_dict
 from qualitas.registry import Registry, did_you_mean
 
 log = logging.getLogger("qualitas.models")
@@ -36,24 +37,6 @@ BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbones")
 A builder takes ``(*, in_chans, pretrained_path)`` and returns a module mapping
 ``(B, C, H, W)`` to ``(B, num_features)`` with attributes ``num_features``, ``mean``,
 ``std``."""
-
-RECOMMENDED_BACKBONES = (
-    "resnet18",
-    "resnet50",
-    "mobilenetv3_small_100",
-    "mobilenetv3_large_100",
-    "efficientnet_b0",
-    "efficientnet_b3",
-    "efficientnet_b7",
-    "densenet121",
-    "mnasnet_100",
-    "resnest50d",
-    "convnext_tiny",
-)
-"""Tested families (any other timm model name works too). ``test_resnet`` is a 0.4M
-parameter ResNet used by the tests."""
-
-_STATE_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "params")
 
 
 def _timm():
@@ -88,35 +71,6 @@ class LoadReport:
                 more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
                 parts.append(f"{len(keys)} {name}: {', '.join(keys[:5])}{more}")
         return "; ".join(parts)
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a weights file safely and unwrap the usual containers -> flat ``{name: tensor}``."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"pretrained_path '{p}' does not exist")
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(p), device="cpu")
-        else:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as err:  # any failure to parse the file is the user's file
-        raise ConfigError(f"cannot read weights file '{p}': {one_line(err)}") from None
-    # Unwrap {"state_dict": {...}} / {"model": {...}} containers (Lightning, DeiT, ...).
-    for _ in range(3):
-        if isinstance(obj, Mapping):
-            inner = next((obj[k] for k in _STATE_KEYS if isinstance(obj.get(k), Mapping)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, Mapping):
-        raise ConfigError(f"weights file '{p}' holds no state dict ({type(obj).__name__})")
-    sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd:
-        raise ConfigError(f"weights file '{p}' holds no tensors")
-    return sd
 
 
 def _strip_prefixes(sd: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:

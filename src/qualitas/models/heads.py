@@ -25,13 +25,29 @@ def expected_score(probs: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
     return probs @ bins.to(probs.dtype)
 
 
+def output_to_score(
+    output: torch.Tensor, bins: torch.Tensor | None = None, *, scale: float = 1.0, shift: float = 0.0
+) -> torch.Tensor:
+    """The one conversion of a model's raw output into scores ``(B,)``, float32.
+
+    A distribution ``(B, N)`` gives its expected score over ``bins (N,)`` (already in score
+    units); a score ``(B,)`` becomes ``output * scale + shift`` (the inverse of the MOS
+    normalisation fitted in training, :class:`qualitas.data.scores.ScoreNorm`; the
+    defaults leave it in the model's own units).
+    """
+    output = output.float()
+    if output.ndim == 2:
+        if bins is None:
+            raise ValueError(f"got a (B,N) output {tuple(output.shape)} but the model has no bins")
+        return expected_score(output, bins.to(output))
+    return output * scale + shift
+
+
 def to_score(output: torch.Tensor, bins: torch.Tensor | None) -> torch.Tensor:
     """A model's output as scores ``(B,)``: scores pass through, distributions are averaged."""
     if output.ndim == 1:
         return output
-    if bins is None:
-        raise ValueError(f"got a (B,N) output {tuple(output.shape)} but the model has no bins")
-    return expected_score(output, bins)
+    return output_to_score(output, bins)
 
 
 def _mlp(in_features: int, out_features: int, hidden: int, dropout: float) -> nn.Sequential:

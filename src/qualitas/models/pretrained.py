@@ -226,7 +226,7 @@ def map_positional(source: dict[str, torch.Tensor], target_keys: dict[str, torch
 
 def pretrained_state_dict(source: WeightsSource) -> dict[str, torch.Tensor]:
     """The weights of ``source`` under timm's parameter names (classifier included)."""
-    from qualitas.models.backbones import read_state_dict
+    from qualitas.models.weights_file import read_state_dict
 
     sd = read_state_dict(source.path)
     if source.package is None or source.package.mapping == "names":
@@ -240,7 +240,7 @@ def pretrained_state_dict(source: WeightsSource) -> dict[str, torch.Tensor]:
 
 def availability() -> list[dict]:
     """One row per backbone with known or cached weights: name, available, source (for ``qualitas models``)."""
-    from qualitas.models.backbones import RECOMMENDED_BACKBONES
+    from qualitas.models.weights_file import RECOMMENDED_BACKBONES
 
     rows = []
     for name in sorted(set(WEIGHTS_PACKAGES) | set(RECOMMENDED_BACKBONES)):

@@ -82,7 +82,7 @@ class LineWriter:
     """Appends one JSON line per result and flushes it (the file is the progress record)."""
 
     def __init__(self, path: str | os.PathLike, keep: Iterable[str] = ()) -> None:
-        from qualitas.data.manifest import atomic_write_text
+        from qualitas.files import atomic_write_text
 
         self.path = Path(path)
         # Rewrite what is kept (atomically): removes a torn line and duplicates.

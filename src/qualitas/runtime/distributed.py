@@ -1,5 +1,8 @@
 """Catalog scoring on a Ray cluster (``qualitas batch``, :func:`score_catalog`).
 
+Why this file is long: the Ray options, the listing reader, the actor and the resumable driver
+are one feature whose parts only make sense together; none is used elsewhere.
+
 Ray Data streams the listing (a folder, or a JSONL/CSV/Parquet manifest of paths or
 dist/ref pairs) through an actor pool; every actor opens one scoring
 :class:`~qualitas.runtime.score.Session` (metrics and model loaded once) and scores its
@@ -188,7 +191,7 @@ def _parquet_shards(out: Path) -> list[Path]:
 
 def _drop_torn_lines(path: Path) -> None:
     """Rewrite a JSONL shard without a line cut by a kill (atomically), so readers parse it."""
-    from qualitas.data.manifest import atomic_write_text
+    from qualitas.files import atomic_write_text
 
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
@@ -287,9 +290,9 @@ class ScoreActor:
         torch.set_num_threads(options.threads or threads)
         scorers = None
         if model is not None:
-            from qualitas.cli.score import _load_model_scorer
+            from qualitas.runtime.models import model_scorers
 
-            scorers = _load_model_scorer(model, options.device)
+            scorers = model_scorers(model, options.device)
         self.session = open_session(metrics, options, scorers=scorers, has_ref=has_ref, kinds=kinds)
 
     def score_one(self, dist: str, ref: str | None, error: str | None) -> dict:
@@ -462,9 +465,9 @@ def score_catalog(
     # (in an actor they would surface as a dead actor, not a usage error).
     scorers = None
     if model_path is not None:
-        from qualitas.cli.score import _load_model_scorer
+        from qualitas.runtime.models import model_scorers
 
-        scorers = _load_model_scorer(model_path, "cpu")
+        scorers = model_scorers(model_path, "cpu")
     open_session(
         metrics, dataclasses.replace(opts, device="cpu"), scorers=scorers, has_ref=has_ref, kinds=kinds
     )

@@ -34,7 +34,9 @@ def _worker_main(conn: Connection, names: list[str], options: Any, factory: Any,
     """Child process: build the metrics once, then score one input per message."""
     import torch
 
-    from qualitas.runtime.score import _build_metrics, _Scorer, torch_threads_for
+    from qualitas.runtime.engine import Scorer
+    from qualitas.runtime.metric_set import build_metrics
+    from qualitas.runtime.threads import torch_threads_for
 
     try:
         os.setsid()  # own process group: the parent's killpg also stops ffmpeg children
@@ -43,9 +45,9 @@ def _worker_main(conn: Connection, names: list[str], options: Any, factory: Any,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         scorers = factory() if factory is not None else None
-        built = _build_metrics(names, options.device, scorers)
+        built = build_metrics(names, options.device, scorers, options)
         torch.set_num_threads(options.threads or torch_threads_for(1))
-        scorer = _Scorer(built, options, NULL_PROGRESS, defaults_used=defaults_used)
+        scorer = Scorer(built, options, NULL_PROGRESS, defaults_used=defaults_used)
     except QualitasError as err:
         conn.send(("fatal", str(err), err.exit_code))
         return
@@ -129,7 +131,8 @@ def score_isolated(
     processes, each input limited to ``timeout`` seconds; results in input order."""
     import dataclasses
 
-    from qualitas.runtime.score import Result, _guess_kind
+    from qualitas.runtime.inputs import _guess_kind
+    from qualitas.runtime.options import Result
 
     ctx = mp.get_context("spawn")
     worker_opts = dataclasses.replace(options, jobs=1)

@@ -415,3 +415,17 @@ def _iter_frames_lazy(path: str | os.PathLike, yuv: Any) -> Iterator[tuple[int, 
     from qualitas.io.video import iter_lazy_frames
 
     yield from iter_lazy_frames(path, yuv=yuv)
+
+
+def model_scorers(path: str, device: str = "cpu") -> dict[str, Any]:
+    """``--model PATH`` as the scoring engine's scorers: ``{name: model}``.
+
+    The engine takes any object with ``info: MetricInfo``: ``kind="frames"`` scorers are
+    called on frame batches like a metric, ``kind="files"`` ones (video models) through
+    ``score_files`` (:class:`qualitas.metrics.base.FileMetric`).
+    """
+    scorer = load_model(path, device=device)
+    info = getattr(scorer, "info", None)
+    if info is None:
+        raise UsageError(f"--model {path}: this model type cannot be used by `qualitas score` yet")
+    return {info.name: scorer}

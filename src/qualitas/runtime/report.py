@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qualitas import __version__
-from qualitas.data.manifest import atomic_write_text
 from qualitas.errors import UsageError
+from qualitas.files import atomic_write_text
+from qualitas.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from qualitas.metrics.base import MetricInfo

@@ -219,8 +219,8 @@ class Service:
 
     def document(self, row: dict) -> dict:
         """The ``qualitas score`` JSON document around one result row."""
-        from qualitas import __version__
         from qualitas.runtime.report import json_safe, metric_header
+        from qualitas.version import __version__
 
         return json_safe(
             {

@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from qualitas.data.manifest import atomic_write_text
+from qualitas.files import atomic_write_text
 
 log = logging.getLogger("qualitas.training")
 

@@ -94,7 +94,7 @@ def read_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
         raise UsageError(f"{p}: is a folder; give the checkpoint file (e.g. {p}/checkpoints/best.ckpt)")
     if p.suffix.lower() == ".safetensors":
         return _read_safetensors(p)
-    from qualitas.training.run import read_checkpoint
+    from qualitas.models.checkpoint import read_checkpoint
 
     return read_checkpoint(p)
 

@@ -20,6 +20,7 @@ from typing import Any, Union
 
 import yaml
 
+from qualitas.data.splits import DEFAULT_RATIOS
 from qualitas.errors import ConfigError, UsageError
 from qualitas.registry import did_you_mean
 
@@ -69,7 +70,7 @@ class DataConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     eval_clips: int = 1
     """Video evaluation: clips per video, predictions averaged per video."""
-    split_ratios: dict[str, float] = field(default_factory=lambda: {"train": 0.7, "val": 0.1, "test": 0.2})
+    split_ratios: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
     split_seed: int = 0
     mos_norm: str = "none"
     score_range: list[float] | None = None

@@ -6,6 +6,7 @@ Inference is a plain loop over the data pipeline (no Lightning): the model is an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -13,34 +14,29 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from qualitas.data.datasets import DATASETS, DataError, ScoreNorm, check_records
-from qualitas.data.manifest import atomic_write_text, read_manifest
+from qualitas.data.datasets import DATASETS, DataError, check_records, collate_skip
+from qualitas.data.manifest import Record, read_manifest
 from qualitas.data.sampling import ClipSampling
 from qualitas.data.splits import assign_splits
 from qualitas.data.transforms import InputSize
 from qualitas.errors import UsageError
-from qualitas.training.run import load_trained
+from qualitas.files import atomic_write_text
+from qualitas.models.checkpoint import RunInfo, load_run
+from qualitas.models.heads import output_to_score
 from qualitas.training.task import dedupe_and_aggregate
 
 log = logging.getLogger("qualitas.training")
 
 
 def input_size_from(d: dict) -> InputSize:
-    size = d.get("size")
-    return InputSize(
-        mode=d.get("mode", "none"),
-        size=tuple(size) if size else None,
-        resize_short=int(d.get("resize_short", 0)),
-        grid=int(d.get("grid", 7)),
-        patch=int(d.get("patch", 32)),
-        hflip=False,
-    )
+    """A stored input-size policy for evaluation (no flips): ``InputSize.from_dict``."""
+    return dataclasses.replace(InputSize.from_dict(d), hflip=False)
 
 
 @torch.no_grad()
 def predict_scores(
     model: torch.nn.Module,
-    info: dict,
+    info: RunInfo | dict,
     dataset,
     *,
     batch_size: int = 8,
@@ -51,14 +47,13 @@ def predict_scores(
 
     Returns ``(items, predictions, mos, skipped)``.
     """
-    from qualitas.data.datasets import collate_skip
-
-    norm = ScoreNorm.from_dict(info.get("score_norm", {}))
+    run = info if isinstance(info, RunInfo) else RunInfo.from_dict(info)
+    norm = run.score_norm
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_skip
     )
     idx, item, pred, mos, skipped = [], [], [], [], 0
-    fr = bool(info.get("full_reference"))
+    fr = run.full_reference
     for batch in loader:
         skipped += int(batch["skipped"])
         if batch["size"] == 0:
@@ -66,7 +61,8 @@ def predict_scores(
         x = batch["input"].to(device)
         out = model(x, batch["ref"].to(device)) if fr else model(x)
         out = out.float().cpu()
-        score = out @ model.bins.float().cpu() if out.ndim == 2 else norm.inverse(out)
+        bins = model.bins.float().cpu() if out.ndim == 2 else None
+        score = output_to_score(out, bins, scale=norm.scale, shift=norm.shift)
         idx.append(batch["index"])
         item.append(batch["item"])
         pred.append(score.double())
@@ -75,6 +71,35 @@ def predict_scores(
         raise DataError("no item could be decoded")
     items, p, m, _ = dedupe_and_aggregate(torch.cat(idx), torch.cat(item), torch.cat(pred), torch.cat(mos))
     return items.tolist(), p.tolist(), m.tolist(), skipped
+
+
+def _manifest_of(
+    info: RunInfo, manifest: str | Path | None, root: str | Path | None
+) -> tuple[Path, Path, bool]:
+    """(manifest, root, is the run's own): the run's manifest unless one is given."""
+    own = manifest is None
+    if manifest is None:
+        if not info.manifest:
+            raise UsageError("this checkpoint does not name its manifest: pass --manifest and --root")
+        manifest, root = info.manifest, root or info.root
+    manifest = Path(manifest)
+    return manifest, Path(root) if root is not None else manifest.parent, own
+
+
+def _rows_of_split(
+    info: RunInfo, good: list[Record], split: str | None, own: bool
+) -> tuple[str | None, list[Record]]:
+    """The rows to evaluate: the run's own split (same seed), ``test`` by default (``val``
+    when the run had no test rows), or all rows of a foreign manifest."""
+    if split is None and own:
+        parts = assign_splits(good, info.split_ratios, info.split_seed)
+        split = "test" if parts["test"] else "val"
+    if split not in (None, "all"):
+        parts = assign_splits(good, info.split_ratios, info.split_seed)
+        if split not in parts:
+            raise UsageError(f"--split must be train, val, test or all, got '{split}'")
+        good = [good[i] for i in parts[split]]
+    return split, [r for r in good if r.path]
 
 
 def evaluate_run(
@@ -96,59 +121,34 @@ def evaluate_run(
     """
     from qualitas.evaluation.correlation import evaluate
 
-    model, info = load_trained(path, device=device)
-    own = manifest is None
-    if manifest is None:
-        if not info.get("manifest"):
-            raise UsageError("this checkpoint does not name its manifest: pass --manifest and --root")
-        manifest, root = info["manifest"], root or info.get("root")
-    manifest = Path(manifest)
-    root = Path(root) if root is not None else manifest.parent
+    model, info = load_run(path, device=device)
+    manifest, root, own = _manifest_of(info, manifest, root)
     records = read_manifest(manifest)
-    target = info.get("target", "mos")
     report = check_records(
         records,
         root,
-        need="votes" if target == "votes" else "mos",
-        full_reference=bool(info.get("full_reference")),
+        need="votes" if info.target == "votes" else "mos",
+        full_reference=info.full_reference,
     )
     if report.problems:
         log.warning("%s; those rows are not evaluated", report.summary(str(manifest)))
     bad = report.bad_lines
-    good = [r for i, r in enumerate(records) if i not in bad]
-    if split is None and own:
-        parts = assign_splits(
-            good,
-            info.get("split_ratios") or {"train": 0.7, "val": 0.1, "test": 0.2},
-            int(info.get("split_seed", 0)),
-        )
-        split = "test" if parts["test"] else "val"
-    if split not in (None, "all"):
-        parts = assign_splits(
-            good,
-            info.get("split_ratios") or {"train": 0.7, "val": 0.1, "test": 0.2},
-            int(info.get("split_seed", 0)),
-        )
-        if split not in parts:
-            raise UsageError(f"--split must be train, val, test or all, got '{split}'")
-        good = [good[i] for i in parts[split]]
-    good = [r for r in good if r.path]
+    split, good = _rows_of_split(info, [r for i, r in enumerate(records) if i not in bad], split, own)
     if not good:
         raise DataError(f"{manifest}: no rows to evaluate in split '{split}'")
-    name = info.get("dataset", "image")
+    name = info.dataset
     cls = DATASETS.get("image" if name == "pairs" else name)
-    sampling = info.get("sampling") or {}
     ds = cls(
         good,
         root,
         train=False,
-        input_size=input_size_from(info.get("input_size") or {}),
-        score_norm=ScoreNorm.from_dict(info.get("score_norm", {})),
-        full_reference=bool(info.get("full_reference")),
-        sampling=ClipSampling(**sampling) if sampling else ClipSampling(),
-        eval_clips=int(info.get("eval_clips", 1)),
+        input_size=dataclasses.replace(info.input_size, hflip=False),
+        score_norm=info.score_norm,
+        full_reference=info.full_reference,
+        sampling=info.sampling or ClipSampling(),
+        eval_clips=info.eval_clips,
         frame_counts=report.frame_counts,
-        vote_bins=info.get("vote_bins"),
+        vote_bins=info.vote_bins,
     )
     items, pred, mos, skipped = predict_scores(
         model, info, ds, batch_size=batch_size, num_workers=num_workers, device=device
@@ -157,7 +157,7 @@ def evaluate_run(
     ok = torch.isfinite(pt) & torch.isfinite(mt)
     figures = evaluate(pt[ok].numpy(), mt[ok].numpy()) if int(ok.sum()) >= 3 else {}
     results = {
-        "checkpoint": info["checkpoint"],
+        "checkpoint": info.checkpoint,
         "manifest": str(manifest),
         "split": split or "all",
         "n": len(items),
@@ -181,7 +181,7 @@ def evaluate_run(
                     mt[ok].numpy(),
                     out.with_suffix(".png"),
                     title=(
-                        f"{Path(info['checkpoint']).name} on {manifest.name}, "
+                        f"{Path(str(info.checkpoint)).name} on {manifest.name}, "
                         f"{results['split']} split (n={int(ok.sum())})"
                     ),
                 )

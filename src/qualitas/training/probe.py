@@ -39,8 +39,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from qualitas.data.datasets import collate_skip
-from qualitas.data.manifest import atomic_write_text
 from qualitas.errors import ConfigError
+from qualitas.files import atomic_write_text
 from qualitas.training.config import TrainConfig
 
 log = logging.getLogger("qualitas.training")
@@ -238,14 +238,9 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
     import lightning as L
 
     from qualitas.models import build_model
-    from qualitas.training.run import (
-        RunResult,
-        check_model_data,
-        load_matching_weights,
-        open_run_folder,
-        prepare_data,
-        run_info,
-    )
+    from qualitas.models.checkpoint import load_matching_weights
+    from qualitas.training.folders import RunResult, open_run_folder
+    from qualitas.training.prepare import check_model_data, prepare_data, run_info
     from qualitas.training.task import FIGURES, metric_mode
 
     views = int(cfg.trainer.probe_views)

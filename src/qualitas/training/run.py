@@ -1,5 +1,7 @@
-"""Training runs: data preparation, the run directory, resume, fine-tuning, repeated splits,
-and :func:`load_trained` for export/runtime.
+"""Training runs: :func:`train` (Lightning), resume, fine-tuning, repeated splits. Data
+preparation and the run record live in :mod:`qualitas.training.prepare`, the run folder's
+lifecycle in :mod:`qualitas.training.folders`, checkpoints in
+:mod:`qualitas.models.checkpoint` (all re-exported here, their old home).
 
 A run directory holds::
 
@@ -14,41 +16,50 @@ A run directory holds::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
-import os
-import pickle
 import statistics
 import sys
-import time
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from qualitas.data.datasets import (
-    DATASETS,
-    CheckReport,
-    DataError,
-    ScoreNorm,
-    check_records,
-    media_kind_of,
-    record_mos,
+from qualitas.data.manifest import read_manifest
+from qualitas.errors import ConfigError, UsageError
+from qualitas.files import atomic_write_text
+from qualitas.models.checkpoint import (  # noqa: F401  (re-exported: their old home)
+    RunInfo,
+    load_matching_weights,
+    load_run,
+    load_trained,
+    model_state,
+    read_checkpoint,
+    resolve_checkpoint,
+    run_dir_of,
 )
-from qualitas.data.manifest import Record, atomic_write_text, read_manifest, resolve_under
-from qualitas.data.sampling import ClipSampling
-from qualitas.data.splits import assign_splits, leaked_groups
-from qualitas.data.transforms import InputSize
-from qualitas.errors import ConfigError, UsageError, first_line
 from qualitas.registry import did_you_mean
-from qualitas.training.config import DataConfig, TrainConfig, load_config
+from qualitas.training.config import TrainConfig, load_config
+from qualitas.training.folders import (  # noqa: F401  (re-exported: their old home)
+    RunFolder,
+    RunResult,
+    _file_logging,
+    _library_chatter_to,
+    _remove_unstarted_run,
+    new_run_dir,
+    open_run_folder,
+)
+from qualitas.training.prepare import (  # noqa: F401  (re-exported: their old home)
+    PreparedData,
+    _is_global_zero,
+    check_model_data,
+    choose_dataset,
+    data_paths,
+    input_size_of,
+    prepare_data,
+    run_info,
+    sampling_of,
+)
 
 log = logging.getLogger("qualitas.training")
 
@@ -56,360 +67,18 @@ TRAIN_METHODS = ("gradient", "probe")
 """``gradient``: Lightning optimisation of the configured loss; ``probe``: a closed-form ridge
 head on a frozen backbone's features (:mod:`qualitas.training.probe`)."""
 TARGET_OF_INPUT_KIND = {"score": "mos", "distribution": "votes", "pair": "rank"}
-_RUN_DIR_ENV = "QUALITAS_RUN_DIR"
 
 
 # --------------------------------------------------------------------------- data
 
 
-@dataclass
-class PreparedData:
-    """Checked records, their split, the fitted MOS normalisation and the datasets."""
-
-    records: list[Record]
-    splits: dict[str, list[int]]
-    datasets: dict[str, Any]
-    score_norm: ScoreNorm
-    dataset_name: str
-    report: CheckReport
-    manifest: Path
-    root: Path
-
-
-def data_paths(data: DataConfig) -> tuple[Path, Path]:
-    """(manifest, root): root defaults to the manifest's folder."""
-    if not data.manifest:
-        raise ConfigError("data.manifest is not set (a JSONL or CSV manifest, see docs/manifest.md)")
-    manifest = Path(data.manifest).expanduser()
-    root = Path(data.root).expanduser() if data.root else manifest.parent
-    return manifest, root
-
-
-def input_size_of(data: DataConfig) -> InputSize:
-    s = data.input_size
-    return InputSize(
-        mode=s.mode,
-        size=tuple(s.size) if s.size is not None else None,  # type: ignore[arg-type]
-        resize_short=s.resize_short,
-        grid=s.grid,
-        patch=s.patch,
-        hflip=s.hflip,
-    )
-
-
-def sampling_of(data: DataConfig) -> ClipSampling:
-    return ClipSampling(mode=data.sampling.mode, num_frames=data.sampling.num_frames, step=data.sampling.step)
-
-
-def choose_dataset(name: str, records: list[Record], root: Path, target: str) -> str:
-    """Resolve ``auto``: pairs for ranking losses, else from the first record's media."""
-    if name != "auto":
-        DATASETS.get(name)  # unknown names -> ConfigError with a suggestion
-        return name
-    if target == "rank":
-        return "pairs"
-    first = next((r for r in records if r.path), None)
-    if first is None:
-        raise ConfigError("cannot pick a dataset: no record has a 'path'; set data.dataset")
-    return {"frames": "frames", "video": "video"}.get(media_kind_of(resolve_under(root, first.path)), "image")
-
-
-def prepare_data(
-    data: DataConfig,
-    *,
-    full_reference: bool,
-    target: str,
-    run_dir: Path | None = None,
-) -> PreparedData:
-    """Read, check and split the manifest; build train/val/test datasets.
-
-    Every bad row is found before training; with ``on_error: fail`` they are reported
-    together (counts per kind) in one error, with ``skip`` they are dropped and listed in
-    ``data_problems.json``.
-    """
-    if data.on_error not in ("fail", "skip"):
-        raise ConfigError(f"data.on_error must be fail or skip, got '{data.on_error}'")
-    manifest, root = data_paths(data)
-    records = read_manifest(manifest)
-    if not records:
-        raise DataError(f"{manifest}: no records")
-    score_range = tuple(data.score_range) if data.score_range is not None else None
-    if score_range is not None and (len(score_range) != 2 or score_range[0] >= score_range[1]):
-        raise ConfigError(f"data.score_range must be [lo, hi] with lo < hi, got {data.score_range}")
-    need = {"mos": "mos", "votes": "votes", "rank": "rank"}[target]
-    report = check_records(
-        records,
-        root,
-        need=need,
-        score_range=score_range,  # type: ignore[arg-type]
-        check_media=data.check_media,
-        full_reference=full_reference,
-    )
-    if report.problems:
-        if run_dir is not None and _is_global_zero():
-            atomic_write_text(run_dir / "data_problems.json", json.dumps(report.to_dict(), indent=1))
-        msg = report.summary(str(manifest))
-        if data.on_error == "fail":
-            raise DataError(f"{msg}; fix them or set data.on_error=skip")
-        log.warning("%s; skipping them (data.on_error=skip)", msg)
-        bad = report.bad_lines
-        records = [r for i, r in enumerate(records) if i not in bad]
-    splits = assign_splits(records, data.split_ratios, data.split_seed)
-    leaked = leaked_groups(records, splits)
-    if leaked:
-        log.warning("%d content groups appear in more than one split (e.g. %s)", len(leaked), leaked[0])
-    if not splits["train"]:
-        raise DataError(f"{manifest}: the training split is empty")
-    if not splits["val"]:
-        raise DataError(f"{manifest}: the validation split is empty (add split=val rows or a val ratio)")
-    train_recs = [records[i] for i in splits["train"]]
-    norm_kind = data.mos_norm
-    if target != "mos" and norm_kind != "none":
-        log.warning("data.mos_norm=%s ignored: the %s target is not regressed on MOS", norm_kind, target)
-        norm_kind = "none"
-    norm = ScoreNorm.fit(norm_kind, [record_mos(r, data.vote_bins) for r in train_recs], score_range)  # type: ignore[arg-type]
-    name = choose_dataset(data.dataset, records, root, target)
-    cls = DATASETS.get(name)
-    common = {
-        "input_size": input_size_of(data),
-        "score_norm": norm,
-        "full_reference": full_reference,
-        "sampling": sampling_of(data),
-        "eval_clips": data.eval_clips,
-        "frame_counts": report.frame_counts,
-        "vote_bins": data.vote_bins,
-    }
-    datasets = {}
-    for split in ("train", "val", "test"):
-        recs = [records[i] for i in splits[split]]
-        datasets[split] = cls(recs, root, train=(split == "train"), **common) if recs else None
-    if len(datasets["val"]) == 0:
-        raise DataError(f"{manifest}: no validation rows with a score")
-    if run_dir is not None and _is_global_zero():
-        listing = {
-            s: [records[i].path or f"{records[i].better}>{records[i].worse}" for i in idx]
-            for s, idx in splits.items()
-        }
-        atomic_write_text(run_dir / "splits.json", json.dumps(listing, indent=1))
-    return PreparedData(records, splits, datasets, norm, name, report, manifest, root)
-
-
-def _is_global_zero() -> bool:
-    return (
-        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0
-        and int(os.environ.get("LOCAL_RANK", 0) or 0) == 0
-        and int(os.environ.get("NODE_RANK", 0) or 0) == 0
-    )
-
-
 # --------------------------------------------------------------------------- checkpoints
 
 
-def resolve_checkpoint(path: str | Path, prefer: str = "best") -> Path:
-    """A run dir -> its ``checkpoints/<prefer>.ckpt`` (falling back to the other); a file -> itself."""
-    p = Path(path)
-    if p.is_dir():
-        order = [prefer, "last" if prefer == "best" else "best"]
-        for name in order:
-            c = p / "checkpoints" / f"{name}.ckpt"
-            if c.is_file():
-                return c
-        raise UsageError(f"{p}: no checkpoints/best.ckpt or last.ckpt in this run directory")
-    if not p.is_file():
-        raise UsageError(f"checkpoint or run directory not found: {p}")
-    return p
-
-
-def run_dir_of(ckpt: Path) -> Path | None:
-    """The run directory a checkpoint belongs to (``<run>/checkpoints/x.ckpt``), if any."""
-    if ckpt.parent.name == "checkpoints" and (ckpt.parent.parent / "config.yaml").is_file():
-        return ckpt.parent.parent
-    return None
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """``torch.load(weights_only=True)``: checkpoints are data, never code.
-
-    Any file that does not load (empty, truncated, garbage, a pickle with code in it) is a
-    one-line :class:`UsageError`: whatever the unpickler raises on hostile bytes is a
-    property of the file, not a bug of ours.
-    """
-    p = Path(path)
-    if p.is_file() and p.stat().st_size == 0:
-        raise UsageError(f"{path}: not a readable checkpoint (empty file, 0 bytes)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own text here suggests weights_only=False, which we never do.
-        raise UsageError(
-            f"{path}: not a readable checkpoint (corrupt, not a PyTorch file, or it holds code "
-            "rather than weights)"
-        ) from None
-    except Exception as err:  # noqa: BLE001 - see the docstring
-        raise UsageError(f"{path}: not a readable checkpoint ({first_line(err)})") from None
-    if not isinstance(ckpt, dict):
-        raise UsageError(f"{path}: not a checkpoint (holds a {type(ckpt).__name__}, not a mapping)")
-    return ckpt
-
-
-def model_state(ckpt: dict) -> dict[str, torch.Tensor]:
-    """The network's weights from a Lightning checkpoint (``model.`` prefix removed) or a state dict."""
-    sd = ckpt.get("state_dict", ckpt)
-    if any(k.startswith("model.") for k in sd):
-        sd = {k[len("model.") :]: v for k, v in sd.items() if k.startswith("model.")}
-    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-
-
-def load_matching_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
-    """Fine-tuning: copy every weight whose name and shape match; report the rest.
-
-    Returns ``{"loaded": [...], "mismatched": ["name: (a) vs (b)", ...], "missing": [...],
-    "unexpected": [...]}`` (also logged).
-    """
-    src = model_state(read_checkpoint(resolve_checkpoint(path)))
-    own = model.state_dict()
-    take, mismatched = {}, []
-    for k, v in src.items():
-        if k in own:
-            if own[k].shape == v.shape:
-                take[k] = v
-            else:
-                mismatched.append(f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}")
-    model.load_state_dict(take, strict=False)
-    out = {
-        "loaded": sorted(take),
-        "mismatched": mismatched,
-        "missing": sorted(set(own) - set(src)),
-        "unexpected": sorted(set(src) - set(own)),
-    }
-    log.info(
-        "finetune_from %s: %d tensors loaded, %d skipped for shape, %d missing, %d unexpected",
-        path,
-        len(take),
-        len(mismatched),
-        len(out["missing"]),
-        len(out["unexpected"]),
-    )
-    for m in mismatched:
-        log.info("  skipped (shape): %s", m)
-    for m in out["missing"]:
-        log.info("  not in checkpoint (kept initial): %s", m)
-    return out
-
-
-def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a trained model from a run dir (best checkpoint) or a ``.ckpt``.
-
-    Returns ``(model, info)``: the plain ``nn.Module`` in eval mode, and a dict with
-    ``spec`` (model card dict), ``model`` (name, kwargs), ``score_norm`` (to invert:
-    ``mos = pred * scale + shift``; already applied by :func:`predict_scores`),
-    ``input_size``, ``sampling`` and ``eval_clips`` (video), ``full_reference``,
-    ``higher_is_better``, ``score_range``, ``dataset``, ``target``, ``checkpoint``,
-    ``epoch`` and ``metrics`` (the run's metrics.json, when present).
-    """
-    from qualitas.models import model_from_spec
-
-    ckpt_path = resolve_checkpoint(path)
-    ckpt = read_checkpoint(ckpt_path)
-    info = dict(ckpt.get("qualitas") or {})
-    if "spec" not in info:
-        raise UsageError(f"{ckpt_path}: not a qualitas training checkpoint (no model card)")
-    model = model_from_spec(info["spec"])
-    missing, unexpected = model.load_state_dict(model_state(ckpt), strict=False)
-    if missing or unexpected:
-        raise UsageError(
-            f"{ckpt_path}: weights do not match the model card ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]})"
-        )
-    model.eval().to(device)
-    info["checkpoint"] = str(ckpt_path)
-    info["epoch"] = int(ckpt.get("epoch", -1))
-    run = run_dir_of(ckpt_path)
-    metrics_file = run / "metrics.json" if run is not None else None
-    info["metrics"] = json.loads(metrics_file.read_text()) if metrics_file and metrics_file.is_file() else {}
-    return model, info
+# The checkpoint helpers live in qualitas.models.checkpoint (imported above).
 
 
 # --------------------------------------------------------------------------- training
-
-
-def check_model_data(spec: Any, dataset_name: str, data: DataConfig) -> None:
-    """The model and the data must agree: video vs image, clip length for TSM."""
-    clips = dataset_name in ("video", "frames")
-    if bool(spec.video) != clips:
-        raise ConfigError(
-            f"model '{spec.arch}' takes {'video clips' if spec.video else 'images'} but data.dataset "
-            f"is '{dataset_name}'; use {'video or frames' if spec.video else 'image or pairs'}"
-        )
-    if clips and spec.fixed_num_frames and spec.num_frames != data.sampling.num_frames:
-        raise ConfigError(
-            f"the model needs clips of {spec.num_frames} frames (TSM num_segments) but "
-            f"data.sampling.num_frames is {data.sampling.num_frames}"
-        )
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    metrics: dict
-
-
-def new_run_dir(cfg: TrainConfig, out: str | Path | None) -> Path:
-    """``--out`` as given, else ``run.out/run.name-YYYYmmdd-HHMMSS`` (unique).
-
-    DDP children started by Lightning inherit the parent's choice through the environment,
-    so every rank writes into the same folder.
-    """
-    if out is not None:
-        return Path(out)
-    inherited = os.environ.get(_RUN_DIR_ENV)
-    if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
-        return Path(inherited)
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
-        # Each process of torchrun/srun would pick its own time-stamped folder.
-        raise UsageError(
-            "multi-process launches (torchrun, srun) need --out RUN_DIR, the same for every process"
-        )
-    base = Path(cfg.run.out) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    p, n = base, 1
-    while p.exists():
-        p, n = Path(f"{base}-{n}"), n + 1
-    return p
-
-
-_LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "py.warnings")
-
-
-@contextlib.contextmanager
-def _library_chatter_to(handler: logging.Handler):
-    """Send Lightning's info lines (accelerator banners, tips, "`Trainer.fit` stopped") and
-    every Python warning raised meanwhile (deprecations from libraries) to the run's log
-    file instead of the console: they are for whoever debugs the run, not its user."""
-    saved = []
-    for name in _LIBRARY_LOGGERS:
-        lg = logging.getLogger(name)
-        saved.append((lg, lg.handlers[:], lg.propagate, lg.level))
-        lg.handlers = [handler]
-        lg.propagate = False
-        lg.setLevel(logging.INFO)
-    logging.captureWarnings(True)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")  # each distinct warning once in the log
-            yield
-    finally:
-        logging.captureWarnings(False)
-        for lg, handlers, propagate, level in saved:
-            lg.handlers, lg.propagate = handlers, propagate
-            lg.setLevel(level)
-
-
-def _file_logging(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("qualitas").addHandler(handler)
-    logging.getLogger("qualitas").setLevel(logging.INFO)
-    return handler
 
 
 def _figures_of(results: list, prefix: str) -> dict[str, float]:
@@ -480,33 +149,6 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, callbacks: list, *, monitor: 
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-
-
-def run_info(
-    cfg: TrainConfig, spec: Any, data: PreparedData, *, full_reference: bool, target: str, monitor: str
-) -> dict:
-    """What a run records about itself in every checkpoint (``ckpt["qualitas"]``)."""
-    return {
-        "model": {"name": cfg.model["name"], "kwargs": dict(cfg.model_kwargs)},
-        "spec": spec.to_dict(),
-        "score_norm": data.score_norm.to_dict(),
-        "input_size": input_size_of(cfg.data).to_dict(),
-        "sampling": dataclasses.asdict(cfg.data.sampling),
-        "eval_clips": cfg.data.eval_clips,
-        "full_reference": full_reference,
-        "video": bool(spec.video),
-        "target": target,
-        "dataset": data.dataset_name,
-        "manifest": str(data.manifest),
-        "root": str(data.root),
-        "higher_is_better": cfg.data.higher_is_better,
-        "score_range": list(cfg.data.score_range) if cfg.data.score_range else None,
-        "vote_bins": cfg.data.vote_bins,
-        "split_seed": cfg.data.split_seed,
-        "split_ratios": dict(cfg.data.split_ratios),
-        "monitor": monitor,
-        "config": cfg.to_dict(),
-    }
 
 
 def train(
@@ -656,49 +298,6 @@ def train(
             _plot_curves(run_dir)
             log.info("run %s: val %s%s", run_dir, _brief(val), f"; test {_brief(test)}" if test else "")
         return RunResult(run_dir, metrics)
-
-
-@dataclass
-class RunFolder:
-    """An open run directory: its path, the ``train.log`` handler, and whether the run started."""
-
-    path: Path
-    handler: logging.Handler
-    started: bool = False
-    """Set once training (or a probe's first feature pass) begins; until then a failure
-    removes the folder again."""
-
-
-@contextlib.contextmanager
-def open_run_folder(cfg: TrainConfig, out: str | Path | None) -> Iterator[RunFolder]:
-    """Create (or reuse) the run directory, log ``qualitas`` into its ``train.log`` and tell
-    DDP children where it is; on exit detach the log, and undo a folder this call created
-    for a run that never started (:func:`_remove_unstarted_run`)."""
-    run_dir = new_run_dir(cfg, out)
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    os.environ[_RUN_DIR_ENV] = str(run_dir.resolve())
-    folder = RunFolder(run_dir, _file_logging(run_dir))
-    try:
-        yield folder
-    finally:
-        logging.getLogger("qualitas").removeHandler(folder.handler)
-        folder.handler.close()
-        if created and not folder.started:
-            _remove_unstarted_run(run_dir)
-
-
-def _remove_unstarted_run(run_dir: Path) -> None:
-    """Undo the folder of a run that failed before training started (bad data, a model that
-    does not fit the data): its log and config describe a run that never was. A report worth
-    reading (``data_problems.json``) keeps the folder; empty sub-folders go."""
-    for name in ("train.log", "config.yaml", "finetune.json"):
-        (run_dir / name).unlink(missing_ok=True)
-    for folder in sorted((p for p in run_dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-    with contextlib.suppress(OSError):
-        run_dir.rmdir()  # only when empty
 
 
 def _brief(fig: dict) -> str:

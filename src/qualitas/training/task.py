@@ -17,8 +17,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from qualitas.data.datasets import ScoreNorm
+from qualitas.data.scores import ScoreNorm
 from qualitas.errors import ConfigError
+from qualitas.models.heads import output_to_score
 from qualitas.training.config import OptimizerConfig, SchedulerConfig
 
 TARGETS = ("mos", "votes", "rank")
@@ -150,15 +151,12 @@ class QualityTask(L.LightningModule):
 
     def to_mos(self, out: torch.Tensor) -> torch.Tensor:
         """Model output -> scores in MOS units ``(B,)``, float32."""
-        out = out.float()
-        if out.ndim == 2:  # distribution head: expected score over the bins
-            return out @ self.model.bins.to(out)
-        return self.score_norm.inverse(out)  # type: ignore[return-value]
+        bins = self.model.bins if out.ndim == 2 else None
+        return output_to_score(out, bins, scale=self.score_norm.scale, shift=self.score_norm.shift)
 
     def _score(self, out: torch.Tensor) -> torch.Tensor:
         """Model output as scores ``(B,)``: distribution heads give their expected score."""
-        out = out.float()
-        return out @ self.model.bins.to(out) if out.ndim == 2 else out
+        return output_to_score(out, self.model.bins if out.ndim == 2 else None)
 
     def _loss(self, batch: dict) -> torch.Tensor:
         if self.target == "rank":
@@ -192,7 +190,7 @@ class QualityTask(L.LightningModule):
             return
         out = self._raw(batch)
         if self.dense:
-            from qualitas.importance.metrics import item_figures
+            from qualitas.evaluation.importance import item_figures
 
             fig = item_figures(out, batch["target"])
             self._eval_buffer.append(

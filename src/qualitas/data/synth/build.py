@@ -1,5 +1,8 @@
 """Orchestration of ``qualitas data synth``: plan, run in parallel, resume, write manifests.
 
+Why this file is long: planning, fingerprinted resume, parallel execution and manifest
+assembly of one command, each relying on the task records the others write.
+
 Work is cut into tasks (prepare a pristine image/clip; distort one image with one type at
 all levels; distort one clip with one type at one level). Every finished task leaves its
 outputs (written atomically) and a fragment ``.parts/<task>.json`` holding its manifest
@@ -34,11 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from qualitas.data.manifest import atomic_write_text, write_manifest
+from qualitas.data.manifest import write_manifest
 from qualitas.data.synth import distortions as D
 from qualitas.data.synth import video as V
 from qualitas.data.synth.teacher import ImageTeacher, ImageTeacherConfig, VideoTeacherConfig, vmaf_label
 from qualitas.errors import QualitasError, UsageError, one_line
+from qualitas.files import atomic_write_text
 
 FORMAT_VERSION = 2
 """Bumped when outputs change for the same parameters (invalidates old fragments)."""
