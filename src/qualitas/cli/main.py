@@ -10,7 +10,20 @@ from qualitas import __version__
 from qualitas.errors import QualitasError
 
 # Each sub-command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``.
-_COMMANDS = ("score", "batch", "serve", "metrics", "models", "train", "eval", "export", "data", "importance")
+_COMMANDS = (
+    "score",
+    "batch",
+    "serve",
+    "metrics",
+    "models",
+    "train",
+    "pretrain",
+    "probe",
+    "eval",
+    "export",
+    "data",
+    "importance",
+)
 
 
 def _command_module(name: str):
@@ -27,6 +40,10 @@ def _command_module(name: str):
         from qualitas.cli import models_cmd as mod
     elif name == "train":
         from qualitas.cli import train as mod
+    elif name == "pretrain":
+        from qualitas.cli import pretrain as mod
+    elif name == "probe":
+        from qualitas.cli import probe as mod
     elif name == "eval":
         from qualitas.cli import evaluate as mod
     elif name == "export":
@@ -70,6 +87,8 @@ _HELP = {
     "metrics": "list the available metrics and their properties",
     "models": "list backbones and where their pretrained weights are (offline)",
     "train": "train a quality model from a YAML config",
+    "pretrain": "self-supervised pretraining of a backbone on unlabelled images/video frames",
+    "probe": "linear probe of a frozen backbone on a labelled manifest (SROCC/PLCC or top-1)",
     "eval": "evaluate a trained model on a manifest (SROCC/PLCC/KROCC/RMSE + plot)",
     "export": "export a trained model to ONNX/TorchScript/torch.export/OpenVINO",
     "data": "dataset converters, frame extraction, manifest checks, synthetic ladders",
