@@ -93,6 +93,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--variants", nargs="+", help="pretrained variants to run (default: all)")
     args = ap.parse_args()
 
     import torch

@@ -181,6 +181,17 @@ def test_cli_simclr_on_images_and_video_frames_then_probe(tmp_path, make_video, 
     assert "val: SROCC" in out and '"task": "quality"' in out
 
 
+@pytest.mark.parametrize("name", ["pretrain_simclr.yaml", "pretrain_contrique.yaml"])
+def test_example_configs_run(name, tmp_path):
+    """The shipped configs, made tiny: one epoch on generated images."""
+    config = Path(__file__).resolve().parents[2] / "configs" / name
+    _crops(("astronaut", "coffee"), tmp_path / "src", per=2)
+    o = TINY + [f"pretrain.source={tmp_path / 'src'}", "pretrain.crop=32", "pretrain.distortions=[jpeg]",
+                "trainer.max_epochs=1", "data.batch_size=4", "model.pretrained=false"]  # fmt: skip
+    res = pretrain(load_config(config, o), out=tmp_path / "run")
+    assert res.metrics["epochs"] == 1 and (tmp_path / "run" / "backbone.pt").is_file()
+
+
 def test_bad_pretrain_configs_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(ConfigError, match="did you mean 'simclr'"):
         pretrain(load_config(None, TINY + ["pretrain.method=simclrr"]), out=tmp_path / "a")
