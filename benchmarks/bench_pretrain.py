@@ -140,6 +140,11 @@ def main() -> int:
             "optimizer.lr=2e-4",
         ],
     }
+    if args.variants:
+        unknown = set(args.variants) - set(variants)
+        if unknown:
+            ap.error(f"unknown variants {sorted(unknown)}; choose from {sorted(variants)}")
+        variants = {k: v for k, v in variants.items() if k in args.variants}
     seen_list = "[" + ",".join(SEEN) + "]"
     results: dict[str, dict] = {}
     refs = {

@@ -17,7 +17,7 @@ from PIL import Image
 
 from qualitas.cli.main import main
 from qualitas.data.synth import distortions as D
-from qualitas.errors import ConfigError
+from qualitas.errors import ConfigError, UsageError
 from qualitas.models import build_model
 from qualitas.training.config import load_config
 from qualitas.training.linear_probe import BackboneRef, resolve_backbone, run_probe
@@ -109,6 +109,26 @@ def test_clean_backbone_loads_into_downstream_models(contrique_run, tmp_path, ca
     skipped = [r.getMessage() for r in caplog.records if "skipped (shape)" in r.getMessage()]
     assert len(skipped) == 1 and key in skipped[0]
     assert m2.features.backbone.load_report.loaded == len(sd) - 1
+
+
+def test_resume_continues_a_pretraining_run(contrique_run, tmp_path):
+    import shutil
+
+    from qualitas.training.run import config_for_resume
+
+    run = tmp_path / "run"
+    shutil.copytree(contrique_run, run)
+    before = json.loads((run / "metrics.json").read_text())["loss_per_epoch"]
+    cfg = config_for_resume(None, run, ["trainer.max_epochs=7"])
+    res = pretrain(cfg, resume=run)  # the run dir is the checkpoint's
+    assert res.run_dir == run and res.metrics["epochs"] == 7
+    assert len(res.metrics["loss_per_epoch"]) == 1  # only the new epoch ran
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 6 and len(before) == 6
+    other = tmp_path / "train.ckpt"  # a quality-training checkpoint is refused
+    torch.save({"state_dict": {}, "epoch": 0, "qualitas": {"model": {"name": "nr_iqa"}}}, other)
+    with pytest.raises(UsageError, match="not a pretraining checkpoint"):
+        pretrain(cfg, resume=other)
 
 
 def _ladder(root: Path, names: tuple[str, ...]) -> Path:

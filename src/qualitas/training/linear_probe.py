@@ -84,7 +84,13 @@ def probe_config(ref: BackboneRef, manifest: str, overrides: list[str]) -> Train
         "data.batch_size=1",  # whole images at their own size (data.input_size.mode: none)
         "run.name=probe",
     ]
-    return load_config(None, base + list(overrides))
+    cfg = load_config(None, base + list(overrides))
+    if cfg.data.input_size.mode == "none" and not any(
+        o.startswith("trainer.probe_views=") for o in overrides
+    ):
+        # Whole images: every "random view" is the same image, one pass is enough.
+        cfg = load_config(None, base + ["trainer.probe_views=1", *overrides])
+    return cfg
 
 
 def is_classification(manifest: str | Path) -> bool:
