@@ -369,12 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-ship", action="store_true", help="do not copy the export into src/qualitas/weights")
     ap.add_argument("--bench", action="store_true", help="only measure the speed of the shipped model")
     ap.add_argument("-o", action="append", default=[], metavar="KEY=VALUE", help="training config override")
+    ap.add_argument("--run", type=Path, help="run folder (default runs/defaults/<model>); for trying recipes")
     args = ap.parse_args(argv)
     name = args.model
     if args.bench:
         print(json.dumps(bench(name), indent=1))
         return 0
-    run = ROOT / "runs/defaults" / name
+    run = args.run.resolve() if args.run else ROOT / "runs/defaults" / name
     t0 = time.perf_counter()
     check_not_reserved(args.media)
     manifest = synth(name, args.media)

@@ -21,6 +21,7 @@ _COMMANDS = (
     "probe",
     "eval",
     "export",
+    "checkpoint",
     "data",
     "importance",
 )
@@ -48,6 +49,8 @@ def _command_module(name: str):
         from qualitas.cli import evaluate as mod
     elif name == "export":
         from qualitas.cli import export as mod
+    elif name == "checkpoint":
+        from qualitas.cli import checkpoint as mod
     elif name == "data":
         from qualitas.cli import data as mod
     elif name == "importance":
@@ -91,6 +94,7 @@ _HELP = {
     "probe": "linear probe of a frozen backbone on a labelled manifest (SROCC/PLCC or top-1)",
     "eval": "evaluate a trained model on a manifest (SROCC/PLCC/KROCC/RMSE + plot)",
     "export": "export a trained model to ONNX/TorchScript/torch.export/OpenVINO",
+    "checkpoint": "show a checkpoint, rename its keys, strip it to the model weights",
     "data": "dataset converters, frame extraction, manifest checks, synthetic ladders",
     "importance": "macroblock importance maps: label, apply",
 }

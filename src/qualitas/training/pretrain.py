@@ -165,15 +165,13 @@ class PretrainTask(L.LightningModule):
         checkpoint["qualitas"] = self.info  # plain data: loads with weights_only=True
 
 
-def backbone_state(
-    state_dict: dict[str, torch.Tensor], prefix: str = BACKBONE_PREFIX
-) -> dict[str, torch.Tensor]:
-    """The backbone's tensors of a pretraining state dict, under their timm names: the
-    projection head, loss state and anything else outside ``prefix`` are dropped."""
-    out = {k[len(prefix) :]: v.detach().clone().cpu() for k, v in state_dict.items() if k.startswith(prefix)}
-    if not out:
-        raise UsageError(f"no backbone tensors (prefix '{prefix}') in this state dict")
-    return out
+def backbone_state(state_dict: dict[str, torch.Tensor], prefix: str = BACKBONE_PREFIX) -> dict[str, torch.Tensor]:
+    """The backbone's tensors of a pretraining state dict (the task's, or a Lightning
+    checkpoint's ``state_dict``), under their timm names: the projection head, loss state and
+    anything else outside ``prefix`` are dropped (``qualitas checkpoint strip --keep``)."""
+    from qualitas.training.checkpoint_tools import strip_state
+
+    return {k: v.detach().clone().cpu() for k, v in strip_state(state_dict, keep_prefix=prefix).items()}
 
 
 def write_backbone(run_dir: Path, state: dict[str, torch.Tensor], card: dict) -> Path:
@@ -326,7 +324,7 @@ def pretrain(cfg: TrainConfig, *, out: str | Path | None = None, resume: str | P
                 "images": len(dataset),
                 "model": {"name": cfg.model["name"], **cfg.model_kwargs},
             }
-            state = backbone_state({f"features.{k}": v for k, v in features.state_dict().items()})
+            state = backbone_state(task.state_dict())
             result["backbone_file"] = str(write_backbone(run_dir, state, card))
             atomic_write_text(run_dir / "metrics.json", json.dumps(result, indent=1))
             _plot_curves(run_dir)
