@@ -88,6 +88,12 @@ def test_pretraining_lowers_its_loss_and_writes_a_clean_backbone(contrique_run):
     assert any(k.startswith("projection.") for k in ckpt["state_dict"])  # ... which the checkpoint has
     for key, value in sd.items():
         torch.testing.assert_close(value, ckpt["state_dict"][BACKBONE_PREFIX + key])
+    # qualitas checkpoint strip on the Lightning checkpoint gives the same clean backbone.
+    stripped = contrique_run.parent / "stripped.pt"
+    ckpt_path = str(contrique_run / "checkpoints" / "last.ckpt")
+    assert main(["checkpoint", "strip", ckpt_path, "--out", str(stripped), "--keep", BACKBONE_PREFIX]) == 0
+    again = torch.load(stripped, map_location="cpu", weights_only=True)
+    assert set(again) == set(sd) and all(torch.equal(again[k], sd[k]) for k in sd)
     card = json.loads((contrique_run / "backbone.json").read_text())
     assert card["backbone"] == "test_resnet" and card["method"] == "contrique"
 

@@ -165,7 +165,9 @@ class PretrainTask(L.LightningModule):
         checkpoint["qualitas"] = self.info  # plain data: loads with weights_only=True
 
 
-def backbone_state(state_dict: dict[str, torch.Tensor], prefix: str = BACKBONE_PREFIX) -> dict[str, torch.Tensor]:
+def backbone_state(
+    state_dict: dict[str, torch.Tensor], prefix: str = BACKBONE_PREFIX
+) -> dict[str, torch.Tensor]:
     """The backbone's tensors of a pretraining state dict (the task's, or a Lightning
     checkpoint's ``state_dict``), under their timm names: the projection head, loss state and
     anything else outside ``prefix`` are dropped (``qualitas checkpoint strip --keep``)."""
