@@ -148,6 +148,9 @@ def probe_classes(cfg: TrainConfig, *, out: str | Path | None = None) -> dict:
     splits = assign_splits(records, cfg.data.split_ratios, cfg.data.split_seed)
     if not splits["train"] or not splits["val"]:
         raise ConfigError(f"{manifest}: the train and val splits must not be empty")
+    alphas = [float(a) for a in cfg.trainer.probe_alphas]
+    if not alphas or min(alphas) <= 0:
+        raise ConfigError("trainer.probe_alphas must be positive numbers")
     model = build_model(cfg.model["name"], **cfg.model_kwargs).eval()
     with open_run_folder(cfg, out) as folder:
         folder.started = True
@@ -165,12 +168,12 @@ def probe_classes(cfg: TrainConfig, *, out: str | Path | None = None) -> dict:
             return float(((z[split] @ w + b).argmax(dim=1) == labels[split]).double().mean())
 
         best: tuple[float, float, torch.Tensor, torch.Tensor] | None = None
-        for alpha in cfg.trainer.probe_alphas:
-            w, b = ridge(z["train"], onehot, float(alpha))
+        for alpha in alphas:
+            w, b = ridge(z["train"], onehot, alpha)
             acc = top1("val", w, b)
             if best is None or acc > best[0]:
-                best = (acc, float(alpha), w, b)
-        assert best is not None  # probe_alphas has a default and is checked non-empty below
+                best = (acc, alpha, w, b)
+        assert best is not None  # alphas is non-empty (checked above)
         acc, alpha, w, b = best
         result = {
             "task": "classification",
