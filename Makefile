@@ -15,7 +15,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml $(CONSTRAINTS)
 	$(PIP) install --quiet -c $(CONSTRAINTS) torch torchvision
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[train,export,openvino,data,importance,pretrained,ray,serve,dev]"
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[train,export,openvino,data,importance,pretrained,pretrain,ray,serve,dev]"
 	# The MTCNN face detector's weights ship in this wheel; its own pins would replace torch.
 	$(PIP) install --quiet --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)

@@ -33,6 +33,8 @@ def test_every_config_is_covered():
         "importance_faces.yaml",  # exercised by tests/importance/test_dataset_train.py
         "default_nr_image.yaml",
         "default_nr_video.yaml",
+        "pretrain_simclr.yaml",  # exercised by tests/training/test_pretrain.py
+        "pretrain_contrique.yaml",
     }
 
 

@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "metrics": "qualitas.cli.metrics_cmd",
     "models": "qualitas.cli.models_cmd",
     "train": "qualitas.cli.train",
+    "pretrain": "qualitas.cli.pretrain",
+    "probe": "qualitas.cli.probe",
     "eval": "qualitas.cli.evaluate",
     "export": "qualitas.cli.export",
     "checkpoint": "qualitas.cli.checkpoint",

@@ -27,7 +27,12 @@ import torch
 from torch import nn
 
 from qualitas.errors import ConfigError, DependencyError
-from qualitas.models.weights_file import RECOMMENDED_BACKBONES, read_state_dict
+from qualitas.models.weights_file import (  # noqa: F401 - re-exported
+    PRETRAIN_BACKBONE,
+    RECOMMENDED_BACKBONES,
+    read_state_dict,
+    weights_file,
+)
 from qualitas.registry import Registry, did_you_mean
 
 log = logging.getLogger("qualitas.models")
@@ -165,6 +170,8 @@ def load_weights(
     report.missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     level = logging.WARNING if report.missing or report.mismatched else logging.INFO
     log.log(level, report.summary())
+    for m in report.mismatched:  # each skipped tensor on its own line: what the user must check
+        log.warning("  skipped (shape): %s", m)
     return report
 
 

@@ -179,7 +179,9 @@ def find_pretrained(name: str) -> WeightsSource | None:
 def resolve_pretrained(name: str, pretrained_path: str | None = None) -> WeightsSource:
     """Where ``pretrained: true`` takes its weights from; a one-line ``ConfigError`` if nowhere."""
     if pretrained_path:
-        path = Path(pretrained_path)
+        from qualitas.models.weights_file import weights_file
+
+        path = weights_file(pretrained_path)
         if not path.is_file():
             raise ConfigError(f"pretrained_path '{path}' does not exist")
         return WeightsSource(name, "file", path)

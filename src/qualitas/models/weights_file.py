@@ -29,10 +29,27 @@ parameter ResNet used by the tests."""
 
 _STATE_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "params")
 
+PRETRAIN_BACKBONE = "backbone.pt"
+"""The clean backbone a ``qualitas pretrain`` run writes (weights only, timm names)."""
+
+
+def weights_file(path: str | Path) -> Path:
+    """A weights file as given, or the clean backbone of a pretraining run directory."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if (p / PRETRAIN_BACKBONE).is_file():
+            return p / PRETRAIN_BACKBONE
+        raise ConfigError(
+            f"pretrained_path '{p}' is a folder without {PRETRAIN_BACKBONE} (not a pretrain run)"
+        )
+    return p
+
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a weights file safely and unwrap the usual containers -> flat ``{name: tensor}``."""
-    p = Path(path)
+    """Read a weights file safely and unwrap the usual containers -> flat ``{name: tensor}``.
+
+    A ``qualitas pretrain`` run directory stands for its ``backbone.pt``."""
+    p = weights_file(path)
     if not p.is_file():
         raise ConfigError(f"pretrained_path '{p}' does not exist")
     try:

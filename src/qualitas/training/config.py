@@ -1,7 +1,7 @@
 """The training config: one YAML file, typed sections, ``-o key=value`` overrides.
 
-Sections: ``run``, ``model``, ``data``, ``loss``, ``optimizer``, ``scheduler``, ``trainer``
-(reference: docs/configs.md). ``model`` and ``loss`` hold a component ``name`` plus that
+Sections: ``run``, ``model``, ``data``, ``loss``, ``optimizer``, ``scheduler``, ``trainer``,
+``pretrain`` (reference: docs/configs.md). ``model`` and ``loss`` hold a component ``name`` plus that
 component's own keyword arguments (checked against the component's signature when it is
 built); every other section has a fixed schema. Unknown keys are errors that name the key
 and the closest valid one.
@@ -147,6 +147,34 @@ class TrainerConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """``qualitas pretrain`` only (docs/pretraining.md): self-supervised pretraining of the
+    backbone of ``model`` on unlabelled images and video frames."""
+
+    method: str = "simclr"
+    """``simclr`` (content-aware) or ``contrique`` (quality-aware: synthetic distortion
+    classes as contrastive classes)."""
+    source: str = ""
+    """A folder (images and videos, recursively) or a manifest of unlabelled media (paths
+    relative to ``data.root``, default the manifest's folder)."""
+    crop: int = 128
+    """Side of each square view fed to the network."""
+    max_side: int = 320
+    """Images and frames are downscaled so their longer side is at most this (0: keep)."""
+    frames_per_video: int = 16
+    """Frames taken from each video of ``source`` (evenly spread, by ``qualitas data frames``)."""
+    frames_dir: str | None = None
+    """Where video frames are extracted (default ``<run>/frames``; reused when it exists)."""
+    projection_dim: int = 128
+    hidden_dim: int = 512
+    temperature: float = 0.1
+    distortions: list[str] | None = None
+    """contrique: ``qualitas data synth`` distortion types used as classes (default: all)."""
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    """contrique: levels of each type (class = type x level; pristine is one more class)."""
+
+
+@dataclass
 class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"name": "nr_iqa"})
@@ -156,6 +184,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -302,6 +331,12 @@ _RANGES: tuple[tuple[str, Any, str], ...] = (
     ("data.eval_clips", lambda v: v >= 1, ">= 1"),
     ("data.sampling.num_frames", lambda v: v >= 1, ">= 1"),
     ("data.sampling.step", lambda v: v >= 1, ">= 1"),
+    ("pretrain.crop", lambda v: v >= 16, ">= 16"),
+    ("pretrain.max_side", lambda v: v >= 0, ">= 0"),
+    ("pretrain.frames_per_video", lambda v: v >= 0, ">= 0"),
+    ("pretrain.projection_dim", lambda v: v >= 1, ">= 1"),
+    ("pretrain.hidden_dim", lambda v: v >= 1, ">= 1"),
+    ("pretrain.temperature", lambda v: v > 0, "> 0"),
 )
 
 

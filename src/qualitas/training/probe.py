@@ -33,6 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -156,8 +157,9 @@ def _load_features(run: Path, key: str) -> dict:
     return obj["features"]
 
 
-def ridge(z: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float]:
-    """Ridge regression with an unpenalised intercept: ``z (N, C)``, ``y (N,)`` -> ``(w (C,), b)``.
+def ridge(z: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, Any]:
+    """Ridge regression with an unpenalised intercept: ``z (N, C)``, ``y (N,)`` -> ``(w (C,), b)``
+    (``y (N, K)``, e.g. one-hot classes -> ``(w (C, K), b (K,))``).
 
     Minimises ``|z w + b - y|^2 + alpha * N * |w|^2`` (the penalty scales with the rows, so
     one grid of ``alpha`` suits small and large sets).
@@ -167,7 +169,8 @@ def ridge(z: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor,
     gram = zc.T @ zc
     gram.diagonal().add_(alpha * z.shape[0])
     w = torch.linalg.solve(gram, zc.T @ yc)
-    return w, float(ym - zm @ w)
+    b = ym - zm @ w
+    return w, (float(b) if y.ndim == 1 else b)
 
 
 def fit_mlp(

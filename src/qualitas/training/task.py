@@ -84,6 +84,41 @@ def dedupe_and_aggregate(
     return items, mean, item_mos, index
 
 
+def configure_optimization(
+    groups: list[dict], cfg: OptimizerConfig, s: SchedulerConfig, trainer: L.Trainer
+) -> dict:
+    """Optimiser and per-step schedule (warmup, then constant/cosine/step) for parameter
+    ``groups``: Lightning's ``configure_optimizers`` answer, shared by training and pretraining."""
+    if cfg.name == "adam":
+        opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+    elif cfg.name == "adamw":
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+    elif cfg.name == "sgd":
+        opt = torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    else:
+        raise ConfigError(f"unknown optimizer '{cfg.name}'; choose one of adam, adamw, sgd")
+    if s.name not in ("constant", "cosine", "step"):
+        raise ConfigError(f"unknown scheduler '{s.name}'; choose one of constant, cosine, step")
+    total = int(trainer.estimated_stepping_batches)
+    max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+    per_epoch = max(1, total // max_epochs)
+    kwargs = {
+        "total_steps": total,
+        "warmup_steps": round(s.warmup_epochs * per_epoch),
+        "name": s.name,
+        "warmup_start": s.warmup_start,
+        "min_lr": s.min_lr,
+        "step_size": max(1, round(s.step_epochs * per_epoch)),
+        "gamma": s.gamma,
+    }
+
+    def factor(step: int) -> float:
+        return lr_factor(step, **kwargs)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 def _gather_objects(obj: Any) -> list[Any]:
     """All ranks' ``obj`` (a list with one entry per rank; ``[obj]`` without DDP)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
@@ -302,37 +337,7 @@ class QualityTask(L.LightningModule):
         return [{"params": back, "lr": self.opt_cfg.lr * mult}, {"params": rest, "lr": self.opt_cfg.lr}]
 
     def configure_optimizers(self) -> Any:
-        cfg = self.opt_cfg
-        groups = self._param_groups()
-        if cfg.name == "adam":
-            opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
-        elif cfg.name == "adamw":
-            opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
-        elif cfg.name == "sgd":
-            opt = torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
-        else:
-            raise ConfigError(f"unknown optimizer '{cfg.name}'; choose one of adam, adamw, sgd")
-        s = self.sched_cfg
-        if s.name not in ("constant", "cosine", "step"):
-            raise ConfigError(f"unknown scheduler '{s.name}'; choose one of constant, cosine, step")
-        total = int(self.trainer.estimated_stepping_batches)
-        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        per_epoch = max(1, total // max_epochs)
-        kwargs = {
-            "total_steps": total,
-            "warmup_steps": round(s.warmup_epochs * per_epoch),
-            "name": s.name,
-            "warmup_start": s.warmup_start,
-            "min_lr": s.min_lr,
-            "step_size": max(1, round(s.step_epochs * per_epoch)),
-            "gamma": s.gamma,
-        }
-
-        def factor(step: int) -> float:
-            return lr_factor(step, **kwargs)
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_optimization(self._param_groups(), self.opt_cfg, self.sched_cfg, self.trainer)
 
     # ------------------------------------------------------------------ checkpoints
 
