@@ -10,7 +10,19 @@ from qualitas import __version__
 from qualitas.errors import QualitasError
 
 # Each sub-command module exposes ``add_parser(subparsers)`` and ``run(args) -> int``.
-_COMMANDS = ("score", "batch", "serve", "metrics", "models", "train", "eval", "export", "data", "importance")
+_COMMANDS = (
+    "score",
+    "batch",
+    "serve",
+    "metrics",
+    "models",
+    "train",
+    "eval",
+    "predict",
+    "export",
+    "data",
+    "importance",
+)
 
 
 def _command_module(name: str):
@@ -29,6 +41,8 @@ def _command_module(name: str):
         from qualitas.cli import train as mod
     elif name == "eval":
         from qualitas.cli import evaluate as mod
+    elif name == "predict":
+        from qualitas.cli import predict as mod
     elif name == "export":
         from qualitas.cli import export as mod
     elif name == "data":
@@ -69,8 +83,9 @@ _HELP = {
     "serve": "HTTP scoring service (POST /score, /healthz, /metrics)",
     "metrics": "list the available metrics and their properties",
     "models": "list backbones and where their pretrained weights are (offline)",
-    "train": "train a quality model from a YAML config",
-    "eval": "evaluate a trained model on a manifest (SROCC/PLCC/KROCC/RMSE + plot)",
+    "train": "train a quality, classification or segmentation model from a YAML config",
+    "eval": "evaluate a trained model: SROCC/PLCC (quality) or top-1/mIoU (classification/segmentation)",
+    "predict": "classify / segment images, folders or video frames with a trained or exported model",
     "export": "export a trained model to ONNX/TorchScript/torch.export/OpenVINO",
     "data": "dataset converters, frame extraction, manifest checks, synthetic ladders",
     "importance": "macroblock importance maps: label, apply",

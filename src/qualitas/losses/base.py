@@ -23,7 +23,7 @@ from torch import nn
 from qualitas.errors import ConfigError
 from qualitas.registry import Registry, did_you_mean
 
-INPUT_KINDS = ("score", "distribution", "pair")
+INPUT_KINDS = ("score", "distribution", "pair", "logits", "dense_logits")
 
 
 class Loss(nn.Module):
