@@ -33,6 +33,11 @@ def test_every_config_is_covered():
         "importance_faces.yaml",  # exercised by tests/importance/test_dataset_train.py
         "default_nr_image.yaml",
         "default_nr_video.yaml",
+        # the task configs: tests/tasks/test_tools.py
+        "classification.yaml",
+        "classification_list.yaml",
+        "segmentation.yaml",
+        "importance_seg.yaml",
     }
 
 

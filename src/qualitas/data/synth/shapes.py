@@ -74,7 +74,7 @@ def render_segmentation(rng: np.random.Generator, size: int = 64) -> tuple[np.nd
     mask = np.zeros((size, size), dtype=np.uint8)
     for _ in range(int(rng.integers(1, 4))):
         k = int(rng.integers(len(KINDS)))
-        m = _shape_mask(rng, KINDS[k], size, (0.14, 0.26))
+        m = _shape_mask(rng, KINDS[k], size, (0.2, 0.3))
         img[m] = _colour(rng, img, m)
         mask[m] = k + 1
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), mask
