@@ -56,7 +56,8 @@ def test_eval_predict_cli(cls_run, cls_data, tmp_path, capsys):
     assert sum(r["correct"] for r in res["predictions"]) == round(res["metrics"]["top1"] * 90)
     assert out.with_suffix(".png").is_file() and len(list((tmp_path / "show").glob("*.png"))) == 3
     # A config + --weights, with another list through -o.
-    (tmp_path / "few.txt").write_text("".join((cls_data / "val.txt").read_text().splitlines(True)[:6]))
+    few = cls_data / "few_for_eval.txt"  # beside images/: list paths are relative to the list
+    few.write_text("".join((cls_data / "val.txt").read_text().splitlines(True)[:6]))
     cfg = cls_run.run_dir / "config.yaml"
     assert (
         main(
@@ -66,7 +67,7 @@ def test_eval_predict_cli(cls_run, cls_data, tmp_path, capsys):
                 "--weights",
                 str(cls_run.run_dir),
                 "-o",
-                f"data.test={tmp_path / 'few.txt'}",
+                f"data.test={few}",
                 "--out",
                 str(tmp_path / "few.json"),
             ]

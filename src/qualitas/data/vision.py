@@ -21,6 +21,7 @@ loss or metric counts. Every reader error is one line naming the file (and line)
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -244,8 +245,11 @@ def read_class_list(
 
 def _under(base: Path, rel: str, where: str) -> Path:
     """``base/rel``; it must stay under ``base`` (lists come from other people)."""
-    p = (base / rel).resolve()
-    if not p.is_relative_to(base.resolve()):
+    # Lexical check (no symlink resolution): "../" and absolute paths may not escape, while a
+    # dataset folder may still link its images from elsewhere.
+    root = Path(os.path.abspath(base))
+    p = Path(os.path.normpath(root / rel))
+    if not p.is_relative_to(root):
         raise DataError(f"{where}: path {rel!r} leaves the dataset folder {base}")
     return p
 
