@@ -19,10 +19,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("convert", help="convert a dataset's release layout to a manifest")
-    p.add_argument("format", metavar="FORMAT", help="dataset format: " + _formats())
+    p = sub.add_parser(
+        "convert",
+        help="convert a dataset's release layout to a manifest, or detection annotations between formats",
+        description="Convert a quality dataset's release layout to a manifest (FORMAT: a dataset name), or, "
+        "with --to, detection/keypoint annotations between COCO JSON, Pascal VOC XML and YOLO txt "
+        "(FORMAT: coco|voc|yolo; SRC: the COCO JSON file, the VOC folder, or the YOLO images folder). "
+        "docs/data.md#detection-annotations.",
+    )
+    p.add_argument(
+        "format", metavar="FORMAT", help="dataset format: " + _formats() + "; with --to: coco, voc, yolo"
+    )
     p.add_argument("src", metavar="SRC_DIR", help="dataset folder (or one label file)")
-    p.add_argument("--out", required=True, help="manifest to write (.jsonl, or .csv)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="manifest to write (.jsonl, or .csv); with --to: the COCO .json file, or the VOC/YOLO folder",
+    )
+    p.add_argument(
+        "--to", choices=("coco", "voc", "yolo"), help="convert detection annotations to this format"
+    )
+    p.add_argument("--classes", help="class-names file (YOLO input; fixes the class order of VOC input)")
+    p.add_argument("--split", help="VOC input: read only ImageSets/Main/SPLIT.txt")
     p.add_argument("--root", help="folder the manifest paths are relative to (default: SRC_DIR)")
     p.add_argument(
         "--skip-missing",
@@ -45,13 +63,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "check",
-        help="check every row of a manifest (files, decoding, scores, splits), or a task config's data",
-        description="Check a quality manifest (with --root), or the classification/segmentation data of a "
-        "task config (.yaml): missing files, unknown or out-of-range labels, mask sizes and values, class "
-        "counts (docs/tasks.md).",
+        help="check a manifest (files, decoding, scores, splits), detection annotations, or a task config's data",
+        description="Check every row of a manifest (with --root); with --boxes FORMAT detection/keypoint "
+        "annotations (images missing or of another size, boxes outside the image or without area, unknown "
+        "category ids, keypoints outside the image); or the classification/segmentation data of a task "
+        "config (.yaml: missing files, unknown or out-of-range labels, mask sizes and values, class counts; "
+        "docs/tasks.md). Exit status 1 when anything is wrong.",
     )
-    p.add_argument("manifest", metavar="MANIFEST_OR_CONFIG")
-    p.add_argument("--root", help="dataset root the manifest paths are relative to (manifests)")
+    p.add_argument(
+        "manifest",
+        metavar="MANIFEST_OR_CONFIG",
+        help="the manifest; with --boxes: COCO JSON / VOC folder / YOLO images; or a task config (.yaml)",
+    )
+    p.add_argument(
+        "--root",
+        help="dataset root the manifest (or annotation image) paths are relative to (not for configs)",
+    )
+    p.add_argument(
+        "--boxes", choices=("coco", "voc", "yolo"), help="check detection annotations in this format"
+    )
+    p.add_argument("--classes", help="with --boxes yolo: the class-names file")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE", help="task configs")
     p.add_argument("--deep", action="store_true", help="decode every video frame (default: first and last)")
     p.add_argument("--write-clean", metavar="OUT", help="write the good rows (with media sizes) to OUT")
@@ -142,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _convert(args) -> int:
+    if args.to:
+        return _convert_boxes(args)
     from qualitas.data.converters import convert
     from qualitas.data.manifest import write_manifest
 
@@ -163,6 +196,24 @@ def _convert(args) -> int:
         for ex in res.missing_examples:
             print(f"  {ex}", file=sys.stderr)
         return 0 if args.skip_missing else 1
+    return 0
+
+
+def _convert_boxes(args) -> int:
+    from qualitas.data.detection import FORMATS, read_detection, write_detection
+
+    if args.format not in FORMATS:
+        raise UsageError(
+            f"--to converts detection annotations: FORMAT must be one of {', '.join(FORMATS)}, not {args.format!r}"
+        )
+    ds = read_detection(args.format, args.src, classes=args.classes, split=args.split)
+    where, dropped = write_detection(ds, args.to, args.out)
+    print(
+        f"{args.format} -> {args.to}: {len(ds.images)} images, {ds.num_boxes} boxes, "
+        f"{len(ds.categories)} categories written to {where}"
+    )
+    if dropped:
+        print(f"  note: {dropped} crowd/difficult flag(s) dropped: {args.to} has no field for them")
     return 0
 
 
@@ -195,6 +246,8 @@ def _check(args) -> int:
         raise UsageError("--root is required for a manifest (the folder its paths are relative to)")
     if not Path(args.root).is_dir():
         raise UsageError(f"--root is not a folder: {args.root}")
+    if args.boxes:
+        return _check_boxes(args)
     records = read_manifest(args.manifest)
     report = check_records(
         records,
@@ -208,6 +261,26 @@ def _check(args) -> int:
         write_manifest(report.good, args.write_clean)
         print(f"wrote {len(report.good)} good rows to {args.write_clean}")
     return 0 if report.ok else 1
+
+
+def _check_boxes(args) -> int:
+    from collections import Counter
+
+    from qualitas.data.detection import check_detection, read_detection
+
+    ds = read_detection(args.boxes, args.manifest, classes=args.classes)
+    problems = check_detection(ds, args.root)
+    print(f"{len(ds.images)} images, {ds.num_boxes} boxes, {len(ds.categories)} categories")
+    if not problems:
+        print("no problems found")
+        return 0
+    counts = Counter(p.kind for p in problems)
+    print(f"{len(problems)} problem(s): " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+    for kind in counts:
+        for p in [p for p in problems if p.kind == kind][: args.examples]:
+            where = p.file if p.box is None else f"{p.file} box {p.box}"
+            print(f"  {kind}: {where}: {p.message}")
+    return 1
 
 
 def _synth(args) -> int:

@@ -1,0 +1,215 @@
+"""Object detectors and keypoint models: torchvision's detection families on a timm backbone.
+
+torchvision builds the detectors (Faster R-CNN, RetinaNet, FCOS, SSDlite, Keypoint R-CNN:
+anchors, heads, losses, box decoding and NMS); timm builds the backbone, with the offline
+ImageNet weights of :mod:`qualitas.models.pretrained`. The one piece written here is the
+adapter between them, :class:`TimmFPN` (timm's ``features_only`` maps -> torchvision's
+``FeaturePyramidNetwork``), because torchvision's ``BackboneWithFPN`` only takes modules whose
+stages are named children (ResNet-style), and timm's EfficientNets are not; and
+:class:`TimmSSDFeatures`, the same for SSD's multi-scale maps.
+
+Every model takes ``list[(3, H, W)]`` images in ``[0, 1]`` (sizes may differ) and normalises
+them itself with the backbone's mean/std; in training mode also ``list[dict(boxes (N, 4)
+xyxy pixels, labels (N,) int64 1..K[, keypoints (N, K, 3)])]`` and returns a dict of losses;
+in eval mode it returns ``list[dict(boxes, labels, scores[, keypoints, keypoints_scores])]``.
+Class ids are 1..K with 0 the background, so ``num_classes = K + 1`` for every family.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from qualitas.errors import ConfigError
+from qualitas.registry import did_you_mean
+
+DETECTOR_FAMILIES = ("faster_rcnn", "retinanet", "fcos", "ssdlite", "keypoint_rcnn")
+
+
+def _timm_features(
+    name: str, pretrained: bool, pretrained_path: str | None
+) -> tuple[nn.Module, tuple, tuple]:
+    """timm ``features_only`` network with offline weights, and the mean/std they expect."""
+    from qualitas.models.backbones import TimmBackbone
+
+    # TimmBackbone resolves the offline weights and loads them into a features_only network
+    # (pool="stats"); the pooled statistics on top of it are not used here.
+    tb = TimmBackbone(name, pretrained=pretrained, pretrained_path=pretrained_path, pool="stats")
+    return tb.net, tb.mean, tb.std
+
+
+class TimmFPN(nn.Module):
+    """timm feature maps -> FPN: ``(B, 3, H, W) -> OrderedDict[str, (B, out_channels, h, w)]``.
+
+    ``levels`` are indices into the backbone's stages (timm's ``feature_info``; the default,
+    the last three, are strides 8, 16, 32 on EfficientNet). ``extra`` adds torchvision's
+    extra levels: ``"pool"`` (P6 by max-pooling, Faster R-CNN) or ``"p6p7"`` (RetinaNet, FCOS).
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        *,
+        levels: tuple[int, ...] = (-3, -2, -1),
+        out_channels: int = 128,
+        extra: str | None = "pool",
+    ) -> None:
+        super().__init__()
+        from torchvision.ops import FeaturePyramidNetwork
+        from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+        self.body = features
+        channels = list(features.feature_info.channels())
+        n = len(channels)
+        self.levels = tuple(i % n for i in levels)
+        in_list = [channels[i] for i in self.levels]
+        block = {None: None, "pool": LastLevelMaxPool(), "p6p7": LastLevelP6P7(out_channels, out_channels)}
+        if extra not in block:
+            raise ConfigError(f"unknown FPN extra level {extra!r}: none, pool or p6p7")
+        self.fpn = FeaturePyramidNetwork(in_list, out_channels, extra_blocks=block[extra])
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        maps = self.body(x)
+        return self.fpn(OrderedDict((str(k), maps[i]) for k, i in enumerate(self.levels)))
+
+
+class TimmSSDFeatures(nn.Module):
+    """The last two timm stages plus ``extra`` stride-2 blocks: SSDlite's multi-scale maps."""
+
+    def __init__(self, features: nn.Module, *, extra: int = 2, width: int = 128) -> None:
+        super().__init__()
+        self.body = features
+        channels = list(features.feature_info.channels())
+        self.out_channels = [channels[-2], channels[-1]] + [width] * extra
+        blocks = []
+        c = channels[-1]
+        for _ in range(extra):
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c, bias=False),
+                    nn.BatchNorm2d(c),
+                    nn.ReLU6(inplace=True),
+                    nn.Conv2d(c, width, 1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU6(inplace=True),
+                )
+            )
+            c = width
+        self.extra = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        maps = self.body(x)
+        out = [maps[-2], maps[-1]]
+        for b in self.extra:
+            out.append(b(out[-1]))
+        return OrderedDict((str(i), m) for i, m in enumerate(out))
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What a detector was built with (saved beside its weights, read back by ``build_detector``)."""
+
+    family: str
+    backbone: str
+    num_classes: int
+    min_size: int = 320
+    max_size: int = 512
+    anchor_sizes: tuple[int, ...] = (16, 32, 64, 128)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    fpn_channels: int = 128
+    num_keypoints: int = 0
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+
+
+def build_detector(
+    spec: DetectorSpec, *, pretrained: bool = False, pretrained_path: str | None = None
+) -> nn.Module:
+    """A torchvision detector of ``spec.family`` on the timm backbone ``spec.backbone``.
+
+    ``anchor_sizes`` are one size per FPN level (the model's levels: 3 timm stages plus the
+    extra level(s) — 4 for Faster R-CNN / Keypoint R-CNN, 5 for RetinaNet; FCOS is anchor-free
+    and uses none; SSDlite takes them as its min/max box scales).
+    """
+    from torchvision.models import detection as tvd
+    from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
+
+    if spec.family not in DETECTOR_FAMILIES:
+        raise ConfigError(
+            f"unknown detector family {spec.family!r}{did_you_mean(spec.family, DETECTOR_FAMILIES)}; "
+            f"choose one of: {', '.join(DETECTOR_FAMILIES)}"
+        )
+    if spec.num_classes < 2:
+        raise ConfigError(
+            f"num_classes must count the background too (classes + 1 >= 2), got {spec.num_classes}"
+        )
+    if spec.family == "keypoint_rcnn" and spec.num_keypoints < 1:
+        raise ConfigError("keypoint_rcnn needs num_keypoints >= 1")
+    features, mean, std = _timm_features(spec.backbone, pretrained, pretrained_path)
+    common = {
+        "min_size": spec.min_size,
+        "max_size": spec.max_size,
+        "image_mean": list(mean),
+        "image_std": list(std),
+    }
+    ratios = tuple(float(r) for r in spec.aspect_ratios)
+
+    def anchors(levels: int) -> AnchorGenerator:
+        sizes = tuple(spec.anchor_sizes)
+        if len(sizes) != levels:
+            raise ConfigError(f"{spec.family}: give {levels} anchor_sizes (one per level), got {len(sizes)}")
+        return AnchorGenerator(tuple((s,) for s in sizes), (ratios,) * levels)
+
+    rcnn = {
+        "box_score_thresh": spec.score_thresh,
+        "box_nms_thresh": spec.nms_thresh,
+        "box_detections_per_img": spec.detections_per_img,
+    }
+    dense = {
+        "score_thresh": spec.score_thresh,
+        "nms_thresh": spec.nms_thresh,
+        "detections_per_img": spec.detections_per_img,
+    }
+    if spec.family in ("faster_rcnn", "keypoint_rcnn"):
+        backbone = TimmFPN(features, out_channels=spec.fpn_channels, extra="pool")
+        kw = dict(rpn_anchor_generator=anchors(4), **rcnn, **common)
+        if spec.family == "faster_rcnn":
+            return tvd.FasterRCNN(backbone, num_classes=spec.num_classes, **kw)
+        return tvd.KeypointRCNN(
+            backbone, num_classes=spec.num_classes, num_keypoints=spec.num_keypoints, **kw
+        )
+    if spec.family == "retinanet":
+        backbone = TimmFPN(features, out_channels=spec.fpn_channels, extra="p6p7")
+        return tvd.RetinaNet(
+            backbone, num_classes=spec.num_classes, anchor_generator=anchors(5), **dense, **common
+        )
+    if spec.family == "fcos":
+        backbone = TimmFPN(features, out_channels=spec.fpn_channels, extra="p6p7")
+        return tvd.FCOS(backbone, num_classes=spec.num_classes, **dense, **common)
+    # ssdlite: square input of min_size; box scales spread between the smallest and largest anchor
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.detection.ssdlite import SSDLiteHead
+
+    backbone = TimmSSDFeatures(features, width=spec.fpn_channels)
+    n_maps = len(backbone.out_channels)
+    size = spec.min_size
+    lo, hi = min(spec.anchor_sizes) / size, max(spec.anchor_sizes) / size
+    boxes = DefaultBoxGenerator([[2, 3]] * n_maps, min_ratio=lo, max_ratio=hi)
+    head = SSDLiteHead(
+        backbone.out_channels, boxes.num_anchors_per_location(), spec.num_classes, nn.BatchNorm2d
+    )
+    return SSD(
+        backbone,
+        boxes,
+        (size, size),
+        spec.num_classes,
+        image_mean=list(mean),
+        image_std=list(std),
+        head=head,
+        **dense,
+    )
