@@ -155,3 +155,15 @@ def test_mask_of_wrong_size_and_out_of_range_values(tmp_path):
     _mask(tmp_path / "masks" / "a.png", np.full((4, 4), 7))
     with pytest.raises(DataError, match=r"mask value 7 out of range \(classes 0\.\.2, ignore 255\)"):
         SegmentationDataset(scan_seg_folders(tmp_path).samples, 3)[0]
+
+
+@pytest.mark.parametrize("augment", ["none", "basic", "color", "timm"])
+def test_classification_augmentations_keep_range_and_size(augment):
+    import torch
+
+    from qualitas.data.vision import classification_transform
+
+    tf = classification_transform(Sizing((24, 20), augment), train=True)
+    y = tf(torch.rand(3, 40, 30))
+    assert tuple(y.shape) == (3, 24, 20)  # "none": the evaluation resize
+    assert float(y.min()) >= -1e-6 and float(y.max()) <= 1 + 1e-6  # normalisation is inside the model
