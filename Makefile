@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean install
+.PHONY: demo test test-fast lint bench clean install tf-env
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,17 @@ $(STAMP): $(PY) pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Optional: TensorFlow + onnx2tf for `qualitas export --format saved_model`, in their own
+# environment (their exact pins conflict with ours; ~2.6 GB, ~2 min). Not part of `install`.
+TF_VENV := .venv-tf
+$(TF_VENV)/.installed: requirements-tf.txt
+	$(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/pip install --quiet --upgrade pip
+	$(TF_VENV)/bin/pip install --quiet -r requirements-tf.txt
+	touch $@
+
+tf-env: $(TF_VENV)/.installed
 
 demo: $(STAMP)
 	$(PY) -m qualitas.demo --out demo-output
@@ -38,4 +49,4 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) demo-output build *.egg-info
+	rm -rf $(VENV) $(TF_VENV) demo-output build *.egg-info

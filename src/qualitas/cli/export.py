@@ -14,7 +14,7 @@ import sys
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export",
-        help="export a trained model to ONNX/TorchScript/torch.export/OpenVINO",
+        help="export a trained model to ONNX/TorchScript/torch.export/OpenVINO/TF SavedModel",
         description=(
             "Export the model of a training run (its best checkpoint) or a .ckpt. Writes the model "
             "file and model.json (the card the runtime reads) into --out."
@@ -24,9 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         required=True,
-        choices=("onnx", "torchscript", "exported_program", "openvino"),
+        choices=("onnx", "torchscript", "exported_program", "openvino", "saved_model"),
         help="onnx (.onnx, ONNX Runtime), torchscript (.pt), exported_program (torch.export .pt2), "
-        "openvino (IR .xml/.bin)",
+        "openvino (IR .xml/.bin), saved_model (TensorFlow, via onnx2tf in its own environment: make tf-env)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument(
@@ -36,8 +36,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--tolerance", type=float, default=1e-4, help="parity tolerance (default 1e-4, fp32)")
     p.add_argument(
-        "--opset", type=int, metavar="N", help="ONNX opset (onnx, openvino; default: the exporter's)"
+        "--opset",
+        type=int,
+        metavar="N",
+        help="ONNX opset (onnx, openvino, saved_model; default: the exporter's; the range torch and "
+        "onnx support here is checked)",
     )
+    p.add_argument(
+        "--io-names",
+        choices=("default", "triton"),
+        default="default",
+        help="graph names: default dist[,ref] -> score|probs; triton INPUT__0[,INPUT__1] -> OUTPUT__0",
+    )
+    p.add_argument(
+        "--input-name",
+        action="append",
+        metavar="NAME",
+        help="name of a graph input (repeat for full-reference models: dist first, then ref)",
+    )
+    p.add_argument("--output-name", metavar="NAME", help="name of the graph output")
     p.add_argument(
         "--dynamic",
         action="store_true",
@@ -60,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.tolerance > 0:
         raise UsageError(f"--tolerance must be > 0, got {args.tolerance}")
-    if args.opset is not None and args.opset < 7:
-        raise UsageError(f"--opset must be >= 7, got {args.opset}")
     result = export_model(
         args.source,
         args.format,
@@ -73,10 +88,13 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         name=args.name,
         fail_on_mismatch=False,
+        io_names=args.io_names,
+        input_names=args.input_name,
+        output_name=args.output_name,
     )
     card = result.card
     shape = _shape_text(card)
-    print(f"exported {card.name} ({card.format}) -> {result.path}  input {shape}")
+    print(f"exported {card.name} ({card.format}) -> {result.path}  graph {shape}")
     if result.parity is not None:
         print(result.parity.summary())
     if result.quantization is not None:
@@ -102,4 +120,5 @@ def _shape_text(card) -> str:
         + [str(i.channels), h, w]
     )
     one = f"({','.join(dims)})"
-    return f"dist {one}, ref {one}" if card.full_reference else one
+    inputs = ", ".join(f"{n} {one}" for n in i.names)
+    return f"{inputs} -> {card.output.name}"

@@ -24,7 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--analytics", default="mtcnn", help="analytics objective, e.g. mtcnn:threshold=0.9 (default mtcnn)"
     )
     lab.add_argument(
-        "--enhancer", default="unsharp", help="bicubic | unsharp | tiny_sr:path=W.pth | module:path=F.pt"
+        "--enhancer",
+        default="unsharp",
+        help="bicubic | unsharp | rdn[:variant=slim|medium] (pretrained, x2|x3|x4) | tiny_sr:path=W.pth | module:path=F.pt",
     )
     lab.add_argument("--scale", type=int, default=4, help="enhancement upscale factor (default 4)")
     lab.add_argument(

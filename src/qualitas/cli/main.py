@@ -20,6 +20,7 @@ _COMMANDS = (
     "eval",
     "predict",
     "export",
+    "checkpoint",
     "data",
     "importance",
 )
@@ -45,6 +46,8 @@ def _command_module(name: str):
         from qualitas.cli import predict as mod
     elif name == "export":
         from qualitas.cli import export as mod
+    elif name == "checkpoint":
+        from qualitas.cli import checkpoint as mod
     elif name == "data":
         from qualitas.cli import data as mod
     elif name == "importance":
@@ -87,6 +90,7 @@ _HELP = {
     "eval": "evaluate a trained model: SROCC/PLCC (quality) or top-1/mIoU (classification/segmentation)",
     "predict": "classify / segment images, folders or video frames with a trained or exported model",
     "export": "export a trained model to ONNX/TorchScript/torch.export/OpenVINO",
+    "checkpoint": "show a checkpoint, rename its keys, strip it to the model weights",
     "data": "dataset converters, frame extraction, manifest checks, synthetic ladders",
     "importance": "macroblock importance maps: label, apply",
 }

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import torch
 
-from qualitas.errors import QualitasError
+from qualitas.errors import QualitasError, UsageError
 from qualitas.export.card import ModelCard
 
 
@@ -123,6 +125,56 @@ def card_for_shapes(card: ModelCard, dynamic: set[str], example: tuple[torch.Ten
     if card.video:
         changes["num_frames"] = None if "frames" in dynamic else int(shape[axes["frames"]])
     return card.with_input(**changes)
+
+
+IO_PRESETS = ("default", "triton")
+"""``--io-names``: ``default`` keeps the card's names (``dist``/``ref``, ``score``/``probs``);
+``triton`` names inputs ``INPUT__0``, ``INPUT__1``, … and the output ``OUTPUT__0``, the
+positional convention of Triton's PyTorch backend that serving stacks also use for ONNX."""
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
+
+
+def with_io_names(
+    card: ModelCard,
+    preset: str = "default",
+    input_names: Sequence[str] | None = None,
+    output_name: str | None = None,
+) -> ModelCard:
+    """The card with the graph's input/output names chosen for the export.
+
+    ``preset`` (one of :data:`IO_PRESETS`) gives the base names; ``input_names`` (one per
+    graph input, in order: ``dist`` then ``ref``) and ``output_name`` override it. The
+    exporters name the graph after the card and the runners read the names back from the
+    file (ONNX, OpenVINO) or the card, so renamed files score like any other export.
+    Bad names are a one-line :class:`UsageError`.
+    """
+    if preset not in IO_PRESETS:
+        raise UsageError(f"--io-names must be one of {', '.join(IO_PRESETS)}, got '{preset}'")
+    n = len(card.input.names)
+    inputs = list(card.input.names)
+    output = card.output.name
+    if preset == "triton":
+        inputs = [f"INPUT__{i}" for i in range(n)]
+        output = "OUTPUT__0"
+    if input_names is not None:
+        inputs = [str(v) for v in input_names]
+        if len(inputs) != n:
+            want = "dist, ref" if card.full_reference else "dist"
+            raise UsageError(
+                f"this model has {n} input{'s' if n > 1 else ''} ({want}); got {len(inputs)} input name(s)"
+            )
+    if output_name is not None:
+        output = str(output_name)
+    for name in [*inputs, output]:
+        if not _NAME_RE.match(name):
+            raise UsageError(
+                f"invalid graph name {name!r}: letters, digits and _ . : - only, starting with a letter or _"
+            )
+    if len(set(inputs + [output])) != n + 1:
+        raise UsageError(f"graph names must be distinct, got inputs {inputs} and output {output!r}")
+    return replace(
+        card, input=replace(card.input, names=tuple(inputs)), output=replace(card.output, name=output)
+    )
 
 
 def to_numpy(x: torch.Tensor):

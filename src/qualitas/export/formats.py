@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qualitas.export import exported_program, onnx, openvino, torchscript
+from qualitas.export import exported_program, onnx, openvino, saved_model, torchscript
 from qualitas.registry import Registry
 
 
@@ -21,7 +21,8 @@ class Format:
     export: Callable
     load: Callable
     suffix: str
-    """What identifies a file of this format on disk (``.onnx``, ``.pt``, ``.pt2``, ``.xml``)."""
+    """What identifies a file of this format on disk (``.onnx``, ``.pt``, ``.pt2``, ``.xml``);
+    empty for folder formats (SavedModel), which load through their export folder."""
 
 
 FORMATS: Registry[Format] = Registry("format")
@@ -45,12 +46,16 @@ FORMATS.add(
 FORMATS.add(
     "openvino", Format("openvino", openvino.FILE, openvino.export_openvino, openvino.load_openvino, ".xml")
 )
+FORMATS.add(
+    "saved_model",
+    Format("saved_model", saved_model.FILE, saved_model.export_saved_model, saved_model.load_saved_model, ""),
+)
 
 
 def format_of_file(suffix: str) -> Format | None:
     """The format whose files end in ``suffix`` (case-insensitive), if any."""
     for name in FORMATS.names():
         fmt = FORMATS.get(name)
-        if fmt.suffix == suffix.lower():
+        if fmt.suffix and fmt.suffix == suffix.lower():
             return fmt
     return None

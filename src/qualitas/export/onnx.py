@@ -13,11 +13,41 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qualitas.errors import DependencyError
+from qualitas.errors import DependencyError, UsageError
 from qualitas.export.card import ModelCard
 from qualitas.export.common import ExportError, axes_of, card_for_shapes, to_numpy, torch_dynamic_shapes
 
 FILE = "model.onnx"
+FALLBACK_TORCH_OPSET = 18
+"""The opset ``torch.onnx.export(dynamo=True)`` builds graphs in (torch 2.5-2.14), if torch
+does not say."""
+
+
+def opset_range() -> tuple[int, int]:
+    """ONNX opsets an export can target here: from the opset torch's exporter builds in
+    (its op library is written for it; older targets are silently left at it, so they
+    are refused) to the newest the installed ``onnx`` package knows."""
+    onnx = _require("onnx")
+    try:
+        from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET as low
+    except ImportError:  # a private constant: other torch versions may move it
+        low = FALLBACK_TORCH_OPSET
+    return int(low), int(onnx.defs.onnx_opset_version())
+
+
+def check_opset(opset: int | None) -> int | None:
+    """``opset`` if the installed torch/onnx can export it, else a one-line :class:`UsageError`."""
+    if opset is None:
+        return None
+    low, high = opset_range()
+    if not low <= int(opset) <= high:
+        import onnx
+
+        raise UsageError(
+            f"--opset {opset} is not supported here: torch {torch.__version__.split('+')[0]} exports "
+            f"opsets {low}..{high} (onnx {onnx.__version__} knows up to {high})"
+        )
+    return int(opset)
 
 
 def export_onnx(
@@ -32,7 +62,8 @@ def export_onnx(
 ) -> ModelCard:
     """Write ``folder/file``; returns the card with the input shapes and export details."""
     _require("onnx", "onnxscript")
-    kwargs = {} if opset is None else {"opset_version": int(opset)}
+    opset = check_opset(opset)
+    kwargs = {} if opset is None else {"opset_version": opset}
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # exporter chatter (deprecations, dispatch notes)
@@ -55,7 +86,16 @@ def export_onnx(
     dims = inputs[card.input.names[0]].type.tensor_type.shape.dim
     shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
     observed = {name for name, ax in axes_of(card).items() if isinstance(shape[ax], str)}
+    outputs = [o.name for o in proto.graph.output]
+    if list(inputs) != list(card.input.names) or outputs[:1] != [card.output.name]:
+        raise ExportError(
+            f"ONNX export named the graph {list(inputs)} -> {outputs}, not "
+            f"{list(card.input.names)} -> [{card.output.name!r}]"
+        )
     opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and opset_used != opset:
+        # The exporter falls back to its own opset when the version conversion fails.
+        raise ExportError(f"ONNX export asked for opset {opset} but the exporter wrote opset {opset_used}")
     return card_for_shapes(card, observed, example).with_export(
         format="onnx", file=file, opset=opset_used, exporter="torch.onnx.export(dynamo=True)"
     )
@@ -87,11 +127,14 @@ class OnnxRunner:
             raise ExportError(
                 f"{path}: graph inputs {self.names} do not match the card's {list(card.input.names)}"
             )
+        self.output = self.session.get_outputs()[0].name
+        if self.output != card.output.name:
+            raise ExportError(f"{path}: graph output {self.output!r} is not the card's {card.output.name!r}")
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         feeds = {n: to_numpy(x) for n, x in zip(self.names, inputs)}
         try:
-            (out,) = self.session.run(None, feeds)[:1]
+            (out,) = self.session.run([self.output], feeds)
         except Exception as err:  # noqa: BLE001 - onnxruntime's exception types are not public
             shape = tuple(inputs[0].shape)
             raise ExportError(f"ONNX Runtime refused an input of shape {shape}: {_first_line(err)}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +24,17 @@ from qualitas.export.common import (
     quiet_torch_logs,
     to_mos,
     wanted_dynamic,
+    with_io_names,
 )
 from qualitas.export.formats import FORMATS
+from qualitas.export.onnx import check_opset
 from qualitas.export.verify import DEFAULT_TOLERANCE, ParityReport, check_parity, verification_cases
 
 log = logging.getLogger("qualitas.export")
 
 QUANTIZE = ("int8", "int8-dynamic")
+ONNX_BASED = ("onnx", "openvino", "saved_model")
+"""Formats converted from an ONNX export (``--opset`` applies)."""
 DYNAMIC_EXAMPLE_HW = 128
 
 
@@ -74,6 +79,9 @@ def export_model(
     tolerance: float = DEFAULT_TOLERANCE,
     name: str | None = None,
     fail_on_mismatch: bool = True,
+    io_names: str = "default",
+    input_names: Sequence[str] | None = None,
+    output_name: str | None = None,
 ) -> ExportResult:
     """Export ``source`` to ``out/`` in format ``fmt`` and write ``out/model.json``.
 
@@ -83,16 +91,22 @@ def export_model(
     ``result.parity.ok``). ``quantize="int8"`` (ONNX only): static int8 with ONNX
     Runtime, calibrated on the verification inputs; the card then points at
     ``model.int8.onnx`` and the score change is reported instead of checked.
+    ``io_names`` (``default`` | ``triton``), ``input_names``, ``output_name``: the graph's
+    names (:func:`qualitas.export.common.with_io_names`), recorded in the card.
+    ``opset`` is checked against what the installed torch/onnx export
+    (:func:`qualitas.export.onnx.check_opset`).
     """
     fmt_entry = FORMATS.get(fmt)
     if quantize is not None and quantize not in QUANTIZE:
         raise UsageError(f"--quantize must be one of {', '.join(QUANTIZE)}, got '{quantize}'")
     if quantize is not None and fmt != "onnx":
         raise UsageError("--quantize int8 applies to --format onnx (ONNX Runtime quantisation)")
-    if opset is not None and fmt not in ("onnx", "openvino"):
-        raise UsageError("--opset applies to --format onnx and openvino")
+    if opset is not None and fmt not in ONNX_BASED:
+        raise UsageError(f"--opset applies to --format {', '.join(ONNX_BASED)}")
+    check_opset(opset)
     src = source if isinstance(source, Source) else load_source(source, name=name)
-    model, card = src.model.eval().cpu(), src.card
+    model = src.model.eval().cpu()
+    card = with_io_names(src.card, io_names, input_names, output_name)
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} exists and is not a folder")

@@ -6,6 +6,9 @@ Built in (``ENHANCERS``):
 * ``unsharp`` — bicubic followed by an unsharp mask (a no-training stand-in for SR);
 * ``tiny_sr`` — a small ESPCN-style residual network over bicubic (:class:`TinySR`),
   trainable on pristine photos with :func:`train_tiny_sr`, loaded from a state dict;
+* ``rdn`` — the pretrained residual dense networks of the npm packages
+  ``@upscalerjs/esrgan-slim`` / ``esrgan-medium`` 1.0.0 (MIT, DIV2K), converted to
+  :class:`qualitas.models.rdn.RDN` and shipped in ``qualitas/weights/rdn`` (x2, x3, x4);
 * ``module`` — any TorchScript super-resolution module saved with ``torch.jit.save``.
 """
 
@@ -162,6 +165,26 @@ def tiny_sr(*, scale: int = 4, path: str | None = None, width: int = 32) -> nn.M
     return net.eval()
 
 
+class RDNEnhancer(nn.Module):
+    """A 0..255 :class:`~qualitas.models.rdn.RDN` as a ``[0, 1]`` enhancer (output clamped)."""
+
+    def __init__(self, net: nn.Module, scale: int) -> None:
+        super().__init__()
+        self.net, self.scale = net, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.net(x * 255.0) / 255.0).clamp(0, 1)
+
+
+@ENHANCERS.register("rdn")
+def rdn(*, scale: int = 4, variant: str = "medium", folder: str | None = None) -> nn.Module:
+    """Pretrained UpscalerJS RDN (``variant`` slim | medium, ``scale`` 2 | 3 | 4), or the
+    converted models in ``folder`` (a folder with ``rdn.json`` from ``convert_upscalerjs``)."""
+    from qualitas.models.rdn import load_rdn
+
+    return RDNEnhancer(load_rdn(scale=scale, variant=str(variant), folder=folder), scale).eval()
+
+
 @ENHANCERS.register("module")
 def module(*, scale: int = 4, path: str | None = None) -> nn.Module:
     """A TorchScript SR module (``torch.jit.save``) mapping ``(B,3,h,w)`` to ``(B,3,s*h,s*w)``."""
@@ -183,6 +206,8 @@ def build_enhancer(spec: str, *, scale: int) -> nn.Module:
         if not eq:
             raise UsageError(f"enhancer argument '{part}' is not key=value")
         kwargs[key.strip()] = _parse_value(value.strip())
+    if kwargs["scale"] != scale:  # e.g. rdn:scale=3 with --scale 4: frames would not line up
+        raise UsageError(f"enhancer '{spec}' upscales by {kwargs['scale']} but the pipeline scale is {scale}")
     from qualitas.models.registry import check_kwargs
 
     builder = ENHANCERS.get(name)

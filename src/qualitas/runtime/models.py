@@ -319,6 +319,8 @@ def load_model(
             return _load_export(p / CARD_FILE, None, device, batch_size)
         if (p / "checkpoints").is_dir() or (p / "config.yaml").is_file():
             return _load_pytorch(p, device, batch_size)
+        if (p / "saved_model.pb").is_file() and (p.parent / CARD_FILE).is_file():
+            return _load_export(p.parent / CARD_FILE, p, device, batch_size)  # EXPORT/saved_model
         raise UsageError(
             f"{p}: neither an export folder (no {CARD_FILE}) nor a training run (no checkpoints/)"
         )
@@ -351,9 +353,11 @@ def _load_export(card_path: Path, file: Path | None, device: str, batch_size: in
     fmt = FORMATS.get(card.format)
     if file is None:
         file = card_path.parent / card.file
+    elif file.is_dir() and fmt.name == "saved_model":
+        pass
     elif format_of_file(file.suffix) is not fmt:
         raise UsageError(f"{file}: a {file.suffix} file, but {card_path} describes a {card.format} export")
-    if not file.is_file():
+    if not file.exists():  # a file, or a folder for SavedModels
         raise UsageError(f"{file}: the model file named by {card_path} is missing")
     return QualityModel(card, fmt.load(file, card, device), source=str(file), batch_size=batch_size)
 
