@@ -25,6 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import torch
 
 from qualitas.errors import MediaError, UsageError, one_line
@@ -37,10 +38,13 @@ __all__ = [
     "FrameBatch",
     "VideoFrame",
     "VideoInfo",
+    "YuvFrame",
+    "YuvPlanes",
     "has_luma_plane",
     "iter_batches",
     "iter_decoded_batches",
     "iter_frames",
+    "iter_yuv_frames",
     "iter_lazy_frames",
     "probe_video",
 ]
@@ -93,6 +97,37 @@ class FrameBatch:
     times: list[float]
     data: torch.Tensor | None
     luma: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class YuvPlanes:
+    """The decoded planes of one planar-YUV frame, as the decoder holds them (no conversion).
+
+    ``y`` ``(H, >= W)``, ``u``/``v`` ``(ceil(H/dy), >= ceil(W/dx))`` integer arrays (uint8, or
+    uint16 above 8 bits) whose rows may carry padding past the image: ``width`` is the
+    picture's. ``dy``/``dx`` the chroma subsampling (1 or 2), ``matrix``/``full_range``/
+    ``bit_depth`` what :class:`~qualitas.io._convert.FrameConverter` would convert them with.
+    """
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    width: int
+    height: int
+    dy: int
+    dx: int
+    bit_depth: int
+    full_range: bool
+    matrix: str
+
+
+@dataclass
+class YuvFrame:
+    """A selected frame's ``index``, ``time`` and :class:`YuvPlanes` (see :func:`iter_yuv_frames`)."""
+
+    index: int
+    time: float
+    planes: YuvPlanes
 
 
 # --- probing -----------------------------------------------------------------------
@@ -282,7 +317,7 @@ class _Selection:
 # so batch readers write straight into the batch tensor: (index, time, RGB converter,
 # (3, H, W), luma converter writing (1, H, W)).
 _Convert = Callable[[torch.Tensor | None], torch.Tensor]
-_Lazy = tuple[int, float, _Convert, tuple[int, int, int], _Convert]
+_Lazy = tuple[int, float, _Convert, tuple[int, int, int], _Convert, "Callable[[], YuvPlanes | None]"]
 
 
 def iter_frames(
@@ -321,8 +356,32 @@ def iter_lazy_frames(
     converts only those: the colour conversion costs more than decoding at 1080p. Call it
     before advancing the iterator (the decoder may reuse the frame's planes).
     """
-    for index, time, convert, _, _ in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
+    for index, time, convert, _, _, _ in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
         yield index, time, convert
+
+
+def iter_yuv_frames(
+    path: str | os.PathLike,
+    *,
+    frame_step: int = 1,
+    max_frames: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    yuv: _yuv.RawYUVSpec | None = None,
+) -> Iterator[YuvFrame]:
+    """Yield the selected frames of a planar-YUV video as their decoded planes (no RGB, no
+    float conversion): for metrics computed straight from the Y, U and V samples.
+
+    Same selection, errors and frame numbering as :func:`iter_frames`. Frames that are not
+    planar YUV, or a rotated stream, raise ``MediaError`` (check ``has_luma_plane`` and
+    ``VideoInfo.rotation`` first). The planes of one frame stay valid after the iterator
+    moves on (decoded frames are reference-counted; raw ``.yuv`` frames are copied).
+    """
+    for index, time, _, _, _, planes in _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv):
+        got = planes()
+        if got is None:
+            raise MediaError(f"{path}: frame {index} is not planar YUV (or the video is rotated)")
+        yield YuvFrame(index=index, time=time, planes=got)
 
 
 def iter_batches(
@@ -367,7 +426,7 @@ def iter_batches(
     shape: tuple[int, int, int] | None = None
     indices: list[int] = []
     times: list[float] = []
-    for index, time, convert, frame_shape, convert_luma in _iter_lazy_planes(
+    for index, time, convert, frame_shape, convert_luma, _ in _iter_lazy_planes(
         path, frame_step, max_frames, start, end, yuv
     ):
         if shape is None:
@@ -465,7 +524,7 @@ def iter_decoded_batches(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     group: DecodedBatch | None = None
-    for index, time, convert, shape, convert_luma in _iter_lazy_planes(
+    for index, time, convert, shape, convert_luma, _ in _iter_lazy_planes(
         path, frame_step, max_frames, start, end, yuv
     ):
         if group is None:
@@ -523,8 +582,24 @@ def _iter_raw(path: Path, spec: _yuv.RawYUVSpec, selection: _Selection) -> Itera
 
     options = dict(bit_depth=spec.bit_depth, matrix=spec.matrix_name, full_range=spec.full_range, scratch={})
     shape = (3, spec.height, spec.width)
+    dx, dy, _ = _yuv.RAW_PIX_FMTS[spec.pix_fmt]
+
+    def bind_planes(planes) -> Callable[[], YuvPlanes]:
+        # The reader reuses its buffer for the next frame: the planes are copied (cheap next
+        # to any metric) so that they outlive it in a prefetching thread.
+        return lambda: YuvPlanes(
+            *(np.array(pl.numpy()) for pl in planes),
+            width=spec.width,
+            height=spec.height,
+            dy=dy,
+            dx=dx,
+            bit_depth=spec.bit_depth,
+            full_range=spec.full_range,
+            matrix=spec.matrix_name,
+        )
+
     for index, planes in _yuv.read_raw_frames(path, spec, wanted()):
-        yield index, float(index / fps), bind(planes), shape, bind_luma(planes)
+        yield index, float(index / fps), bind(planes), shape, bind_luma(planes), bind_planes(planes)
 
 
 def _bind(converter: FrameConverter, frame) -> _Convert:
@@ -533,6 +608,33 @@ def _bind(converter: FrameConverter, frame) -> _Convert:
 
 def _bind_luma(converter: FrameConverter, frame) -> _Convert:
     return lambda out: converter.luma(frame, out)
+
+
+def _bind_planes(converter: FrameConverter, frame) -> Callable[[], YuvPlanes | None]:
+    def planes() -> YuvPlanes | None:
+        name = frame.format.name
+        if converter.rotation or not has_luma_plane(name):
+            return None
+        matrix, full, bits = converter.settings(frame)
+        dtype = np.dtype("<u2") if bits > 8 else np.dtype(np.uint8)
+        arrays = []
+        for i in range(3):
+            pl = frame.planes[i]
+            arrays.append(np.frombuffer(pl, dtype=dtype).reshape(pl.height, pl.line_size // dtype.itemsize))
+        h, w = frame.height, frame.width
+        ch, cw = frame.planes[1].height, frame.planes[1].width
+        return YuvPlanes(
+            *arrays,
+            width=w,
+            height=h,
+            dy=-(-h // ch),
+            dx=-(-w // cw),
+            bit_depth=bits,
+            full_range=full,
+            matrix=matrix,
+        )
+
+    return planes
 
 
 def _iter_av(path: Path, selection: _Selection) -> Iterator[_Lazy]:
@@ -603,6 +705,7 @@ def _decode(path: Path, selection: _Selection, seek: tuple[int, float] | None):
                     _bind(converter, frame),
                     converter.out_shape(frame),
                     _bind_luma(converter, frame),
+                    _bind_planes(converter, frame),
                 )
                 if selection.done():
                     return True

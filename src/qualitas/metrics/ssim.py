@@ -322,15 +322,32 @@ def ssim_gray255(x: torch.Tensor, y: torch.Tensor, *, downsample: bool = True) -
     return ssim_downsampled(box_downsample(x, f), box_downsample(y, f), size=(h, w))
 
 
+def check_ssim_size(height: int, width: int, size: tuple[int, int] | None = None) -> None:
+    """``MediaError`` when a (downsampled) map of ``height`` x ``width`` cannot hold the window;
+    ``size`` (H, W) before downsampling, for the message."""
+    if min(height, width) < WIN_SIZE:
+        h, w = size or (height, width)
+        raise MediaError(f"ssim needs images of at least {WIN_SIZE}x{WIN_SIZE} pixels, got {w}x{h}")
+
+
+def check_ms_ssim_size(height: int, width: int, levels: int = len(MS_SSIM_WEIGHTS)) -> None:
+    """``MediaError`` when ``levels`` MS-SSIM scales do not fit a ``height`` x ``width`` image."""
+    min_side = ms_ssim_min_side(levels)
+    if min(height, width) < min_side:
+        raise MediaError(
+            f"ms_ssim needs images at least {min_side} pixels on the shorter side ({levels} scales of "
+            f"the {WIN_SIZE}x{WIN_SIZE} window; libvmaf's float_ms_ssim refuses them too), got "
+            f"{width}x{height}: use ssim for smaller frames"
+        )
+
+
 def ssim_downsampled(x: torch.Tensor, y: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
     """The rest of :func:`ssim_gray255` once both images are downsampled: (B,1,h,w) x2 -> (B,).
 
     ``size`` (H, W) is the size before downsampling, for the error message.
     """
     _check_pair(x, y)
-    if min(x.shape[-2:]) < WIN_SIZE:
-        h, w = size or tuple(x.shape[-2:])
-        raise MediaError(f"ssim needs images of at least {WIN_SIZE}x{WIN_SIZE} pixels, got {w}x{h}")
+    check_ssim_size(*x.shape[-2:], size)
     window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=x.dtype, device=x.device)
     return ssim_means(x, y, window)[0].to(x.dtype)
 
@@ -389,14 +406,7 @@ def ms_ssim_pyramids(
     if len(xs) != levels or len(ys) != levels:
         raise ValueError(f"expected {levels} scales, got {len(xs)} and {len(ys)}")
     _check_pair(xs[0], ys[0])
-    h, w = xs[0].shape[-2:]
-    min_side = ms_ssim_min_side(levels)
-    if min(h, w) < min_side:
-        raise MediaError(
-            f"ms_ssim needs images at least {min_side} pixels on the shorter side ({levels} scales of "
-            f"the {WIN_SIZE}x{WIN_SIZE} window; libvmaf's float_ms_ssim refuses them too), got {w}x{h}: "
-            "use ssim for smaller frames"
-        )
+    check_ms_ssim_size(*xs[0].shape[-2:], levels)
     window = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA, dtype=xs[0].dtype, device=xs[0].device)
     wts = torch.tensor(weights, dtype=torch.float64, device=xs[0].device)
     values = []

@@ -718,7 +718,12 @@ class _Scorer:
         frames: dict[int, FrameScores] = {}
         failed: dict[str, BaseException] = {}
         batch = auto_batch_size(max(dinfo.width, width), max(dinfo.height, height), opts.batch_size)
-        if metrics.frame:
+        fast = self._yuv_fast_scorer(metrics, dinfo, rinfo)
+        if fast is not None:
+            # psnr/psnr_y/ssim/ms_ssim of two same-size YUV videos: from the decoded planes
+            # (qualitas.metrics.fr_yuv), no float frames.
+            self._score_yuv_fast(res, fast, dinfo, rinfo, frames, failed, vmaf)
+        elif metrics.frame:
             total = _expected_frames(
                 [dinfo.num_frames] + ([rinfo.num_frames] if rinfo is not None else []), opts
             )
@@ -823,6 +828,83 @@ class _Scorer:
         if not metrics.frame:
             self._count_without_decoding(res)
         self._settle_failures(res, failed)
+
+    def _yuv_fast_scorer(self, metrics: _Metrics, dinfo: Any, rinfo: Any) -> Any:
+        """A :class:`~qualitas.metrics.fr_yuv.YuvFrameScorer` when this pair can take the fast
+        path (both planar YUV, same size, unrotated, cpu, only metrics it computes), else None."""
+        from qualitas.io.video import has_luma_plane
+        from qualitas.metrics import fr_yuv
+
+        if rinfo is None or not fr_yuv.serves(metrics.frame) or self.options.device != "cpu":
+            return None
+        if (dinfo.width, dinfo.height) != (rinfo.width, rinfo.height) or dinfo.rotation or rinfo.rotation:
+            return None
+        if not (has_luma_plane(dinfo.pix_fmt) and has_luma_plane(rinfo.pix_fmt)):
+            return None
+        if not fr_yuv.fast_path_enabled():
+            return None
+        return fr_yuv.YuvFrameScorer(list(metrics.frame))
+
+    def _score_yuv_fast(
+        self,
+        res: Result,
+        fast: Any,
+        dinfo: Any,
+        rinfo: Any,
+        frames: dict[int, FrameScores],
+        failed: dict[str, BaseException],
+        vmaf: Mapping[str, Future],
+    ) -> None:
+        """The frame loop of the YUV fast path: each stream decoded and prepared in its own
+        thread, the pair scored here; per-metric errors go to ``failed`` as in ``_frame_loop``."""
+        from qualitas.io.video import iter_yuv_frames
+
+        opts = self.options
+        kw = {"frame_step": opts.frame_step, "max_frames": opts.max_frames}
+        total = _expected_frames([dinfo.num_frames, rinfo.num_frames], opts)
+        its = [
+            fast.attach(iter_yuv_frames(path, yuv=opts.yuv_for(path, is_ref=is_ref), **kw))
+            for path, is_ref in ((res.path, False), (res.ref, True))
+        ]
+        if opts.prefetch:
+            its = [prefetch(it) for it in its]
+        counts = [0, 0]
+        try:
+            with self.progress.frames(total, Path(res.path).name) as bar:
+                while True:
+                    d, r = next(its[0], None), next(its[1], None)
+                    counts[0] += d is not None
+                    counts[1] += r is not None
+                    if d is None or r is None:
+                        break
+                    (df, dp), (_, rp) = d, r
+                    values: dict[str, float] = {}
+                    for name, value in fast.score(dp, rp).items():
+                        if name in failed:
+                            continue
+                        if isinstance(value, BaseException):
+                            if opts.raise_errors:
+                                raise value
+                            failed[name] = value
+                        else:
+                            values[name] = value
+                    frames[df.index] = FrameScores(df.index, df.time, values)
+                    bar.update(1)
+                # One stream ended: count what is left of the other (decoded, not scored).
+                counts[0] += sum(1 for _ in its[0])
+                counts[1] += sum(1 for _ in its[1])
+        except BaseException:
+            _wait_quietly(vmaf.values())  # no libvmaf process outlives the failed input
+            raise
+        finally:
+            for it in its:
+                it.close()  # generators and prefetch threads alike
+        res.dist_frames, res.ref_frames = counts
+        if counts[0] != counts[1]:
+            res.notes.append(
+                f"frame counts differ: distorted {counts[0]} vs reference {counts[1]}; "
+                f"scored the first {min(counts)}"
+            )
 
     @staticmethod
     def _check_raw_layout(res: Result, inputs: Sequence[tuple[str | None, Any, str]]) -> None:
