@@ -35,6 +35,11 @@ def test_every_config_is_covered():
         "default_nr_video.yaml",
         "pretrain_simclr.yaml",  # exercised by tests/training/test_pretrain.py
         "pretrain_contrique.yaml",
+        # the task configs: tests/tasks/test_tools.py
+        "classification.yaml",
+        "classification_list.yaml",
+        "segmentation.yaml",
+        "importance_seg.yaml",
     }
 
 

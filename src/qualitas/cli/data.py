@@ -66,28 +66,59 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "check",
-        help="check every row of a manifest (files, decoding, scores, splits), or detection annotations",
-        description="Check every row of a manifest, or with --boxes FORMAT detection/keypoint annotations "
-        "(images missing or of another size, boxes outside the image or without area, unknown category ids, "
-        "keypoints outside the image). Exit status 1 when anything is wrong.",
+        help="check a manifest (files, decoding, scores, splits), detection annotations, or a task config's data",
+        description="Check every row of a manifest (with --root); with --boxes FORMAT detection/keypoint "
+        "annotations (images missing or of another size, boxes outside the image or without area, unknown "
+        "category ids, keypoints outside the image); or the classification/segmentation data of a task "
+        "config (.yaml: missing files, unknown or out-of-range labels, mask sizes and values, class counts; "
+        "docs/tasks.md). Exit status 1 when anything is wrong.",
     )
     p.add_argument(
         "manifest",
-        metavar="MANIFEST",
-        help="the manifest; with --boxes: COCO JSON / VOC folder / YOLO images",
+        metavar="MANIFEST_OR_CONFIG",
+        help="the manifest; with --boxes: COCO JSON / VOC folder / YOLO images; or a task config (.yaml)",
     )
     p.add_argument(
-        "--root", required=True, help="dataset root the manifest (or annotation image) paths are relative to"
+        "--root",
+        help="dataset root the manifest (or annotation image) paths are relative to (not for configs)",
     )
     p.add_argument(
         "--boxes", choices=("coco", "voc", "yolo"), help="check detection annotations in this format"
     )
     p.add_argument("--classes", help="with --boxes yolo: the class-names file")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE", help="task configs")
     p.add_argument("--deep", action="store_true", help="decode every video frame (default: first and last)")
     p.add_argument("--write-clean", metavar="OUT", help="write the good rows (with media sizes) to OUT")
     p.add_argument("--mos-range", nargs=2, metavar=("LO", "HI"), help="allowed mos range")
     p.add_argument("--examples", type=int, default=3, help="examples shown per problem kind")
     p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser(
+        "browse",
+        help="draw a task dataset's labels / masks onto its images into a folder",
+        description="Write each image of a classification/segmentation config's split with its "
+        "annotation drawn on (class names; masks as a coloured overlay), for a visual check before training.",
+    )
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--out", required=True, help="folder for the pictures")
+    p.add_argument("--split", choices=("train", "val", "test"), default="train")
+    p.add_argument("--max", type=int, default=100, help="at most N pictures (default 100)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser(
+        "shapes",
+        help="write a synthetic shapes dataset (classification or segmentation) in the official layouts",
+    )
+    p.add_argument("--task", choices=("classification", "segmentation"), required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--layout", choices=("folders", "list"), default="folders")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--train", type=int, default=600)
+    p.add_argument("--val", type=int, default=90)
+    p.add_argument("--test", type=int, default=90)
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
     p = sub.add_parser("synth", help="build distorted images/videos with full-reference teacher labels")
@@ -137,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
         return _check(args)
     if action == "synth":
         return _synth(args)
+    if action == "browse":
+        return _browse(args)
+    if action == "shapes":
+        return _shapes(args)
     raise UsageError(f"unknown data action {action!r}")
 
 
@@ -206,6 +241,12 @@ def _check(args) -> int:
     from qualitas.data.check import check_records, parse_range
     from qualitas.data.manifest import read_manifest, write_manifest
 
+    if Path(args.manifest).suffix.lower() in (".yaml", ".yml"):
+        return _check_task(args)
+    if args.override:
+        raise UsageError("-o applies to task configs (.yaml), not manifests")
+    if args.root is None:
+        raise UsageError("--root is required for a manifest (the folder its paths are relative to)")
     if not Path(args.root).is_dir():
         raise UsageError(f"--root is not a folder: {args.root}")
     if args.boxes:
@@ -288,3 +329,58 @@ def _synth(args) -> int:
     for f in res.failures:
         print(f"error: {f}", file=sys.stderr)
     return 1 if res.failures else 0
+
+
+def _task_config(path: str, overrides: list[str]):
+    from qualitas.training.config import load_config
+
+    cfg = load_config(path, overrides)
+    if cfg.task == "quality":
+        raise UsageError(
+            f"{path}: a quality config; check its manifest with qualitas data check MANIFEST --root R"
+        )
+    return cfg
+
+
+def _check_task(args) -> int:
+    import json
+
+    from qualitas.training.vision_eval import check_config_data
+
+    rep = check_config_data(_task_config(args.manifest, args.override))
+    print(
+        f"{rep['task']} ({rep['kind']}): {len(rep['classes'])} classes; "
+        + ", ".join(f"{s} {n}" for s, n in rep["splits"].items() if n)
+    )
+    for split, counts in rep["counts"].items():
+        per = ", ".join(f"{c} {n}" for c, n in zip(rep["classes"], counts))
+        print(f"  {split}: {per}")
+        empty = [c for c, n in zip(rep["classes"], counts) if n == 0]
+        if empty and split == "train":
+            print(f"  warning: no training samples of {', '.join(empty)}", file=sys.stderr)
+    print(json.dumps({"ok": True, "splits": rep["splits"]}))
+    return 0
+
+
+def _browse(args) -> int:
+    from qualitas.training.vision_eval import browse_dataset
+
+    n = browse_dataset(
+        _task_config(args.config, args.override), args.out, split=args.split, max_items=args.max
+    )
+    print(f"{n} pictures in {args.out}")
+    return 0
+
+
+def _shapes(args) -> int:
+    from qualitas.data.synth.shapes import write_classification, write_segmentation
+
+    counts = {s: n for s, n in (("train", args.train), ("val", args.val), ("test", args.test)) if n > 0}
+    write = write_classification if args.task == "classification" else write_segmentation
+    out = write(args.out, counts, size=args.size, seed=args.seed, layout=args.layout)
+    print(
+        f"{args.task} shapes ({args.layout}): "
+        + ", ".join(f"{s} {n}" for s, n in counts.items())
+        + f" in {out}"
+    )
+    return 0

@@ -1,11 +1,16 @@
-"""``qualitas eval RUN_DIR_OR_CKPT [--manifest M --root R] [--split S] [--out results.json]``."""
+"""``qualitas eval RUN_DIR_OR_CKPT_OR_CONFIG [--manifest M --root R] [--split S] [--out results.json]``.
+
+Quality runs: correlations + scatter plot. Classification / segmentation runs (or a config
+with ``--weights``): the task's figures, per-item predictions, confusion matrix, ``--show-dir``
+pictures, ``--fuse-conv-bn`` (docs/tasks.md).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-HELP = "evaluate a trained model on a manifest (SROCC/PLCC/KROCC/RMSE + plot)"
+HELP = "evaluate a trained model: SROCC/PLCC (quality) or top-1/mIoU (classification/segmentation)"
 """One line for ``qualitas --help``."""
 
 
@@ -13,18 +18,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help=HELP,
-        description="Evaluate a trained run: metrics, per-item predictions and a scatter plot "
-        "(prediction vs MOS with the fitted logistic curve).",
+        description="Evaluate a trained run. Quality models: metrics, per-item predictions and a scatter "
+        "plot (prediction vs MOS with the fitted logistic curve). Classification/segmentation: top-1/top-5, "
+        "per-class precision/recall/F1 and a confusion matrix, or mIoU/per-class IoU/pixel accuracy.",
     )
-    p.add_argument("path", metavar="RUN_DIR_OR_CKPT")
-    p.add_argument("--manifest", help="manifest to evaluate on (default: the run's own, test split)")
-    p.add_argument("--root", help="folder the manifest paths are relative to (default: the manifest's)")
+    p.add_argument(
+        "path", metavar="RUN_OR_CONFIG", help="run dir, .ckpt, or a task config (.yaml) with --weights"
+    )
+    p.add_argument("--weights", metavar="RUN_OR_CKPT", help="weights to evaluate with a CONFIG file")
+    p.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the evaluated data (task models), e.g. -o data.test=lists/other.txt",
+    )
+    p.add_argument("--manifest", help="quality: manifest to evaluate on (default: the run's own, test split)")
+    p.add_argument(
+        "--root", help="quality: folder the manifest paths are relative to (default: the manifest's)"
+    )
     p.add_argument(
         "--split",
         choices=("train", "val", "test", "all"),
-        help="subset to score (default: test for the run's manifest, all for another)",
+        help="subset to score (default: test when there is one; quality: all for another manifest)",
     )
-    p.add_argument("--out", default="results.json", help="results JSON; the plot goes next to it (.png)")
+    p.add_argument(
+        "--out",
+        default="results.json",
+        help="results JSON (figures + per-item predictions); the plot goes next to it (.png)",
+    )
+    p.add_argument(
+        "--show-dir", help="task models: write each image with its prediction drawn on into this folder"
+    )
+    p.add_argument("--max-show", type=int, default=50, help="at most N pictures in --show-dir (default 50)")
+    p.add_argument(
+        "--fuse-conv-bn", action="store_true", help="fold BatchNorm into convolutions first (faster)"
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -32,6 +62,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qualitas.errors import UsageError
+    from qualitas.training.vision_eval import evaluate_task, scalar_figures, task_of
+
+    if task_of(args.path) != "quality":
+        if args.manifest or args.root:
+            raise UsageError(
+                "--manifest/--root are for quality models; change task data with -o data.test=..."
+            )
+        if args.split == "all":
+            raise UsageError("--split all is for quality manifests; choose train, val or test")
+        res = evaluate_task(
+            args.path,
+            weights=args.weights,
+            overrides=args.override,
+            split=args.split,
+            out=args.out,
+            show_dir=args.show_dir,
+            max_show=args.max_show,
+            fuse=args.fuse_conv_bn,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            device=args.device,
+        )
+        kind = (
+            "segmentation"
+            if res["task"] == "segmentation"
+            else ("multilabel" if "map" in res["metrics"] else "classification")
+        )
+        print(json.dumps({"split": res["split"], **scalar_figures(kind, res["metrics"])}))
+        print(
+            f"results: {res['out']}"
+            + (f", confusion matrix: {res['plot']}" if "plot" in res else "")
+            + (f", pictures: {args.show_dir}" if args.show_dir else "")
+        )
+        return 0
+    if args.weights or args.override or args.show_dir or args.fuse_conv_bn:
+        raise UsageError(
+            "--weights, -o, --show-dir and --fuse-conv-bn apply to classification/segmentation runs"
+        )
     from qualitas.training.predict import evaluate_run
 
     res = evaluate_run(

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "qualitas.cli.pretrain",
     "probe": "qualitas.cli.probe",
     "eval": "qualitas.cli.evaluate",
+    "predict": "qualitas.cli.predict",
     "export": "qualitas.cli.export",
     "checkpoint": "qualitas.cli.checkpoint",
     "data": "qualitas.cli.data",

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-HELP = "train a quality model from a YAML config"
+HELP = "train a quality, classification or segmentation model from a YAML config"
 """One line for ``qualitas --help``."""
 
 
@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_for_resume(args.config, args.resume, args.override)
     else:
         cfg = load_config(args.config, args.override)
+    if args.splits and cfg.task != "quality":
+        raise UsageError(
+            f"--splits repeats quality-model splits of a manifest; task {cfg.task} has fixed lists"
+        )
     if args.splits:
         summary = train_splits(cfg, args.splits, out=args.out)
         print(format_splits_summary(summary))
@@ -66,5 +70,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = train(cfg, out=args.out, resume=args.resume)
     print(f"run directory: {result.run_dir}")
-    print(json.dumps({"val": result.metrics["val"], "test": result.metrics["test"]}))
+
+    # Scalars only: task runs also hold per-class lists and a confusion matrix (metrics.json).
+    def scalars(fig: dict) -> dict:
+        return {k: v for k, v in fig.items() if not isinstance(v, list)}
+
+    print(json.dumps({"val": scalars(result.metrics["val"]), "test": scalars(result.metrics["test"])}))
     return 0

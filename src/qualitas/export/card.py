@@ -32,6 +32,11 @@ CARD_VERSION = 1
 SIZE_MODES = ("none", "resize", "crop", "pad", "fragments")
 
 
+TASK_OUTPUTS = ("classes", "multilabel", "segmentation")
+"""Output kinds of the classification / segmentation tasks (docs/tasks.md): ``(B, K)`` class
+logits (softmax, or a sigmoid per class for ``multilabel``) and ``(B, K, H, W)`` pixel logits."""
+OUTPUT_KINDS = ("score", "distribution", *TASK_OUTPUTS)
+
 MIN_INPUT_SIDE = 32
 """Default minimum height/width of a model's input (see :meth:`ModelCard.min_side`)."""
 
@@ -96,6 +101,11 @@ class OutputCard:
     mos_norm: str = "none"
     higher_is_better: bool = True
     score_range: tuple[float, float] | None = None
+    labels: tuple[str, ...] | None = None
+    """Task models: the class names, in logit order."""
+    palette: tuple[tuple[int, int, int], ...] | None = None
+    """Segmentation: one RGB colour per class (overlays)."""
+    ignore_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -159,15 +169,27 @@ class ModelCard:
         norm = run.score_norm
         distribution = spec.get("output") == "distribution"
         rng = run.score_range
-        output = OutputCard(
-            kind="distribution" if distribution else "score",
-            name="probs" if distribution else "score",
-            bins=tuple(float(b) for b in spec["bins"]) if distribution and spec.get("bins") else None,
-            scale=1.0 if distribution else norm.scale,
-            shift=0.0 if distribution else norm.shift,
-            mos_norm="none" if distribution else norm.kind,
-            higher_is_better=run.higher_is_better,
-            score_range=(float(rng[0]), float(rng[1])) if rng else None,
+        task_output = spec.get("output") in TASK_OUTPUTS
+        extra = run.extra  # task runs: classes, palette, ignore_index (training/vision.py)
+        output = (
+            OutputCard(
+                kind=str(spec["output"]),
+                name="logits",
+                labels=tuple(str(c) for c in extra.get("classes") or ()) or None,
+                palette=tuple(tuple(int(v) for v in c) for c in extra.get("palette") or ()) or None,
+                ignore_index=extra.get("ignore_index") if spec.get("output") == "segmentation" else None,
+            )
+            if task_output
+            else OutputCard(
+                kind="distribution" if distribution else "score",
+                name="probs" if distribution else "score",
+                bins=tuple(float(b) for b in spec["bins"]) if distribution and spec.get("bins") else None,
+                scale=1.0 if distribution else norm.scale,
+                shift=0.0 if distribution else norm.shift,
+                mos_norm="none" if distribution else norm.kind,
+                higher_is_better=run.higher_is_better,
+                score_range=(float(rng[0]), float(rng[1])) if rng else None,
+            )
         )
         metrics = run.metrics
         evaluation = {
@@ -183,6 +205,7 @@ class ModelCard:
         trained_on = {
             k: stored[k]
             for k in (
+                "task",
                 "dataset",
                 "manifest",
                 "root",
@@ -285,6 +308,8 @@ class ModelCard:
             out = dict(d["output"])
             out["bins"] = tuple(out["bins"]) if out.get("bins") else None
             out["score_range"] = tuple(out["score_range"]) if out.get("score_range") else None
+            out["labels"] = tuple(out["labels"]) if out.get("labels") else None
+            out["palette"] = tuple(tuple(c) for c in out["palette"]) if out.get("palette") else None
             clips = ClipCard(**d["clips"]) if d.get("clips") else None
             card = cls(
                 name=str(d["name"]),
@@ -303,7 +328,7 @@ class ModelCard:
             raise UsageError(f"{source}: malformed model card ({type(err).__name__}: {err})") from None
         if card.video and card.clips is None:
             raise UsageError(f"{source}: a video model card needs 'clips' (its frame sampling)")
-        if card.output.kind not in ("score", "distribution"):
+        if card.output.kind not in OUTPUT_KINDS:
             raise UsageError(f"{source}: unknown output kind {card.output.kind!r}")
         if card.output.kind == "distribution" and not card.output.bins:
             raise UsageError(f"{source}: a distribution output needs 'bins'")

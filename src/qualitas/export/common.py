@@ -188,6 +188,10 @@ def to_mos(card: ModelCard, raw: torch.Tensor) -> torch.Tensor:
     (the inverse of the MOS normalisation fitted in training).
     """
     raw = raw.float()
+    if card.output.kind not in ("score", "distribution"):
+        raise ExportError(
+            f"model '{card.name}' is a {card.output.kind} model, not a quality scorer: use qualitas predict"
+        )
     if card.output.kind == "distribution":
         bins = torch.tensor(card.output.bins, dtype=torch.float32, device=raw.device)
         if raw.ndim != 2 or raw.shape[1] != bins.numel():

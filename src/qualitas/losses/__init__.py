@@ -8,7 +8,7 @@ takes ``(pred_better, pred_worse)``. Each loss says which in ``loss.input_kind``
 from __future__ import annotations
 
 # Explicit imports: each module registers its losses.
-from qualitas.losses import correlation, distribution, importance, ranking, regression  # noqa: F401
+from qualitas.losses import correlation, distribution, importance, ranking, regression, vision  # noqa: F401
 from qualitas.losses.base import INPUT_KINDS, LOSSES, Loss, WeightedSum, build_loss
 from qualitas.losses.correlation import norm_in_norm_loss, pearson, plcc_loss
 from qualitas.losses.distribution import emd_loss

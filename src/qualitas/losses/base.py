@@ -9,6 +9,8 @@ Every loss is called ``loss(a, b) -> scalar`` and declares what ``a`` and ``b`` 
   histograms (counts or probabilities; rows are normalised to sum to one).
 * ``"pair"``: ``(pred_better (B,), pred_worse (B,))`` scores of the two images of each
   labelled pair, the first known to be of higher quality (RankIQA-style pre-training).
+* ``"logits"`` / ``"dense_logits"``: class logits ``(B, K)`` / ``(B, K, H, W)`` and labels or
+  masks (the classification and segmentation tasks, :mod:`qualitas.losses.vision`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import nn
 from qualitas.errors import ConfigError
 from qualitas.registry import Registry, did_you_mean
 
-INPUT_KINDS = ("score", "distribution", "pair")
+INPUT_KINDS = ("score", "distribution", "pair", "logits", "dense_logits")
 
 
 class Loss(nn.Module):

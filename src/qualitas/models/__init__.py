@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 # Explicit imports: each module registers its components.
-from qualitas.models import importance, iqa, nss, vqa  # noqa: F401
+from qualitas.models import importance, iqa, nss, vision, vqa  # noqa: F401
 from qualitas.models.backbones import BACKBONES, create_backbone, list_backbones, load_weights
 from qualitas.models.heads import HEADS, expected_score, to_score
 from qualitas.models.registry import MODELS, WEIGHT_ARGS, check_kwargs

@@ -1,7 +1,9 @@
 """The training config: one YAML file, typed sections, ``-o key=value`` overrides.
 
-Sections: ``run``, ``model``, ``data``, ``loss``, ``optimizer``, ``scheduler``, ``trainer``,
-``pretrain`` (reference: docs/configs.md). ``model`` and ``loss`` hold a component ``name`` plus that
+``task`` (``quality`` by default, or ``classification`` / ``segmentation``: docs/tasks.md)
+selects the dataset readers, model family, default loss and metrics. Sections: ``run``, ``model``,
+``data``, ``loss``, ``optimizer``, ``scheduler``, ``trainer``, ``pretrain`` (reference:
+docs/configs.md). ``model`` and ``loss`` hold a component ``name`` plus that
 component's own keyword arguments (checked against the component's signature when it is
 built); every other section has a fixed schema. Unknown keys are errors that name the key
 and the closest valid one.
@@ -82,6 +84,27 @@ class DataConfig:
     on_error: str = "fail"
     check_media: str = "header"
     pin_memory: bool = False
+    # ---- classification / segmentation (task != quality; docs/tasks.md)
+    format: str = "auto"
+    """Dataset layout: classification ``folders`` | ``list`` | ``multilabel``; segmentation
+    ``folders`` (images + masks matched by stem) | ``list`` (PaddleSeg ``image mask`` lines);
+    ``auto`` guesses from ``train`` (a folder or a list file)."""
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    """Each split: a class-folder tree, a list file, or (segmentation folders) a folder holding
+    ``images/`` and ``masks/`` (``labels/``, ``annotations/``). ``val`` empty: carved out of
+    ``train`` with ``split_ratios``/``split_seed``."""
+    classes: Any = None
+    """Class names: a file (one name per line) or a list; folder layouts default to the folder names."""
+    palette: Any = None
+    """Segmentation colours: a file (``r g b`` per line) or a list of ``[r, g, b]``."""
+    ignore_index: int = 255
+    balanced: bool = False
+    """Classification: draw training samples with class-balanced probabilities."""
+    augment: str = "basic"
+    """Training augmentation: ``none`` | ``basic`` (torchvision v2 random resized crop + flip)
+    | ``color`` (basic + colour jitter) | ``timm`` (timm's RandAugment pipeline; classification)."""
 
 
 @dataclass
@@ -176,6 +199,8 @@ class PretrainConfig:
 
 @dataclass
 class TrainConfig:
+    task: str = "quality"
+    """``quality`` | ``classification`` | ``segmentation`` (docs/tasks.md)."""
     run: RunConfig = field(default_factory=RunConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"name": "nr_iqa"})
     data: DataConfig = field(default_factory=DataConfig)
@@ -196,6 +221,21 @@ class TrainConfig:
     def model_kwargs(self) -> dict[str, Any]:
         return {k: v for k, v in self.model.items() if k != "name"}
 
+
+TASKS = ("quality", "classification", "segmentation")
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classification": {
+        "model": {"name": "classifier"},
+        "loss": {"name": "cross_entropy"},
+        "monitor": "top1",
+    },
+    "segmentation": {
+        "model": {"name": "segmenter"},
+        "loss": {"name": "seg_cross_entropy"},
+        "monitor": "miou",
+    },
+}
+"""What a task uses when the config leaves ``model``, ``loss`` or ``trainer.monitor`` out."""
 
 FREE_SECTIONS = ("model", "loss")
 """Sections whose keys (besides ``name``) are the component's own keyword arguments
@@ -286,6 +326,7 @@ def config_from_dict(raw: dict) -> TrainConfig:
     """Validate a raw mapping (parsed YAML) into a :class:`TrainConfig`."""
     if not isinstance(raw, dict):
         raise ConfigError("a config file must be a YAML mapping with sections model, data, loss, ...")
+    raw = _task_defaults(raw)
     for section in FREE_SECTIONS:
         value = raw.get(section)
         if value is None:
@@ -301,6 +342,26 @@ def config_from_dict(raw: dict) -> TrainConfig:
     cfg = _build(TrainConfig, raw, "")
     check_values(cfg)
     return cfg
+
+
+def _task_defaults(raw: dict) -> dict:
+    """Check ``task`` and fill the task's default model/loss/monitor where the config has none."""
+    task = raw.get("task", "quality")
+    if not isinstance(task, str) or task not in TASKS:
+        raise ConfigError(
+            f"unknown task {task!r}{did_you_mean(str(task), TASKS)}; choose one of {', '.join(TASKS)}"
+        )
+    defaults = TASK_DEFAULTS.get(task)
+    if defaults is None:
+        return raw
+    raw = dict(raw)
+    for section in ("model", "loss"):
+        if raw.get(section) is None:
+            raw[section] = dict(defaults[section])
+    trainer = raw.get("trainer")
+    if trainer is None or (isinstance(trainer, dict) and "monitor" not in trainer):
+        raw["trainer"] = {**(trainer or {}), "monitor": defaults["monitor"]}
+    return raw
 
 
 # Allowed ranges of numeric values: (dotted key, test, what the test means). Checked before a

@@ -9,7 +9,7 @@ it adds is removed again by the task (dataset indices are de-duplicated).
 from __future__ import annotations
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from qualitas.data.datasets import collate_skip
 
@@ -27,6 +27,7 @@ class QualityDataModule(L.LightningDataModule):
         val_batch_size: int | None = None,
         num_workers: int = 2,
         pin_memory: bool = False,
+        train_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.train_set = train_set
@@ -36,12 +37,19 @@ class QualityDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.train_weights = train_weights
+        """Per-sample draw weights (class-balanced sampling); ``None``: a plain shuffle."""
 
     def _loader(self, ds: Dataset, *, train: bool) -> DataLoader:
+        sampler = None
+        if train and self.train_weights is not None:
+            # Lightning wraps it for DDP (DistributedSamplerWrapper): each rank draws its share.
+            sampler = WeightedRandomSampler(self.train_weights, num_samples=len(self.train_weights))
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.val_batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             # Keep the last partial batch: small datasets would otherwise lose samples.
             drop_last=False,
             num_workers=self.num_workers,

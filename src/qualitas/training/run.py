@@ -177,7 +177,7 @@ def train(
         VisdomLogger,
     )
     from qualitas.training.datamodule import QualityDataModule
-    from qualitas.training.task import FIGURES, QualityTask, metric_mode
+    from qualitas.training.task import FIGURES, QualityTask
 
     if cfg.trainer.method == "probe":
         if resume is not None:
@@ -202,8 +202,10 @@ def train(
         if out is None:
             out = run_dir_of(resume_ckpt)
     with open_run_folder(cfg, out) as folder:
-        run_dir, handler = folder.path, folder.handler
+        run_dir = folder.path
         L.seed_everything(cfg.run.seed, workers=True, verbose=False)
+        if cfg.task != "quality":  # classification / segmentation: docs/tasks.md
+            return _train_vision(cfg, folder, resume_ckpt, callbacks)
         model = build_model(cfg.model["name"], **cfg.model_kwargs)
         spec = model.spec
         loss = build_loss(cfg.loss)
@@ -259,49 +261,127 @@ def train(
                 cbs.append(VisdomLogger(env=cfg.run.name))
             except ImportError:
                 log.warning("trainer.visdom: visdom is not installed (pip install visdom); skipped")
+        return fit_and_report(
+            cfg,
+            folder,
+            task,
+            dm,
+            cbs,
+            monitor=monitor,
+            has_test=data.datasets["test"] is not None,
+            throughput=throughput,
+            resume_ckpt=resume_ckpt,
+            extra=lambda: {
+                "skipped_samples": int(task.skipped_total),
+                "bad_rows": len(data.report.bad_lines),
+                "dataset": data.dataset_name,
+                "split_sizes": {s: len(v) for s, v in data.splits.items()},
+            },
+        )
+
+
+def _train_vision(
+    cfg: TrainConfig, folder: RunFolder, resume_ckpt: Path | None, callbacks: list | None
+) -> RunResult:
+    """A classification/segmentation run (:mod:`qualitas.training.vision`) in an open run folder."""
+    from qualitas.training.callbacks import HistoryRecorder, ThroughputMonitor, VisdomLogger
+    from qualitas.training.vision import setup_vision
+
+    run_dir = folder.path
+    s = setup_vision(cfg, run_dir, write=_is_global_zero())
+    if _is_global_zero():
+        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    if cfg.run.finetune_from and resume_ckpt is None:
+        report = load_matching_weights(s.model, cfg.run.finetune_from)
+        if _is_global_zero():
+            atomic_write_text(run_dir / "finetune.json", json.dumps(report, indent=1))
+    throughput = ThroughputMonitor()
+    cbs = [throughput, HistoryRecorder(run_dir), *(callbacks or [])]
+    if cfg.trainer.visdom:
+        try:
+            cbs.append(VisdomLogger(env=cfg.run.name))
+        except ImportError:
+            log.warning("trainer.visdom: visdom is not installed (pip install visdom); skipped")
+    return fit_and_report(
+        cfg,
+        folder,
+        s.task,
+        s.datamodule,
+        cbs,
+        monitor=s.monitor,
+        has_test=s.data.datasets["test"] is not None,
+        throughput=throughput,
+        resume_ckpt=resume_ckpt,
+        extra=lambda: {
+            "task": cfg.task,
+            "classes": s.data.classes,
+            "dataset": f"{cfg.task}:{cfg.data.format}",
+            "split_sizes": s.data.split_sizes(),
+        },
+    )
+
+
+def fit_and_report(
+    cfg: TrainConfig,
+    folder: RunFolder,
+    task: Any,
+    dm: Any,
+    cbs: list,
+    *,
+    monitor: str,
+    has_test: bool,
+    throughput: Any,
+    extra: Any,
+    resume_ckpt: Path | None = None,
+) -> RunResult:
+    """Fit, re-validate (and test) the best checkpoint, write ``metrics.json`` and the curves.
+
+    Shared by every task; ``extra()`` adds the task's own entries to ``metrics.json``.
+    """
+    from qualitas.training.task import metric_mode
+
+    run_dir, handler = folder.path, folder.handler
+    with _library_chatter_to(handler):
+        trainer = build_trainer(cfg, run_dir, cbs, monitor=monitor, mode=metric_mode(monitor))
+        folder.started = True  # Lightning starts: from now on the folder holds a real run
+        trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
+        best = run_dir / "checkpoints" / "best.ckpt"
+        best_ckpt = best if best.is_file() else run_dir / "checkpoints" / "last.ckpt"
+        val = _figures_of(
+            trainer.validate(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
+            "val",
+        )
+    # Prefer the task's float64 figures (logged values pass through float32); under
+    # ddp_spawn the task here is not the one that ran, so fall back to the logged ones.
+    val = task.eval_results.get("val", {}).get("figures") or val
+    test = {}
+    if has_test:
         with _library_chatter_to(handler):
-            trainer = build_trainer(cfg, run_dir, cbs, monitor=monitor, mode=metric_mode(monitor))
-            folder.started = True  # Lightning starts: from now on the folder holds a real run
-            trainer.fit(task, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
-            best = run_dir / "checkpoints" / "best.ckpt"
-            best_ckpt = best if best.is_file() else run_dir / "checkpoints" / "last.ckpt"
-            val = _figures_of(
-                trainer.validate(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
-                "val",
+            test = _figures_of(
+                trainer.test(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
+                "test",
             )
-        # Prefer the task's float64 figures (logged values pass through float32); under
-        # ddp_spawn the task here is not the one that ran, so fall back to the logged ones.
-        val = task.eval_results.get("val", {}).get("figures") or val
-        test = {}
-        if data.datasets["test"] is not None:
-            with _library_chatter_to(handler):
-                test = _figures_of(
-                    trainer.test(task, datamodule=dm, ckpt_path=best_ckpt, verbose=False, weights_only=True),
-                    "test",
-                )
-            test = task.eval_results.get("test", {}).get("figures") or test
-        metrics = {
-            "best_checkpoint": str(best_ckpt),
-            "best_epoch": int(read_checkpoint(best_ckpt).get("epoch", -1)),
-            "monitor": monitor,
-            "val": val,
-            "test": test,
-            "epochs": int(trainer.current_epoch),
-            "skipped_samples": int(task.skipped_total),
-            "bad_rows": len(data.report.bad_lines),
-            "throughput": throughput.history[-1] if throughput.history else {},
-            "dataset": data.dataset_name,
-            "split_sizes": {s: len(v) for s, v in data.splits.items()},
-        }
-        if trainer.is_global_zero:
-            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
-            _plot_curves(run_dir)
-            log.info("run %s: val %s%s", run_dir, _brief(val), f"; test {_brief(test)}" if test else "")
-        return RunResult(run_dir, metrics)
+        test = task.eval_results.get("test", {}).get("figures") or test
+    metrics = {
+        "best_checkpoint": str(best_ckpt),
+        "best_epoch": int(read_checkpoint(best_ckpt).get("epoch", -1)),
+        "monitor": monitor,
+        "val": val,
+        "test": test,
+        "epochs": int(trainer.current_epoch),
+        "throughput": throughput.history[-1] if throughput.history else {},
+        **extra(),
+    }
+    if trainer.is_global_zero:
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1, allow_nan=True))
+        _plot_curves(run_dir)
+        log.info("run %s: val %s%s", run_dir, _brief(val), f"; test {_brief(test)}" if test else "")
+    return RunResult(run_dir, metrics)
 
 
 def _brief(fig: dict) -> str:
-    return ", ".join(f"{k} {fig[k]:.4f}" for k in ("srocc", "plcc", "krocc", "rmse") if k in fig)
+    keys = ("srocc", "plcc", "krocc", "rmse", "top1", "top5", "macro_f1", "map", "miou", "pixel_acc")
+    return ", ".join(f"{k} {fig[k]:.4f}" for k in keys if isinstance(fig.get(k), float))
 
 
 def _plot_curves(run_dir: Path) -> None:
