@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 HELP = "self-supervised pretraining of a backbone on unlabelled images/video frames"
 
@@ -36,21 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qualitas.errors import UsageError
-    from qualitas.training.config import load_config
+    from qualitas.cli.common import config_from_args, log_messages_to_stderr
     from qualitas.training.pretrain import pretrain
-    from qualitas.training.run import config_for_resume
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("qualitas").addHandler(handler)
-    logging.getLogger("qualitas").setLevel(logging.INFO)
-    if args.config is None and args.resume is None:
-        raise UsageError("give a CONFIG file (or --resume RUN_DIR)")
-    if args.resume is not None:
-        cfg = config_for_resume(args.config, args.resume, args.override)
-    else:
-        cfg = load_config(args.config, args.override)
+    log_messages_to_stderr()
+    cfg = config_from_args(args)
     result = pretrain(cfg, out=args.out, resume=args.resume)
     print(f"run directory: {result.run_dir}")
     keys = ("method", "epochs", "loss_first_epoch", "loss_last_epoch", "backbone_file")

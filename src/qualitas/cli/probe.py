@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 HELP = "linear probe of a frozen backbone on a labelled manifest (SROCC/PLCC or top-1)"
 
@@ -47,12 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qualitas.cli.common import log_messages_to_stderr
     from qualitas.training.linear_probe import format_result, resolve_backbone, run_probe
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("qualitas").addHandler(handler)
-    logging.getLogger("qualitas").setLevel(logging.INFO)
+    log_messages_to_stderr()
     ref = resolve_backbone(args.backbone, arch=args.arch, pretrained=args.pretrained, pool=args.pool)
     res = run_probe(ref, args.manifest, args.override, out=args.out)
     print(format_result(res))

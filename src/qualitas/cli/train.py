@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 HELP = "train a quality, classification or segmentation model from a YAML config"
 """One line for ``qualitas --help``."""
@@ -42,15 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qualitas.cli.common import log_messages_to_stderr
     from qualitas.errors import UsageError
     from qualitas.training.config import load_config
     from qualitas.training.run import config_for_resume, format_splits_summary, train, train_splits
 
-    # Our own messages on stderr; Lightning configures its own logger.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("qualitas").addHandler(handler)
-    logging.getLogger("qualitas").setLevel(logging.INFO)
+    log_messages_to_stderr()
     if args.config is None and args.resume is None:
         raise UsageError("give a CONFIG file (or --resume RUN_DIR)")
     if args.resume is not None:
