@@ -315,6 +315,17 @@ class TimmBackbone(nn.Module):
         return self.net(x)
 
 
+def intermediate_net(backbone: nn.Module, name: str) -> nn.Module:
+    """The timm network inside ``backbone`` that dense heads read feature maps from.
+
+    Dense heads (segmentation, importance) need timm's ``forward_intermediates`` and
+    ``feature_info``; plug-in backbones without them get a one-line error naming ``name``."""
+    net = backbone.net  # type: ignore[attr-defined]
+    if not hasattr(net, "forward_intermediates"):  # timm's own API: not every timm model has it
+        raise ConfigError(f"backbone '{name}' exposes no intermediate features (timm forward_intermediates)")
+    return net
+
+
 def create_backbone(
     name: str,
     *,

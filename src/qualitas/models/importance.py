@@ -16,7 +16,7 @@ from torch import nn
 
 from qualitas.errors import ConfigError
 from qualitas.models import mtcnn_backbone  # noqa: F401  (registers the mtcnn_pnet backbones)
-from qualitas.models.backbones import create_backbone
+from qualitas.models.backbones import create_backbone, intermediate_net
 from qualitas.models.iqa import Normalize, check_images
 from qualitas.models.registry import MODELS, card_kwargs
 from qualitas.models.spec import ModelSpec
@@ -29,11 +29,7 @@ class ImportancePredictor(nn.Module):
         self, backbone: nn.Module, *, block: int, num_classes: int, hidden: int, spec: ModelSpec
     ) -> None:
         super().__init__()
-        net = backbone.net  # type: ignore[attr-defined]
-        if not hasattr(net, "forward_intermediates"):
-            raise ConfigError(
-                f"backbone '{spec.backbone}' exposes no intermediate features (timm forward_intermediates)"
-            )
+        net = intermediate_net(backbone, spec.backbone)
         info = net.feature_info
         stages = [i for i, f in enumerate(info) if f["reduction"] <= block]
         if not stages:

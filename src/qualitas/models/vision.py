@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qualitas.errors import ConfigError
-from qualitas.models.backbones import create_backbone, load_weights
+from qualitas.models.backbones import create_backbone, intermediate_net, load_weights
 from qualitas.models.iqa import Normalize, check_images
 from qualitas.models.registry import MODELS, card_kwargs
 from qualitas.models.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
@@ -104,11 +104,7 @@ class TimmSegmenter(nn.Module):
         from torchvision.models.segmentation.fcn import FCNHead
         from torchvision.models.segmentation.lraspp import LRASPPHead
 
-        net = backbone.net  # type: ignore[attr-defined]
-        if not hasattr(net, "forward_intermediates"):
-            raise ConfigError(
-                f"backbone '{spec.backbone}' exposes no intermediate features (timm forward_intermediates)"
-            )
+        net = intermediate_net(backbone, spec.backbone)
         info = net.feature_info
         red = [int(f["reduction"]) for f in info]
         highs = [i for i, r in enumerate(red) if r <= high_stride]
