@@ -40,6 +40,22 @@ class QualityDataModule(L.LightningDataModule):
         self.train_weights = train_weights
         """Per-sample draw weights (class-balanced sampling); ``None``: a plain shuffle."""
 
+    @classmethod
+    def from_splits(
+        cls, datasets: dict[str, Dataset | None], data_cfg, *, train_weights: list[float] | None = None
+    ) -> QualityDataModule:
+        """Loaders over ``datasets["train"|"val"|"test"]`` sized by a ``DataConfig``."""
+        return cls(
+            datasets["train"],
+            datasets["val"],
+            datasets["test"],
+            batch_size=data_cfg.batch_size,
+            val_batch_size=data_cfg.val_batch_size,
+            num_workers=data_cfg.num_workers,
+            pin_memory=data_cfg.pin_memory,
+            train_weights=train_weights,
+        )
+
     def _loader(self, ds: Dataset, *, train: bool) -> DataLoader:
         sampler = None
         if train and self.train_weights is not None:

@@ -244,15 +244,7 @@ def train(
             evaluate_fn=evaluate,
             info=info,
         )
-        dm = QualityDataModule(
-            data.datasets["train"],
-            data.datasets["val"],
-            data.datasets["test"],
-            batch_size=cfg.data.batch_size,
-            val_batch_size=cfg.data.val_batch_size,
-            num_workers=cfg.data.num_workers,
-            pin_memory=cfg.data.pin_memory,
-        )
+        dm = QualityDataModule.from_splits(data.datasets, cfg.data)
         paths = {s: [r.path for r in ds.records] if ds is not None else [] for s, ds in data.datasets.items()}
         throughput = ThroughputMonitor()
         cbs = [throughput, HistoryRecorder(run_dir), PredictionWriter(run_dir, paths), *(callbacks or [])]

@@ -324,16 +324,7 @@ def setup_vision(cfg: TrainConfig, run_dir: Path, *, write: bool) -> VisionSetup
         scheduler=cfg.scheduler,
         info=info,
     )
-    dm = QualityDataModule(
-        data.datasets["train"],
-        data.datasets["val"],
-        data.datasets["test"],
-        batch_size=cfg.data.batch_size,
-        val_batch_size=cfg.data.val_batch_size,
-        num_workers=cfg.data.num_workers,
-        pin_memory=cfg.data.pin_memory,
-        train_weights=data.sampler_weights,
-    )
+    dm = QualityDataModule.from_splits(data.datasets, cfg.data, train_weights=data.sampler_weights)
     if write:
         listing = {s: getattr(ds, "paths", []) if ds is not None else [] for s, ds in data.datasets.items()}
         atomic_write_text(run_dir / "splits.json", json.dumps(listing, indent=1))
