@@ -114,7 +114,9 @@ def _static_resize_sizes(model) -> int:
         scales = [1.0, 1.0]
         for o, i in zip(out[2:], src[2:]):
             s = np.float32(o / i)
-            while np.floor(np.float32(i) * s) < o:  # floor(in * scale) must give the size back
+            # floor(in * scale) must give the size back, in float32 and in float64 (shape
+            # inference and runtimes compute it either way): 5/3 rounds below 5/3 in float32.
+            while np.floor(np.float32(i) * s) < o or np.floor(float(i) * float(s)) < o:
                 s = np.nextafter(s, np.float32(np.inf))
             scales.append(float(s))
         const = numpy_helper.from_array(np.array(scales, np.float32), f"{node.output[0]}__scales")
