@@ -65,6 +65,15 @@ def rgb_params(bit_depth: int, full_range: bool, kr: float, kb: float) -> np.nda
     )
 
 
+def gaussian_taps(size: int, sigma: float) -> np.ndarray:
+    """float32 (size,) normalised gaussian: :func:`qualitas.functional.filters.gaussian_kernel1d`
+    computed with numpy (same float64 steps, then float32; tested equal), so that the fast
+    path does not import torch."""
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-(x**2) / (2.0 * sigma**2))
+    return (g / g.sum()).astype(np.float32)
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _clip01(v):
     # min/max (not branches) so that loops around it vectorise; same value as np.clip.

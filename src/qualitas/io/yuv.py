@@ -16,11 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from qualitas.errors import MediaError, UsageError
+
+if TYPE_CHECKING:  # annotations only: torch is imported in the functions that use it
+    import torch
 
 __all__ = ["RAW_PIX_FMTS", "RawYUVSpec", "parse_size", "parse_fps"]
 
@@ -131,6 +134,8 @@ def read_raw_frames(
     Each frame is read with one ``readinto`` into a reused buffer (seeking straight to
     it), so the views are overwritten by the next frame: convert before advancing.
     """
+    import torch
+
     dtype = np.dtype("<u2") if spec.bit_depth > 8 else np.dtype(np.uint8)
     shapes = spec.plane_shapes()
     raw = np.empty(spec.frame_bytes, dtype=np.uint8)
@@ -162,6 +167,8 @@ def layout_warnings(path: str | os.PathLike, spec: RawYUVSpec, frames: int = 4) 
 
     Returns one-line warnings (empty: nothing suspicious; not a proof the layout is right).
     """
+    import torch
+
     n = min(frames, count_frames(path, spec))
     out: list[str] = []
     lumas = [y.to(torch.float64).clone() for _, (y, _u, _v) in read_raw_frames(path, spec, iter(range(n)))]

@@ -96,7 +96,7 @@ def serves(frame_metrics: Mapping[str, Any]) -> bool:
         cls = FAST_METRICS.get(name)
         if cls is None or type(metric) is not cls or not _unmodified(cls):
             return False
-        if str(getattr(metric, "device", "cpu")) != "cpu":
+        if metric.device_name != "cpu":
             return False
     return True
 
@@ -127,11 +127,10 @@ class YuvFrameScorer:
         if unknown:
             raise ValueError(f"not computed by the YUV fast path: {', '.join(unknown)}")
         from qualitas.functional import yuv_kernels
-        from qualitas.functional.filters import gaussian_kernel1d
 
         self._k = yuv_kernels
         self.names = tuple(names)
-        self._taps = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA).numpy()
+        self._taps = yuv_kernels.gaussian_taps(WIN_SIZE, WIN_SIGMA)
         self._c1 = np.float32((K1 * L) ** 2)
         self._c2 = np.float32((K2 * L) ** 2)
         self._params: dict[tuple, np.ndarray] = {}
