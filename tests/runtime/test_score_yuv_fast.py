@@ -194,3 +194,43 @@ def test_jobs_over_a_folder_of_pairs(tmp_path, clips, monkeypatch):
         assert scores["ssim"] == pytest.approx(reference[path]["ssim"], rel=SSIM_RTOL)
     psnrs = [rows[2][str(dists / f"clip{i}.mp4")]["psnr"] for i in range(3)]
     assert psnrs[0] > psnrs[1] > psnrs[2]  # stronger compression, lower PSNR
+
+
+# What must not be imported by `qualitas score --metric psnr,ssim` of a YUV video pair: the
+# fast path needs numpy, PyAV and numba only; torch alone costs ~2 s of start-up per process.
+_NO_HEAVY = """
+import json, sys
+from qualitas.cli.main import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("torch", "timm", "lightning", "torchvision", "PIL") if m in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def test_score_of_a_yuv_video_pair_imports_no_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    frames = _content(3, 48, 64)
+    ref = _encode(tmp_path / "ref.mp4", frames, 0)
+    dist = _encode(tmp_path / "dist.mp4", frames, 40)
+    out = tmp_path / "o.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop(fr_yuv.FAST_ENV, None)
+    args = [dist, "--ref", ref, "--metric", "psnr,psnr_y,ssim", "--out", str(out), "--quiet"]
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_HEAVY, "score", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = json.loads(run.stdout.strip().splitlines()[-1])
+    assert row == {"code": 0, "heavy": []}, run.stderr[-2000:]
+    # ... and it scored: the same values as this (torch-importing) process' engine.
+    scored = json.loads(out.read_text())["results"][0]["scores"]
+    res, _ = score_pairs([Pair(dist, ref)], ["psnr", "psnr_y", "ssim"], ScoreOptions())
+    for name in ("psnr", "psnr_y", "ssim"):
+        assert scored[name] == pytest.approx(res[0].scores[name], rel=1e-12, abs=1e-12)
