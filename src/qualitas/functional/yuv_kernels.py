@@ -74,13 +74,13 @@ def gaussian_taps(size: int, sigma: float) -> np.ndarray:
     return (g / g.sum()).astype(np.float32)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _clip01(v):
     # min/max (not branches) so that loops around it vectorise; same value as np.clip.
     return min(max(v, np.float32(0.0)), np.float32(1.0))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _chroma_terms(u, v, ci, cw, dx, w, p, tmp, r_out, g_out, b_out):
     """R, G, B chroma terms (shift folded in) of chroma row ``ci``, replicated to ``w`` columns.
 
@@ -114,7 +114,7 @@ def _chroma_terms(u, v, ci, cw, dx, w, p, tmp, r_out, g_out, b_out):
         b_out[w - 1] = tmp[2, whole]
 
 
-@njit(nogil=True, cache=True, fastmath=_SUMS)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_SUMS)
 def _row_sse_rgb(ya, yb, i, w, ys_a, ys_b, ra, ga, ba, rb, gb, bb):
     """Row ``i``'s RGB squared error (see :func:`yuv_sq_errors`)."""
     acc = 0.0
@@ -132,7 +132,7 @@ def _row_sse_rgb(ya, yb, i, w, ys_a, ys_b, ra, ga, ba, rb, gb, bb):
     return acc
 
 
-@njit(nogil=True, cache=True, fastmath=_SUMS)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_SUMS)
 def _row_sse_rgb_y(ya, yb, i, w, ys_a, ys_b, sh_a, sh_b, ra, ga, ba, rb, gb, bb):
     """:func:`_row_sse_rgb` and :func:`_row_sse_y` of row ``i`` in one pass -> (RGB, Y)."""
     acc = 0.0
@@ -153,7 +153,7 @@ def _row_sse_rgb_y(ya, yb, i, w, ys_a, ys_b, sh_a, sh_b, ra, ga, ba, rb, gb, bb)
     return acc, acc_y
 
 
-@njit(nogil=True, cache=True, fastmath=_SUMS)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_SUMS)
 def _row_sse_y(ya, yb, i, w, ys_a, ys_b, sh_a, sh_b):
     """Row ``i``'s studio-range Y squared error (see :func:`yuv_sq_errors`)."""
     acc = 0.0
@@ -169,7 +169,7 @@ def _row_sse_y(ya, yb, i, w, ys_a, ys_b, sh_a, sh_b):
     return acc
 
 
-@njit(nogil=True, cache=True, fastmath=_SUMS)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_SUMS)
 def yuv_sq_errors(ya, ua, va, yb, ub, vb, w, pa, pb, dy, dx, want_rgb, want_y):
     """Sums of squared differences of two planar YUV frames -> (RGB SSE, studio-Y SSE) float64.
 
@@ -212,7 +212,7 @@ def yuv_sq_errors(ya, ua, va, yb, ub, vb, w, pa, pb, dy, dx, want_rgb, want_y):
     return sse_rgb, sse_y
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _mirror(i, n):
     """MATLAB 'symmetric' padding index (the edge sample repeated)."""
     if i < 0:
@@ -222,7 +222,7 @@ def _mirror(i, n):
     return i
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def gray255(y, w, p):
     """Y plane (H, >= w) -> float32 (H, w) gray on 0..255: ``255 * clip(f32(Y) * y_scale + y_shift, 0, 1)``
     (``yuv_luma`` then SSIM's ``prepare_luma``)."""
@@ -236,7 +236,7 @@ def gray255(y, w, p):
     return out
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _box_columns(rows, f):
     """The column pass of :func:`box_downsample_2d` on row-averaged ``rows`` (ho, W) -> (ho, ceil(W/f))."""
     ho, w = rows.shape
@@ -280,7 +280,7 @@ def _box_columns(rows, f):
     return out
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def box_downsample_2d(x, f):
     """``functional.filters.box_downsample`` of one float32 map (H, W) by ``f`` (>= 2): rows then
     columns, each output the float32 sum of its f samples in order, divided by f."""
@@ -303,7 +303,7 @@ def box_downsample_2d(x, f):
     return _box_columns(rows, f)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def gray255_downsampled(y, w, p, f):
     """:func:`gray255` then :func:`box_downsample_2d` by ``f``, without the full-size gray map
     when ``f >= 2`` (each gray sample is made once, as the row pass reads it)."""
@@ -332,7 +332,7 @@ def gray255_downsampled(y, w, p, f):
     return _box_columns(rows, f)
 
 
-@njit(nogil=True, cache=True, fastmath=_FILTERS)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FILTERS)
 def _taps11(out, n, g, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, off):
     """``out[j] = sum_t g[t] * a_t[j + off * t]`` for j < n: the 11-tap window written out, so
     each output is one store (vertical pass: 11 rows, ``off`` 0; horizontal: one row, shifts)."""
@@ -365,7 +365,7 @@ def _taps11(out, n, g, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, off):
         )
 
 
-@njit(nogil=True, cache=True, fastmath=_FILTERS)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FILTERS)
 def _vert11(out, w, g, m, r0, ring):
     """Vertical 11-tap pass of map ``m`` (H, W) rows r0..r0+10 (``ring``: rows are ring slots)."""
     k = 11
@@ -383,12 +383,43 @@ def _vert11(out, w, g, m, r0, ring):
         )  # fmt: skip
 
 
-@njit(nogil=True, cache=True, fastmath=_FILTERS)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FILTERS)
 def _horiz11(out, n, g, v):
     _taps11(out, n, g, v, v, v, v, v, v, v, v, v, v, v, 1)
 
 
-@njit(nogil=True, cache=True, fastmath=_FILTERS)
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_SUMS)
+def _products(xr, yr, w, xy, sq):
+    """One row's moments ``x * y`` and ``x * x + y * y``, each product rounded as the reference's
+    separate float32 maps are (no fused multiply-add: identical inputs give identical moments)."""
+    for j in range(w):
+        a = xr[j]
+        b = yr[j]
+        xy[j] = a * b
+        sq[j] = a * a + b * b
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_SUMS)
+def _row_ssim(hx, hy, hxy, hsq, ow, c1, c2):
+    """Sums of one output row's SSIM and contrast-structure values (float64), from its filtered
+    moments; every operation rounded as the reference's elementwise float32 ops (no fused
+    multiply-add), so identical inputs give exactly 1."""
+    two = np.float32(2.0)
+    acc_s = 0.0
+    acc_c = 0.0
+    for j in range(ow):
+        mx = hx[j]
+        my = hy[j]
+        mxy = mx * my
+        msq = mx * mx + my * my
+        cs = (two * (hxy[j] - mxy) + c2) / (hsq[j] - msq + c2)
+        lum = (two * mxy + c1) / (msq + c1)
+        acc_s += np.float64(lum * cs)
+        acc_c += np.float64(cs)
+    return acc_s, acc_c
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FILTERS)
 def ssim_sums(x, y, taps, c1, c2):
     """Sums of the SSIM and contrast-structure maps of float32 gray maps x, y (H, W) -> (float64, float64, count).
 
@@ -411,16 +442,10 @@ def ssim_sums(x, y, taps, c1, c2):
     hy = np.empty(ow, np.float32)
     hxy = np.empty(ow, np.float32)
     hsq = np.empty(ow, np.float32)
-    two = np.float32(2.0)
     sum_s = 0.0
     sum_c = 0.0
     for i in range(h):
-        slot = i % k
-        for j in range(w):
-            a = x[i, j]
-            b = y[i, j]
-            ring_xy[slot, j] = a * b
-            ring_sq[slot, j] = a * a + b * b
+        _products(x[i], y[i], w, ring_xy[i % k], ring_sq[i % k])
         if i < k - 1:
             continue
         r0 = i - k + 1  # first input row of this output row
@@ -459,17 +484,7 @@ def ssim_sums(x, y, taps, c1, c2):
                     hy[j] += g * vy[j + t]
                     hxy[j] += g * vxy[j + t]
                     hsq[j] += g * vsq[j + t]
-        acc_s = 0.0
-        acc_c = 0.0
-        for j in range(ow):
-            mx = hx[j]
-            my = hy[j]
-            mxy = mx * my
-            msq = mx * mx + my * my
-            cs = (two * (hxy[j] - mxy) + c2) / (hsq[j] - msq + c2)
-            lum = (two * mxy + c1) / (msq + c1)
-            acc_s += np.float64(lum * cs)
-            acc_c += np.float64(cs)
+        acc_s, acc_c = _row_ssim(hx, hy, hxy, hsq, ow, c1, c2)
         sum_s += acc_s
         sum_c += acc_c
     return sum_s, sum_c, oh * ow
