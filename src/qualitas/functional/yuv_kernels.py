@@ -212,6 +212,35 @@ def yuv_sq_errors(ya, ua, va, yb, ub, vb, w, pa, pb, dy, dx, want_rgb, want_y):
     return sse_rgb, sse_y
 
 
+def studio_y_params(bit_depth: int, full_range: bool) -> tuple[int, int, float]:
+    """``(lo, hi, scale)``: the studio-range Y of ``psnr_y`` in exact arithmetic.
+
+    ``16/255 + 219/255 * clip(Y', 0, 1)`` of two samples of the same format differ by
+    ``(clip(Ya, lo, hi) - clip(Yb, lo, hi)) * scale``: limited range (code unit ``u = 2**(b-8)``)
+    ``Y' = (Y - 16u) / 219u``, so ``lo, hi = 16u, 235u`` and ``scale = 1 / 255u``; full range
+    ``Y' = Y / (2**b - 1)`` (never clipped), ``scale = 219 / (255 (2**b - 1))``."""
+    top = 2**bit_depth - 1
+    if full_range:
+        return 0, top, 219.0 / (255.0 * top)
+    unit = 2 ** (bit_depth - 8)
+    return 16 * unit, 235 * unit, 1.0 / (255.0 * unit)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def y_sq_error_int(ya, yb, w, lo, hi):
+    """Integer sum of squared differences of two Y planes (H, >= w) clipped to [lo, hi] -> int64
+    (:func:`studio_y_params`; times ``scale**2`` it is ``psnr_y``'s SSE, exact)."""
+    h = ya.shape[0]
+    total = 0
+    for i in range(h):
+        acc = 0
+        for j in range(w):
+            d = min(max(np.int32(ya[i, j]), lo), hi) - min(max(np.int32(yb[i, j]), lo), hi)
+            acc += d * d
+        total += acc
+    return total
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def _mirror(i, n):
     """MATLAB 'symmetric' padding index (the edge sample repeated)."""

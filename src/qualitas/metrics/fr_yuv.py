@@ -200,14 +200,21 @@ class YuvFrameScorer:
         h, w = dist.size
         out: dict[str, float | BaseException] = {}
         want_rgb, want_y = "psnr" in self.names, "psnr_y" in self.names
-        if want_rgb or want_y:
+        # psnr_y of two streams of the same format: integer error sums (exact); else float32
+        # as the reference path converts each stream.
+        int_y = want_y and (a.bit_depth, a.full_range) == (b.bit_depth, b.full_range)
+        if want_rgb or (want_y and not int_y):
             sse_rgb, sse_y = self._k.yuv_sq_errors(
-                a.y, a.u, a.v, b.y, b.u, b.v, w, dist.rgb_params, ref.rgb_params, a.dy, a.dx, want_rgb, want_y
-            )
+                a.y, a.u, a.v, b.y, b.u, b.v, w, dist.rgb_params, ref.rgb_params, a.dy, a.dx,
+                want_rgb, want_y and not int_y,
+            )  # fmt: skip
             if want_rgb:
                 out["psnr"] = _psnr(sse_rgb / (3 * h * w))
-            if want_y:
-                out["psnr_y"] = _psnr(sse_y / (h * w))
+        if int_y:
+            lo, hi, scale = self._k.studio_y_params(a.bit_depth, a.full_range)
+            sse_y = float(self._k.y_sq_error_int(a.y, b.y, w, lo, hi)) * scale * scale
+        if want_y:
+            out["psnr_y"] = _psnr(sse_y / (h * w))
         if "ssim" in self.names:
             out["ssim"] = self._pair(
                 dist.ssim, ref.ssim, lambda x, y: float(np.float32(self._ssim_mean(x, y)[0]))
