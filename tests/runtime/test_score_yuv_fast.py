@@ -234,3 +234,31 @@ def test_score_of_a_yuv_video_pair_imports_no_torch(tmp_path):
     res, _ = score_pairs([Pair(dist, ref)], ["psnr", "psnr_y", "ssim"], ScoreOptions())
     for name in ("psnr", "psnr_y", "ssim"):
         assert scored[name] == pytest.approx(res[0].scores[name], rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("h, w", [(11, 11), (12, 13), (13, 20), (30, 27), (45, 64)])
+def test_ssim_sums_kernel_equals_ssim_means_for_every_row_parity(h, w):
+    """The 11-tap kernel filters output rows in pairs (the last one alone for an odd count):
+    every size must give ``ssim_means``' values, and ``want_s=False`` the same contrast-structure."""
+    import torch
+
+    from qualitas.functional import yuv_kernels
+    from qualitas.functional.filters import gaussian_kernel1d
+    from qualitas.metrics.ssim import K1, K2, L, ssim_means
+
+    rng = np.random.default_rng(h * 100 + w)
+    x = (rng.random((h, w)) * 255).astype(np.float32)
+    y = np.clip(x + rng.normal(0, 20, (h, w)), 0, 255).astype(np.float32)
+    taps = yuv_kernels.gaussian_taps(11, 1.5)
+    c1, c2 = np.float32((K1 * L) ** 2), np.float32((K2 * L) ** 2)
+    s, c, n = yuv_kernels.ssim_sums(x, y, taps, c1, c2)
+    assert n == (h - 10) * (w - 10)
+    ref_s, ref_c = ssim_means(
+        torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None], gaussian_kernel1d(11, 1.5)
+    )
+    assert s / n == pytest.approx(float(ref_s[0]), rel=SSIM_RTOL)
+    assert c / n == pytest.approx(float(ref_c[0]), rel=SSIM_RTOL)
+    s0, c0, _ = yuv_kernels.ssim_sums(x, y, taps, c1, c2, False)
+    assert s0 == 0.0 and c0 == pytest.approx(c, rel=1e-6)
+    same = yuv_kernels.ssim_sums(x, x.copy(), taps, c1, c2)
+    assert same[0] == same[1] == float(same[2])  # identical inputs: exactly 1 everywhere

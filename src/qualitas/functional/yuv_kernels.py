@@ -395,9 +395,8 @@ def _taps11(out, n, g, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, off):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=_FILTERS)
-def _vert11(out, w, g, m, r0, ring):
-    """Vertical 11-tap pass of map ``m`` (H, W) rows r0..r0+10 (``ring``: rows are ring slots)."""
-    k = 11
+def _vert11(out, w, g, m, r0, ring, k):
+    """Vertical 11-tap pass of map ``m`` (H, W) rows r0..r0+10 (``ring``: rows are slots of a ring of ``k``)."""
     if ring:
         _taps11(
             out, w, g,
@@ -409,6 +408,45 @@ def _vert11(out, w, g, m, r0, ring):
             out, w, g,
             m[r0], m[r0 + 1], m[r0 + 2], m[r0 + 3], m[r0 + 4], m[r0 + 5],
             m[r0 + 6], m[r0 + 7], m[r0 + 8], m[r0 + 9], m[r0 + 10], 0,
+        )  # fmt: skip
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FILTERS)
+def _vert11_pair(oa, ob, w, g, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11):
+    """Vertical 11-tap passes of two consecutive output rows from their 12 input rows: each
+    shared row is loaded once for both (the pass is bound by loads, not multiply-adds)."""
+    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10 = (
+        g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10],
+    )  # fmt: skip
+    for j in range(w):
+        v1, v2, v3, v4, v5 = a1[j], a2[j], a3[j], a4[j], a5[j]
+        v6, v7, v8, v9, v10 = a6[j], a7[j], a8[j], a9[j], a10[j]
+        oa[j] = (
+            g0 * a0[j] + g1 * v1 + g2 * v2 + g3 * v3 + g4 * v4 + g5 * v5
+            + g6 * v6 + g7 * v7 + g8 * v8 + g9 * v9 + g10 * v10
+        )  # fmt: skip
+        ob[j] = (
+            g0 * v1 + g1 * v2 + g2 * v3 + g3 * v4 + g4 * v5 + g5 * v6
+            + g6 * v7 + g7 * v8 + g8 * v9 + g9 * v10 + g10 * a11[j]
+        )  # fmt: skip
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FILTERS)
+def _vert11_rows(oa, ob, w, g, m, r0, ring):
+    """:func:`_vert11_pair` of map ``m``'s rows r0..r0+11 (``ring``: a ring of 12 row slots)."""
+    if ring:
+        k = 12
+        _vert11_pair(
+            oa, ob, w, g,
+            m[r0 % k], m[(r0 + 1) % k], m[(r0 + 2) % k], m[(r0 + 3) % k], m[(r0 + 4) % k], m[(r0 + 5) % k],
+            m[(r0 + 6) % k], m[(r0 + 7) % k], m[(r0 + 8) % k], m[(r0 + 9) % k], m[(r0 + 10) % k],
+            m[(r0 + 11) % k],
+        )  # fmt: skip
+    else:
+        _vert11_pair(
+            oa, ob, w, g,
+            m[r0], m[r0 + 1], m[r0 + 2], m[r0 + 3], m[r0 + 4], m[r0 + 5],
+            m[r0 + 6], m[r0 + 7], m[r0 + 8], m[r0 + 9], m[r0 + 10], m[r0 + 11],
         )  # fmt: skip
 
 
@@ -429,13 +467,20 @@ def _products(xr, yr, w, xy, sq):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=_SUMS)
-def _row_ssim(hx, hy, hxy, hsq, ow, c1, c2):
+def _row_ssim(hx, hy, hxy, hsq, ow, c1, c2, want_s):
     """Sums of one output row's SSIM and contrast-structure values (float64), from its filtered
     moments; every operation rounded as the reference's elementwise float32 ops (no fused
-    multiply-add), so identical inputs give exactly 1."""
+    multiply-add), so identical inputs give exactly 1. ``want_s=False``: the SSIM sum is not
+    made (0; MS-SSIM's scales but the last need only contrast-structure)."""
     two = np.float32(2.0)
     acc_s = 0.0
     acc_c = 0.0
+    if not want_s:
+        for j in range(ow):
+            mx = hx[j]
+            my = hy[j]
+            acc_c += np.float64((two * (hxy[j] - mx * my) + c2) / (hsq[j] - (mx * mx + my * my) + c2))
+        return acc_s, acc_c
     for j in range(ow):
         mx = hx[j]
         my = hy[j]
@@ -449,17 +494,61 @@ def _row_ssim(hx, hy, hxy, hsq, ow, c1, c2):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", fastmath=_FILTERS)
-def ssim_sums(x, y, taps, c1, c2):
+def _ssim_sums11(x, y, taps, c1, c2, want_s):
+    """:func:`ssim_sums` for an 11-tap window: output rows in pairs (one :func:`_vert11_pair` per
+    map for both; a last odd row alone), the products in a ring of 12 rows."""
+    h, w = x.shape
+    oh, ow = h - 10, w - 10
+    ring_xy = np.empty((12, w), np.float32)
+    ring_sq = np.empty((12, w), np.float32)
+    v = np.empty((8, w), np.float32)
+    hm = np.empty((4, ow), np.float32)
+    sum_s = 0.0
+    sum_c = 0.0
+    for i in range(h):
+        _products(x[i], y[i], w, ring_xy[i % 12], ring_sq[i % 12])
+        r1 = i - 10  # the output row whose window ends at input row i
+        if r1 >= 1 and r1 % 2 == 1:  # rows r1 - 1 and r1: input rows r1 - 1 .. i
+            r0 = r1 - 1
+            _vert11_rows(v[0], v[4], w, taps, x, r0, False)
+            _vert11_rows(v[1], v[5], w, taps, y, r0, False)
+            _vert11_rows(v[2], v[6], w, taps, ring_xy, r0, True)
+            _vert11_rows(v[3], v[7], w, taps, ring_sq, r0, True)
+            for half in range(2):
+                for q in range(4):
+                    _horiz11(hm[q], ow, taps, v[4 * half + q])
+                acc_s, acc_c = _row_ssim(hm[0], hm[1], hm[2], hm[3], ow, c1, c2, want_s)
+                sum_s += acc_s
+                sum_c += acc_c
+        elif r1 == oh - 1 and r1 % 2 == 0:  # an odd count of output rows: the last alone
+            _vert11(v[0], w, taps, x, r1, False, 12)
+            _vert11(v[1], w, taps, y, r1, False, 12)
+            _vert11(v[2], w, taps, ring_xy, r1, True, 12)
+            _vert11(v[3], w, taps, ring_sq, r1, True, 12)
+            for q in range(4):
+                _horiz11(hm[q], ow, taps, v[q])
+            acc_s, acc_c = _row_ssim(hm[0], hm[1], hm[2], hm[3], ow, c1, c2, want_s)
+            sum_s += acc_s
+            sum_c += acc_c
+    return sum_s, sum_c, oh * ow
+
+
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FILTERS)
+def ssim_sums(x, y, taps, c1, c2, want_s=True):
     """Sums of the SSIM and contrast-structure maps of float32 gray maps x, y (H, W) -> (float64, float64, count).
 
     ``ssim_means``' definition: 'valid' correlation of mu_x, mu_y, E[xy], E[x^2 + y^2] with the
     separable window ``taps`` (k,), then ``cs = (2 (E[xy] - mu_x mu_y) + c2) / (E[x^2+y^2] - mu_x^2
     - mu_y^2 + c2)`` and ``ssim = (2 mu_x mu_y + c1) / (mu_x^2 + mu_y^2 + c1) * cs``. One pass over
     the rows: the products of each input row are made once into a ring of k rows, the vertical
-    pass of an output row reads the ring, the horizontal pass and the SSIM arithmetic follow.
+    pass of an output row reads the ring, the horizontal pass and the SSIM arithmetic follow
+    (11 taps: two output rows per vertical pass, :func:`_ssim_sums11`). ``want_s=False``: the
+    SSIM sum is 0 (not made).
     """
-    h, w = x.shape
     k = taps.shape[0]
+    if k == 11:
+        return _ssim_sums11(x, y, taps, c1, c2, want_s)
+    h, w = x.shape
     oh, ow = h - k + 1, w - k + 1
     ring_xy = np.empty((k, w), np.float32)
     ring_sq = np.empty((k, w), np.float32)
@@ -478,42 +567,32 @@ def ssim_sums(x, y, taps, c1, c2):
         if i < k - 1:
             continue
         r0 = i - k + 1  # first input row of this output row
-        if k == 11:
-            _vert11(vx, w, taps, x, r0, False)
-            _vert11(vy, w, taps, y, r0, False)
-            _vert11(vxy, w, taps, ring_xy, r0, True)
-            _vert11(vsq, w, taps, ring_sq, r0, True)
-            _horiz11(hx, ow, taps, vx)
-            _horiz11(hy, ow, taps, vy)
-            _horiz11(hxy, ow, taps, vxy)
-            _horiz11(hsq, ow, taps, vsq)
-        else:
+        for j in range(w):
+            vx[j] = np.float32(0.0)
+            vy[j] = np.float32(0.0)
+            vxy[j] = np.float32(0.0)
+            vsq[j] = np.float32(0.0)
+        for t in range(k):
+            g = taps[t]
+            s = (r0 + t) % k
             for j in range(w):
-                vx[j] = np.float32(0.0)
-                vy[j] = np.float32(0.0)
-                vxy[j] = np.float32(0.0)
-                vsq[j] = np.float32(0.0)
-            for t in range(k):
-                g = taps[t]
-                s = (r0 + t) % k
-                for j in range(w):
-                    vx[j] += g * x[r0 + t, j]
-                    vy[j] += g * y[r0 + t, j]
-                    vxy[j] += g * ring_xy[s, j]
-                    vsq[j] += g * ring_sq[s, j]
+                vx[j] += g * x[r0 + t, j]
+                vy[j] += g * y[r0 + t, j]
+                vxy[j] += g * ring_xy[s, j]
+                vsq[j] += g * ring_sq[s, j]
+        for j in range(ow):
+            hx[j] = np.float32(0.0)
+            hy[j] = np.float32(0.0)
+            hxy[j] = np.float32(0.0)
+            hsq[j] = np.float32(0.0)
+        for t in range(k):
+            g = taps[t]
             for j in range(ow):
-                hx[j] = np.float32(0.0)
-                hy[j] = np.float32(0.0)
-                hxy[j] = np.float32(0.0)
-                hsq[j] = np.float32(0.0)
-            for t in range(k):
-                g = taps[t]
-                for j in range(ow):
-                    hx[j] += g * vx[j + t]
-                    hy[j] += g * vy[j + t]
-                    hxy[j] += g * vxy[j + t]
-                    hsq[j] += g * vsq[j + t]
-        acc_s, acc_c = _row_ssim(hx, hy, hxy, hsq, ow, c1, c2)
+                hx[j] += g * vx[j + t]
+                hy[j] += g * vy[j + t]
+                hxy[j] += g * vxy[j + t]
+                hsq[j] += g * vsq[j + t]
+        acc_s, acc_c = _row_ssim(hx, hy, hxy, hsq, ow, c1, c2, want_s)
         sum_s += acc_s
         sum_c += acc_c
     return sum_s, sum_c, oh * ow

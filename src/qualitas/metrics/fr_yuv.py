@@ -184,8 +184,8 @@ class YuvFrameScorer:
         for frame in frames:
             yield frame, self.prepare(frame.planes)
 
-    def _ssim_mean(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        s, c, n = self._k.ssim_sums(x, y, self._taps, self._c1, self._c2)
+    def _ssim_mean(self, x: np.ndarray, y: np.ndarray, want_s: bool = True) -> tuple[float, float]:
+        s, c, n = self._k.ssim_sums(x, y, self._taps, self._c1, self._c2, want_s)
         return s / n, c / n
 
     def score(self, dist: PreparedYuv, ref: PreparedYuv) -> dict[str, float | BaseException]:
@@ -238,8 +238,9 @@ class YuvFrameScorer:
         levels = len(MS_SSIM_WEIGHTS)
         values = []
         for level, (x, y) in enumerate(zip(xs, ys)):
-            s, c = self._ssim_mean(x, y)
-            values.append(s if level == levels - 1 else c)
+            last = level == levels - 1
+            s, c = self._ssim_mean(x, y, want_s=last)
+            values.append(s if last else c)
         # As ms_ssim_pyramids: a negative mean contrast-structure is clamped to 0.
         v = np.maximum(np.array(values, dtype=np.float64), 0.0)
         return float(np.prod(v ** np.array(MS_SSIM_WEIGHTS, dtype=np.float64)))
