@@ -262,3 +262,16 @@ def test_ssim_sums_kernel_equals_ssim_means_for_every_row_parity(h, w):
     assert s0 == 0.0 and c0 == pytest.approx(c, rel=1e-6)
     same = yuv_kernels.ssim_sums(x, x.copy(), taps, c1, c2)
     assert same[0] == same[1] == float(same[2])  # identical inputs: exactly 1 everywhere
+
+
+@pytest.mark.parametrize("f", [2, 3, 4])
+@pytest.mark.parametrize("h, w", [(8, 8), (9, 7), (15, 22)])
+def test_box_downsample_kernel_equals_the_reference_bit_for_bit(f, h, w):
+    import torch
+
+    from qualitas.functional import yuv_kernels
+    from qualitas.functional.filters import box_downsample
+
+    x = (np.random.default_rng(h * w + f).random((h, w)) * 255).astype(np.float32)
+    ref = box_downsample(torch.from_numpy(x)[None, None], f)[0, 0].numpy()
+    assert np.array_equal(yuv_kernels.box_downsample_2d(x, f), ref)
