@@ -207,7 +207,8 @@ print(json.dumps({"code": code, "heavy": heavy}))
 """
 
 
-def test_score_of_a_yuv_video_pair_imports_no_torch(tmp_path):
+@pytest.mark.parametrize("container", ["mp4", "yuv"])
+def test_score_of_a_yuv_video_pair_imports_no_torch(tmp_path, container):
     import os
     import subprocess
     import sys
@@ -215,10 +216,20 @@ def test_score_of_a_yuv_video_pair_imports_no_torch(tmp_path):
     frames = _content(3, 48, 64)
     ref = _encode(tmp_path / "ref.mp4", frames, 0)
     dist = _encode(tmp_path / "dist.mp4", frames, 40)
+    extra, opts = [], {}
+    if container == "yuv":  # the same pair as raw yuv420p files
+        for name in ("ref", "dist"):
+            with av.open(ref if name == "ref" else dist) as c:
+                data = [f.to_ndarray().ravel() for f in c.decode(video=0)]
+            (tmp_path / f"{name}.yuv").write_bytes(np.concatenate(data).tobytes())
+        ref, dist = str(tmp_path / "ref.yuv"), str(tmp_path / "dist.yuv")
+        extra = ["--size", "64x48", "--fps", "25"]
+        spec = RawYUVSpec(64, 48, pix_fmt="yuv420p", fps=25)
+        opts = {"yuv": spec, "ref_yuv": spec}
     out = tmp_path / "o.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     env.pop(fr_yuv.FAST_ENV, None)
-    args = [dist, "--ref", ref, "--metric", "psnr,psnr_y,ssim", "--out", str(out), "--quiet"]
+    args = [dist, "--ref", ref, *extra, "--metric", "psnr,psnr_y,ssim", "--out", str(out), "--quiet"]
     run = subprocess.run(
         [sys.executable, "-c", _NO_HEAVY, "score", *args],
         capture_output=True,
@@ -230,10 +241,11 @@ def test_score_of_a_yuv_video_pair_imports_no_torch(tmp_path):
     row = json.loads(run.stdout.strip().splitlines()[-1])
     assert row == {"code": 0, "heavy": []}, run.stderr[-2000:]
     # ... and it scored: the same values as this (torch-importing) process' engine.
-    scored = json.loads(out.read_text())["results"][0]["scores"]
-    res, _ = score_pairs([Pair(dist, ref)], ["psnr", "psnr_y", "ssim"], ScoreOptions())
+    result = json.loads(out.read_text())["results"][0]
+    assert result["frames_scored"] == 3
+    res, _ = score_pairs([Pair(dist, ref)], ["psnr", "psnr_y", "ssim"], ScoreOptions(**opts))
     for name in ("psnr", "psnr_y", "ssim"):
-        assert scored[name] == pytest.approx(res[0].scores[name], rel=1e-12, abs=1e-12)
+        assert result["scores"][name] == pytest.approx(res[0].scores[name], rel=1e-12, abs=1e-12)
 
 
 @pytest.mark.parametrize("h, w", [(11, 11), (12, 13), (13, 20), (30, 27), (45, 64)])

@@ -565,8 +565,6 @@ def _iter_lazy_planes(path, frame_step, max_frames, start, end, yuv) -> Iterator
 
 
 def _iter_raw(path: Path, spec: _yuv.RawYUVSpec, selection: _Selection) -> Iterator[_Lazy]:
-    import torch
-
     n = _yuv.count_frames(path, spec)
     fps = spec.fps_fraction
 
@@ -585,6 +583,8 @@ def _iter_raw(path: Path, spec: _yuv.RawYUVSpec, selection: _Selection) -> Itera
 
     def bind_luma(planes) -> _Convert:
         def convert(out: torch.Tensor | None) -> torch.Tensor:
+            import torch
+
             if out is None:
                 out = torch.empty((1, spec.height, spec.width), dtype=torch.float32)
             yuv_luma(planes[0], bit_depth=spec.bit_depth, full_range=spec.full_range, out=out[0])
@@ -600,7 +600,7 @@ def _iter_raw(path: Path, spec: _yuv.RawYUVSpec, selection: _Selection) -> Itera
         # The reader reuses its buffer for the next frame: the planes are copied (cheap next
         # to any metric) so that they outlive it in a prefetching thread.
         return lambda: YuvPlanes(
-            *(np.array(pl.numpy()) for pl in planes),
+            *(np.array(pl) for pl in planes),
             width=spec.width,
             height=spec.height,
             dy=dy,
