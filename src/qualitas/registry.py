@@ -56,6 +56,10 @@ class Registry(Generic[T]):
         """Declare that importing ``module`` registers ``name``; :meth:`get` imports it on first use."""
         self._declared[name] = module
 
+    def declared(self) -> dict[str, str]:
+        """``{name: module}`` of the names declared with :meth:`declare`."""
+        return dict(self._declared)
+
     def _resolve(self, name: str) -> None:
         module = self._declared.get(name)
         if module is not None and name not in self._items:
