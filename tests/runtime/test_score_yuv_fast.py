@@ -287,3 +287,17 @@ def test_box_downsample_kernel_equals_the_reference_bit_for_bit(f, h, w):
     x = (np.random.default_rng(h * w + f).random((h, w)) * 255).astype(np.float32)
     ref = box_downsample(torch.from_numpy(x)[None, None], f)[0, 0].numpy()
     assert np.array_equal(yuv_kernels.box_downsample_2d(x, f), ref)
+
+
+@pytest.mark.parametrize("f", [2, 3, 4, 5])
+@pytest.mark.parametrize("h, w", [(5, 5), (6, 11), (9, 7), (17, 30)])
+def test_gray_downsampled_kernel_equals_gray_then_box(f, h, w):
+    """SSIM's gray + box downsampling in one pass (a kernel of its own for ``f = 4``) gives the
+    floats of the gray map then :func:`box_downsample_2d` (itself the reference's, above).
+    Sides >= f: ``ssim.m`` downsamples by f only sides of >= 256 (f - 1/2) pixels."""
+    from qualitas.functional import yuv_kernels
+
+    y = np.random.default_rng(h + w + f).integers(0, 256, (h, w + 3), dtype=np.uint8)  # padded rows
+    p = yuv_kernels.luma_params(8, False)
+    want = yuv_kernels.box_downsample_2d(yuv_kernels.gray255(y, w, p), f)
+    assert np.array_equal(yuv_kernels.gray255_downsampled(y, w, p, f), want)

@@ -356,12 +356,55 @@ def box_downsample_2d(x, f):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def _gray255_down4(y, w, p):
+    """:func:`gray255_downsampled` by 4 (``ssim.m``'s factor at 1080p): each output row's four
+    gray rows made and summed in one vectorised pass, ``((g0 + g1) + g2) + g3`` then ``/ 4`` as
+    the reference's row pass, then the column pass; the same floats (tested), 0.47 -> 0.26 ms
+    per 1080p frame."""
+    h = y.shape[0]
+    ho = (h + 3) // 4
+    wo = (w + 3) // 4
+    ys, sh = p[0], p[1]
+    k255 = np.float32(255.0)
+    ff = np.float32(4.0)
+    z = np.float32(0.0)
+    one = np.float32(1.0)
+    rows = np.empty(w, np.float32)
+    out = np.empty((ho, wo), np.float32)
+    for oi in range(ho):
+        # Output row oi averages input rows 4 oi - 1 .. 4 oi + 2 (mirrored at the edges).
+        a0 = y[_mirror(4 * oi - 1, h)]
+        a1 = y[_mirror(4 * oi, h)]
+        a2 = y[_mirror(4 * oi + 1, h)]
+        a3 = y[_mirror(4 * oi + 2, h)]
+        for j in range(w):
+            g0 = min(max(np.float32(a0[j]) * ys + sh, z), one) * k255
+            g1 = min(max(np.float32(a1[j]) * ys + sh, z), one) * k255
+            g2 = min(max(np.float32(a2[j]) * ys + sh, z), one) * k255
+            g3 = min(max(np.float32(a3[j]) * ys + sh, z), one) * k255
+            rows[j] = (((g0 + g1) + g2) + g3) / ff
+        o = out[oi]
+        hi = min(wo, (w - 3) // 4 + 1)  # columns oj >= 1 whose inputs 4 oj - 1 .. 4 oj + 2 are inside
+        for oj in range(1, hi):
+            b = 4 * oj - 1
+            o[oj] = (((rows[b] + rows[b + 1]) + rows[b + 2]) + rows[b + 3]) / ff
+        for oj in range(wo):
+            if oj == 0 or oj >= hi:  # the first and the last columns: mirrored inputs
+                b = 4 * oj - 1
+                s = rows[_mirror(b, w)] + rows[_mirror(b + 1, w)]
+                o[oj] = ((s + rows[_mirror(b + 2, w)]) + rows[_mirror(b + 3, w)]) / ff
+    return out
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def gray255_downsampled(y, w, p, f):
     """:func:`gray255` then :func:`box_downsample_2d` by ``f``, without the full-size gray map
     when ``f >= 2`` (each gray sample is made once, as the row pass reads it)."""
     h = y.shape[0]
     if f < 2:
         return gray255(y, w, p)
+    if f == 4:
+        return _gray255_down4(y, w, p)
     before = (f - 1) // 2
     ho = (h + f - 1) // f
     ff = np.float32(f)
