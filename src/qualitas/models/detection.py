@@ -13,17 +13,26 @@ them itself with the backbone's mean/std; in training mode also ``list[dict(boxe
 xyxy pixels, labels (N,) int64 1..K[, keypoints (N, K, 3)])]`` and returns a dict of losses;
 in eval mode it returns ``list[dict(boxes, labels, scores[, keypoints, keypoints_scores])]``.
 Class ids are 1..K with 0 the background, so ``num_classes = K + 1`` for every family.
+
+The registered model ``detector`` (``task: detection | keypoints``, docs/tasks.md) is
+:func:`build_detector` behind the model registry: it carries a :class:`ModelSpec` card
+(``output`` ``detection`` or ``keypoints``) so training runs, checkpoints and exports treat
+it like every other model; :func:`load_detector` reads a trained one back.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from qualitas.errors import ConfigError
+from qualitas.errors import ConfigError, UsageError
+from qualitas.models.registry import MODELS, card_kwargs
+from qualitas.models.spec import ModelSpec
 from qualitas.registry import did_you_mean
 
 DETECTOR_FAMILIES = ("faster_rcnn", "retinanet", "fcos", "ssdlite", "keypoint_rcnn")
@@ -213,3 +222,119 @@ def build_detector(
         head=head,
         **dense,
     )
+
+
+DEFAULT_ANCHORS = {
+    "faster_rcnn": (16, 32, 64, 128),
+    "keypoint_rcnn": (16, 32, 64, 128),
+    "retinanet": (16, 32, 64, 128, 256),
+    "fcos": (16, 32, 64, 128),
+    "ssdlite": (16, 32, 64, 128),
+}
+"""One anchor size per pyramid level of each family (FCOS is anchor-free and ignores them)."""
+
+
+@MODELS.register("detector")
+def detector(
+    *,
+    arch: str = "fcos",
+    backbone: str = "tf_efficientnet_lite0",
+    num_classes: int = 2,
+    min_size: int = 320,
+    max_size: int = 512,
+    anchor_sizes: list[int] | None = None,
+    aspect_ratios: list[float] | None = None,
+    fpn_channels: int = 128,
+    num_keypoints: int = 0,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+    pretrained: bool = False,
+    pretrained_path: str | None = None,
+) -> nn.Module:
+    """A torchvision detector (``arch``: one of :data:`DETECTOR_FAMILIES`) on a timm backbone.
+
+    ``num_classes`` counts the background (K object classes -> K + 1). The returned module is
+    torchvision's own model with a ``spec`` card (``output`` ``keypoints`` for
+    ``keypoint_rcnn``, else ``detection``) and its :class:`DetectorSpec` as ``detector_spec``.
+    """
+    kwargs = dict(locals())
+    if arch not in DETECTOR_FAMILIES:
+        raise ConfigError(
+            f"unknown model.arch {arch!r}{did_you_mean(arch, DETECTOR_FAMILIES)}; "
+            f"choose one of: {', '.join(DETECTOR_FAMILIES)}"
+        )
+    if arch in ("fcos", "retinanet") and (fpn_channels < 64 or fpn_channels % 32):
+        # Their heads use GroupNorm(32 groups): 32 channels leave one value per group on the
+        # 1x1 top level of small inputs, which GroupNorm refuses.
+        raise ConfigError(
+            f"model.fpn_channels must be a multiple of 32 and >= 64 for {arch}, got {fpn_channels}"
+        )
+    spec = DetectorSpec(
+        family=arch,
+        backbone=backbone,
+        num_classes=int(num_classes),
+        min_size=int(min_size),
+        max_size=int(max_size),
+        anchor_sizes=tuple(int(a) for a in (anchor_sizes or DEFAULT_ANCHORS[arch])),
+        aspect_ratios=tuple(float(a) for a in (aspect_ratios or (0.5, 1.0, 2.0))),
+        fpn_channels=int(fpn_channels),
+        num_keypoints=int(num_keypoints),
+        score_thresh=float(score_thresh),
+        nms_thresh=float(nms_thresh),
+        detections_per_img=int(detections_per_img),
+    )
+    model = build_detector(spec, pretrained=pretrained, pretrained_path=pretrained_path)
+    mean, std = model.transform.image_mean, model.transform.image_std
+    model.spec = ModelSpec(  # type: ignore[assignment]
+        arch="detector",
+        backbone=backbone,
+        full_reference=False,
+        video=False,
+        output="keypoints" if arch == "keypoint_rcnn" else "detection",
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        build_kwargs=card_kwargs(kwargs),
+    )
+    model.detector_spec = spec  # type: ignore[assignment]
+    model.bins = None  # type: ignore[assignment]
+    return model
+
+
+def spec_to_dict(spec: DetectorSpec) -> dict:
+    """Plain data (lists, not tuples) for checkpoints and cards."""
+    d = dataclasses.asdict(spec)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def spec_from_dict(d: dict) -> DetectorSpec:
+    known = {f.name for f in dataclasses.fields(DetectorSpec)}
+    kw = {k: v for k, v in d.items() if k in known}
+    for key in ("anchor_sizes", "aspect_ratios"):
+        if key in kw:
+            kw[key] = tuple(kw[key])
+    return DetectorSpec(**kw)
+
+
+def load_detector(path: str | os.PathLike) -> tuple[nn.Module, DetectorSpec, list[str]]:
+    """A trained detector from a run dir (its best checkpoint) or a ``.ckpt``.
+
+    Returns the torchvision model in eval mode on the CPU (``model(list[(3, H, W)] in
+    [0, 1]) -> list[dict(boxes, labels, scores[, keypoints])]``), its :class:`DetectorSpec`
+    and the class names without the background: label ``i + 1`` is ``classes[i]``.
+    """
+    from qualitas.models.checkpoint import load_run, read_checkpoint, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(path)
+    stored_info = read_checkpoint(ckpt).get("qualitas") or {}
+    arch = (stored_info.get("spec") or {}).get("arch")
+    if arch != "detector":
+        task = stored_info.get("task", "quality")
+        raise UsageError(f"{path}: not a detector run (model {arch!r}, task {task})")
+    model, info = load_run(ckpt, device="cpu")
+    stored = info.extra.get("detector")
+    spec = spec_from_dict(stored) if isinstance(stored, dict) else model.detector_spec
+    classes = [str(c) for c in info.extra.get("classes") or ()]
+    if len(classes) != spec.num_classes - 1:
+        classes = [f"class{i + 1}" for i in range(spec.num_classes - 1)]
+    return model.eval(), spec, classes
