@@ -134,6 +134,15 @@ class DetectorSpec:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100
+    proposals: int = 1000
+    """Faster/Keypoint R-CNN: RPN proposals kept per image at test time (twice as many in
+    training), before and after the RPN's NMS (torchvision's defaults: 1000 / 2000)."""
+    roi_samples: int = 512
+    """Faster/Keypoint R-CNN: proposals sampled per image for the box head's loss."""
+    keypoint_channels: int = 512
+    keypoint_layers: int = 8
+    """Keypoint R-CNN's head: ``keypoint_layers`` 3x3 convolutions of ``keypoint_channels``
+    (torchvision's default 8 x 512 costs ~20x the rest of a small detector on a CPU)."""
 
 
 def build_detector(
@@ -174,10 +183,16 @@ def build_detector(
             raise ConfigError(f"{spec.family}: give {levels} anchor_sizes (one per level), got {len(sizes)}")
         return AnchorGenerator(tuple((s,) for s in sizes), (ratios,) * levels)
 
+    p = int(spec.proposals)
     rcnn = {
         "box_score_thresh": spec.score_thresh,
         "box_nms_thresh": spec.nms_thresh,
         "box_detections_per_img": spec.detections_per_img,
+        "rpn_pre_nms_top_n_train": 2 * p,
+        "rpn_pre_nms_top_n_test": p,
+        "rpn_post_nms_top_n_train": 2 * p,
+        "rpn_post_nms_top_n_test": p,
+        "box_batch_size_per_image": int(spec.roi_samples),
     }
     dense = {
         "score_thresh": spec.score_thresh,
@@ -189,8 +204,15 @@ def build_detector(
         kw = dict(rpn_anchor_generator=anchors(4), **rcnn, **common)
         if spec.family == "faster_rcnn":
             return tvd.FasterRCNN(backbone, num_classes=spec.num_classes, **kw)
+        from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+
+        c = int(spec.keypoint_channels)
         return tvd.KeypointRCNN(
-            backbone, num_classes=spec.num_classes, num_keypoints=spec.num_keypoints, **kw
+            backbone,
+            num_classes=spec.num_classes,
+            keypoint_head=KeypointRCNNHeads(spec.fpn_channels, [c] * int(spec.keypoint_layers)),
+            keypoint_predictor=KeypointRCNNPredictor(c, spec.num_keypoints),
+            **kw,
         )
     if spec.family == "retinanet":
         backbone = TimmFPN(features, out_channels=spec.fpn_channels, extra="p6p7")
@@ -249,6 +271,10 @@ def detector(
     score_thresh: float = 0.05,
     nms_thresh: float = 0.5,
     detections_per_img: int = 100,
+    proposals: int = 1000,
+    roi_samples: int = 512,
+    keypoint_channels: int = 512,
+    keypoint_layers: int = 8,
     pretrained: bool = False,
     pretrained_path: str | None = None,
 ) -> nn.Module:
@@ -283,6 +309,10 @@ def detector(
         score_thresh=float(score_thresh),
         nms_thresh=float(nms_thresh),
         detections_per_img=int(detections_per_img),
+        proposals=int(proposals),
+        roi_samples=int(roi_samples),
+        keypoint_channels=int(keypoint_channels),
+        keypoint_layers=int(keypoint_layers),
     )
     model = build_detector(spec, pretrained=pretrained, pretrained_path=pretrained_path)
     mean, std = model.transform.image_mean, model.transform.image_std
