@@ -368,3 +368,71 @@ def load_detector(path: str | os.PathLike) -> tuple[nn.Module, DetectorSpec, lis
     if len(classes) != spec.num_classes - 1:
         classes = [f"class{i + 1}" for i in range(spec.num_classes - 1)]
     return model.eval(), spec, classes
+
+
+class DetectorGraph(nn.Module):
+    """One image in, decoded detections out: the form a detector is exported and served in.
+
+    ``(1, 3, H, W)`` in ``[0, 1]`` -> ``boxes (N, 4)`` xyxy pixels of the input, ``scores (N,)``,
+    ``labels (N,)`` int64 1..K [, ``keypoints (N, P, 3)`` x, y, visibility] with the model's
+    own resizing, decoding, score threshold and NMS inside. torchvision's detectors take a
+    list of images and loop over it in Python, so a traced graph holds exactly the images it
+    was traced with: batch 1.
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+        self.eval()  # torchvision detectors return losses, not detections, in training mode
+        self.keypoints = getattr(detector, "detector_spec", None) is not None and (
+            detector.detector_spec.family == "keypoint_rcnn"
+        )
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.detector([image[0]])[0]
+        got = (out["boxes"], out["scores"], out["labels"])
+        return got + (out["keypoints"],) if self.keypoints else got
+
+
+def working_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """The size torchvision's detector transform resizes an image to (short side
+    ``min_size``, long side at most ``max_size``), rounded to the nearest pixel."""
+    scale = min(min_size / min(height, width), max_size / max(height, width))
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+
+
+def fit_to_detector(
+    image: torch.Tensor, min_size: int, max_size: int
+) -> tuple[torch.Tensor, tuple[float, float]]:
+    """``(3, H, W)`` -> the image resized (bilinear) to :func:`working_size` and the factors
+    ``(sy, sx)`` that map its coordinates back to the original (``x * sx``, ``y * sy``).
+
+    Fed such an image, a detector's own resize has scale exactly 1. That matters for exports:
+    the traced resize computes its scale in float32 where eager PyTorch uses float64, so for
+    some sizes (e.g. 256x385 at max_size 96) the two resize to sizes one pixel apart.
+    """
+    import torch.nn.functional as F
+
+    h, w = (int(v) for v in image.shape[-2:])
+    nh, nw = working_size(h, w, min_size, max_size)
+    if (nh, nw) == (h, w):
+        return image, (1.0, 1.0)
+    out = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    return out, (h / nh, w / nw)
+
+
+def rescale_detections(
+    out: tuple[torch.Tensor, ...], factors: tuple[float, float]
+) -> tuple[torch.Tensor, ...]:
+    """Boxes (and keypoints) of a fitted image back in the original image's pixels."""
+    sy, sx = factors
+    if (sy, sx) == (1.0, 1.0):
+        return out
+    boxes = out[0] * torch.tensor([sx, sy, sx, sy], dtype=out[0].dtype)
+    rest = list(out[1:])
+    if len(rest) > 2:
+        kp = rest[2].clone()
+        kp[..., 0] *= sx
+        kp[..., 1] *= sy
+        rest[2] = kp
+    return (boxes, *rest)
