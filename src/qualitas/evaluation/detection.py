@@ -358,3 +358,48 @@ def detection_figures(
     if per_class:
         out["per_class"] = box["per_class"]
     return out
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def draw_detections(
+    image,
+    boxes,
+    captions: list[str],
+    *,
+    keypoints=None,
+    skeleton: tuple[tuple[int, int], ...] | list | None = None,
+    labels=None,
+    min_width: int = 384,
+) -> np.ndarray:
+    """``(3, H, W)`` float image in ``[0, 1]`` with boxes (``(N, 4)`` xyxy px), one caption
+    each, and keypoints ``(N, P, 2|3)`` joined by ``skeleton`` (COCO's 1-based pairs) drawn
+    with ``torchvision.utils.draw_bounding_boxes`` / ``draw_keypoints``; small images are
+    upscaled (nearest) to ``min_width`` first. Colours follow ``labels`` (one per class).
+    Returns ``(H', W', 3)`` uint8."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.utils import draw_bounding_boxes, draw_keypoints
+
+    img = image.detach().float().cpu().clamp(0, 1)
+    f = max(1, -(-min_width // int(img.shape[-1])))
+    if f > 1:
+        img = F.interpolate(img[None], scale_factor=f, mode="nearest")[0]
+    u8 = (img * 255 + 0.5).to(torch.uint8)
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4) * f
+    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
+    lab = [int(v) for v in (labels if labels is not None else [1] * len(boxes))]
+    colors = [palette[(v - 1) % len(palette)] for v in lab]
+    if len(boxes):
+        u8 = draw_bounding_boxes(u8, boxes, labels=list(captions), colors=colors, width=2)
+    if keypoints is not None and len(keypoints):
+        kp = torch.as_tensor(keypoints, dtype=torch.float32)[..., :2] * f
+        conn = [(int(a) - 1, int(b) - 1) for a, b in skeleton or ()] or None
+        visible = None
+        if torch.as_tensor(keypoints).shape[-1] == 3:
+            visible = torch.as_tensor(keypoints)[..., 2] > 0
+        u8 = draw_keypoints(
+            u8, kp, connectivity=conn, colors="#ffe119", radius=3, width=2, visibility=visible
+        )
+    return u8.permute(1, 2, 0).numpy()
