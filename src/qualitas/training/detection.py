@@ -315,6 +315,13 @@ def setup_detection(cfg: TrainConfig, run_dir: Path, *, write: bool) -> Detectio
             f"task {cfg.task} trains model 'detector' (model.arch: fcos, ...), not '{cfg.model.get('name')}'"
         )
     weights = _loss_weights(cfg)
+    monitor_name = cfg.trainer.monitor.removeprefix("val/")
+    allowed = DETECTION_FIGURES[cfg.task]
+    if monitor_name not in allowed:
+        raise ConfigError(
+            f"unknown trainer.monitor '{cfg.trainer.monitor}' for task {cfg.task}"
+            f"{did_you_mean(monitor_name, allowed)}; choose one of {', '.join(allowed)}"
+        )
     data = prepare_detection_data(cfg)
     kwargs = dict(cfg.model_kwargs)
     if cfg.task == "keypoints":
@@ -336,13 +343,6 @@ def setup_detection(cfg: TrainConfig, run_dir: Path, *, write: bool) -> Detectio
         )
     kwargs["num_classes"] = data.num_classes
     model = build_model("detector", **kwargs)
-    monitor_name = cfg.trainer.monitor.removeprefix("val/")
-    allowed = DETECTION_FIGURES[cfg.task]
-    if monitor_name not in allowed:
-        raise ConfigError(
-            f"unknown trainer.monitor '{cfg.trainer.monitor}' for task {cfg.task}"
-            f"{did_you_mean(monitor_name, allowed)}; choose one of {', '.join(allowed)}"
-        )
     task = DetectionTask(
         model,
         kind=cfg.task,
