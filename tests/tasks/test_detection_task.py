@@ -64,7 +64,9 @@ def test_config_defaults_and_errors(det_data, tmp_path):
         ({"model": {**base["model"], "arch": "fcoss"}}, "did you mean 'fcos'"),
     ]
     for change, message in bad:
-        cfg = config_from_dict({**base, **change, "trainer": {**base["trainer"], **change.get("trainer", {})}})
+        cfg = config_from_dict(
+            {**base, **change, "trainer": {**base["trainer"], **change.get("trainer", {})}}
+        )
         with pytest.raises(ConfigError, match=message):
             train(cfg, out=tmp_path / "never")
     assert not (tmp_path / "never").exists()
@@ -89,7 +91,11 @@ def test_label_map_and_collate_with_sparse_category_ids():
     ds = DetectionSet([DetImage("a.png", 8, 8, (Box(0, 0, 4, 4, 7),))], {3: "car", 7: "person"})
     labels = LabelMap.of(ds)
     assert labels.label(7) == 2 and labels.category(1) == 3 and labels.num_classes == 3
-    out = {"boxes": torch.tensor([[0.0, 0, 4, 4]]), "labels": torch.tensor([2]), "scores": torch.tensor([0.9])}
+    out = {
+        "boxes": torch.tensor([[0.0, 0, 4, 4]]),
+        "labels": torch.tensor([2]),
+        "scores": torch.tensor([0.9]),
+    }
     (d,) = to_detections(out, labels.category_ids)
     assert d.category == 7 and d.score == pytest.approx(0.9)
     batch = collate_detection(
@@ -119,13 +125,24 @@ def test_train_run_and_public_loader(det_run, tmp_path):
 
 def test_eval_writes_coco_results_matching_training(det_run, tmp_path, capsys):
     out = tmp_path / "ev" / "results.json"
-    args = ["eval", str(det_run.run_dir), "--out", str(out), "--show-dir", str(tmp_path / "show"), "--max-show", "2"]
+    args = [
+        "eval",
+        str(det_run.run_dir),
+        "--out",
+        str(out),
+        "--show-dir",
+        str(tmp_path / "show"),
+        "--max-show",
+        "2",
+    ]
     assert main(args) == 0
     rows = json.loads(out.read_text())
     assert rows and {"image_id", "category_id", "bbox", "score"} <= set(rows[0])
     assert {r["category_id"] for r in rows} <= {1, 2} and {r["image_id"] for r in rows} <= {1, 2, 3, 4}
     figures = json.loads(out.with_name("results.metrics.json").read_text())["metrics"]
-    assert figures["map50"] == pytest.approx(det_run.metrics["test"]["map50"], abs=1e-9)  # same best checkpoint
+    assert figures["map50"] == pytest.approx(
+        det_run.metrics["test"]["map50"], abs=1e-9
+    )  # same best checkpoint
     assert set(figures["per_class"]) <= {"rectangle", "ellipse"}
     assert len(list((tmp_path / "show").glob("*.png"))) == 2
 
@@ -156,7 +173,11 @@ def test_export_verify_and_predict_from_run_and_onnx(det_run, det_data, tmp_path
     card = res.card
     assert res.parity.ok, res.parity.summary()
     assert card.input.names == ("INPUT__0",) and card.output.names == ("OUTPUT__0", "OUTPUT__1", "OUTPUT__2")
-    assert card.input.dynamic_hw and not card.input.dynamic_batch and card.output.labels == ("rectangle", "ellipse")
+    assert (
+        card.input.dynamic_hw
+        and not card.input.dynamic_batch
+        and card.output.labels == ("rectangle", "ellipse")
+    )
     fitted = [c for c in res.parity.cases if c.get("counts", True)]
     assert any(c["name"].startswith("val ") for c in fitted) and sum(c["matched"] for c in fitted) > 0
     assert all(c["max_box_diff"] <= 0.01 and c["max_score_diff"] <= 1e-4 for c in fitted)
@@ -171,7 +192,10 @@ def test_export_verify_and_predict_from_run_and_onnx(det_run, det_data, tmp_path
     args = ["predict", str(tmp_path / "onnx" / "model.onnx"), str(image), str(tmp_path / "missing.png")]
     assert main([*args, "--out", str(out), "--score-min", "0", "--show-dir", str(tmp_path / "pics")]) == 1
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(row["detections"]) == len(a["boxes"]) and row["detections"][0]["label"] in ("rectangle", "ellipse")
+    assert len(row["detections"]) == len(a["boxes"]) and row["detections"][0]["label"] in (
+        "rectangle",
+        "ellipse",
+    )
     assert "missing.png" in capsys.readouterr().err and len(list((tmp_path / "pics").glob("*.png"))) == 1
     with pytest.raises(Exception, match="not supported for them"):
         export_model(det_run.run_dir, "torchscript", tmp_path / "ts")
