@@ -107,7 +107,7 @@ def bench_inference(run_dir: Path, data: Path, out: Path, reps: int) -> dict:
     models = {"eager": load_detection_model(run_dir)}
     parity = {}
     for fmt in ("onnx", "openvino"):
-        res = export_model(run_dir, fmt, out / fmt, verify=True)
+        res = export_model(run_dir, fmt, out / fmt, verify=True, fail_on_mismatch=False)
         parity[fmt] = res.parity.ok
         models[fmt] = load_detection_model(out / fmt)
     row: dict = {"images": len(images), "parity_ok": parity}

@@ -197,6 +197,8 @@ def test_export_verify_and_predict_from_run_and_onnx(det_run, det_data, tmp_path
         "ellipse",
     )
     assert "missing.png" in capsys.readouterr().err and len(list((tmp_path / "pics").glob("*.png"))) == 1
+    assert main(["score", str(image), "--model", str(det_run.run_dir)]) != 0
+    assert "not a quality scorer: use qualitas predict" in capsys.readouterr().err
     with pytest.raises(Exception, match="not supported for them"):
         export_model(det_run.run_dir, "torchscript", tmp_path / "ts")
 
