@@ -146,7 +146,22 @@ class DetectionRunner:
             raise ExportError(
                 f"the exported detector refused an input of shape {tuple(x.shape)}: {_line(err)}"
             ) from None
-        return tuple(torch.from_numpy(o.copy()) for o in outs)
+        got = tuple(torch.from_numpy(o.copy()) for o in outs)
+        # OpenVINO (2026.4) returns one row of uninitialised values (box ~0 px wide, any
+        # score) instead of an empty tensor when a Keypoint R-CNN image has no detections.
+        # Real rows have a score in (threshold, 1] and a box at least 0.01 px wide and high
+        # (torchvision drops smaller ones): anything else is dropped, for every format.
+        b, sc = got[0], got[1]
+        keep = (
+            torch.isfinite(sc)
+            & (sc > float(self.card.output.score_threshold or 0.0))
+            & (sc <= 1.0)
+            & ((b[:, 2] - b[:, 0]) >= 1e-2)
+            & ((b[:, 3] - b[:, 1]) >= 1e-2)
+        )
+        if bool(keep.all()):
+            return got
+        return tuple(t[keep] for t in got)
 
 
 @dataclass
