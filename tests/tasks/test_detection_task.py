@@ -220,3 +220,44 @@ def test_keypoints_train_eval_export(kp_run, tmp_path):
     assert exp.card.output.skeleton == ((1, 2), (2, 3), (3, 4), (4, 1))
     assert exp.parity.ok, exp.parity.summary()
     assert sum(c["matched"] for c in exp.parity.cases if c.get("counts", True)) > 0
+
+
+def test_voc_and_yolo_layouts_read_like_coco(det_data, tmp_path):
+    """The same synthetic set written as Pascal VOC and YOLO gives the same splits, boxes and
+    targets (up to YOLO's float round trip) as the COCO files."""
+    import dataclasses
+    import shutil
+
+    from qualitas.data.detection import read_coco, write_voc, write_yolo
+    from qualitas.training.detection import prepare_detection_data
+
+    sets = {s: read_coco(det_data / "annotations" / f"instances_{s}.json") for s in ("train", "val")}
+    voc, yolo = tmp_path / "voc", tmp_path / "yolo"
+    for split, ds in sets.items():
+        renamed = dataclasses.replace(
+            ds, images=[dataclasses.replace(im, file=f"{split}_{im.file}") for im in ds.images]
+        )
+        write_voc(renamed, voc, split=split)
+        write_yolo(ds, yolo / split)
+        for im in ds.images:
+            src = det_data / "images" / split / im.file
+            (voc / "JPEGImages").mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, voc / "JPEGImages" / f"{split}_{im.file}")
+            (yolo / split / "images").mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, yolo / split / "images" / im.file)
+    base = det_config(det_data, tmp_path)
+    coco = prepare_detection_data(config_from_dict(base))
+    for fmt, train, val in (("voc", voc, voc), ("yolo", yolo / "train" / "images", yolo / "val" / "images")):
+        raw = {
+            **base,
+            "data": {**base["data"], "format": fmt, "train": str(train), "val": str(val), "test": None},
+        }
+        got = prepare_detection_data(config_from_dict(raw))
+        assert sorted(got.classes) == sorted(coco.classes)
+        assert got.split_sizes()["train"] == 12 and got.split_sizes()["val"] == 4
+        for split in ("train", "val"):
+            by_name = {c: n for c, n in zip(got.classes, got.counts[split])}
+            assert by_name == dict(zip(coco.classes, coco.counts[split]))
+        a, b = coco.datasets["val"][1], got.datasets["val"][1]
+        assert torch.equal(a["input"], b["input"])
+        assert torch.allclose(a["target"]["boxes"], b["target"]["boxes"], atol=1e-5)
