@@ -247,10 +247,10 @@ def test_voc_and_yolo_layouts_read_like_coco(det_data, tmp_path):
             shutil.copy(src, yolo / split / "images" / im.file)
     base = det_config(det_data, tmp_path)
     coco = prepare_detection_data(config_from_dict(base))
-    for fmt, train, val in (("voc", voc, voc), ("yolo", yolo / "train" / "images", yolo / "val" / "images")):
+    for fmt, tr, val in (("voc", voc, voc), ("yolo", yolo / "train" / "images", yolo / "val" / "images")):
         raw = {
             **base,
-            "data": {**base["data"], "format": fmt, "train": str(train), "val": str(val), "test": None},
+            "data": {**base["data"], "format": fmt, "train": str(tr), "val": str(val), "test": None},
         }
         got = prepare_detection_data(config_from_dict(raw))
         assert sorted(got.classes) == sorted(coco.classes)
