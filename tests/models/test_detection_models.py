@@ -96,3 +96,35 @@ def test_bad_specs_give_one_line_errors() -> None:
         build_detector(DetectorSpec("fcos", "tf_efficientnet_lite0", 1))
     with pytest.raises(ConfigError, match="num_keypoints"):
         build_detector(DetectorSpec("keypoint_rcnn", "tf_efficientnet_lite0", 2))
+
+
+def test_load_detector_rebuilds_a_checkpoint(tmp_path) -> None:
+    """The public loader: (model in eval mode, DetectorSpec, classes without background)."""
+    from qualitas.models import build_model
+    from qualitas.models.detection import load_detector, spec_to_dict
+
+    torch.manual_seed(0)
+    model = build_model("detector", arch="fcos", num_classes=3, min_size=64, max_size=64, fpn_channels=64)
+    info = {
+        "task": "detection",
+        "spec": model.spec.to_dict(),
+        "model": {"name": "detector", "kwargs": model.spec.build_kwargs},
+        "detector": spec_to_dict(model.detector_spec),
+        "classes": ["square", "circle"],
+    }
+    sd = {f"model.{k}": v for k, v in model.state_dict().items()}
+    ckpt = tmp_path / "x.ckpt"
+    torch.save({"state_dict": sd, "qualitas": info, "epoch": 3}, ckpt)
+    loaded, spec, classes = load_detector(ckpt)
+    assert classes == ["square", "circle"]
+    assert spec == model.detector_spec and spec.family == "fcos" and spec.num_classes == 3
+    assert not loaded.training
+    x = [torch.rand(3, 64, 64)]
+    model.eval()
+    with torch.no_grad():
+        want, got = model(x)[0], loaded(x)[0]
+    assert torch.equal(want["boxes"], got["boxes"]) and torch.equal(want["scores"], got["scores"])
+    with pytest.raises(Exception, match="not a detector run"):
+        info2 = {**info, "spec": {**info["spec"], "arch": "classifier"}}
+        torch.save({"state_dict": sd, "qualitas": info2}, tmp_path / "y.ckpt")
+        load_detector(tmp_path / "y.ckpt")

@@ -46,3 +46,34 @@ def seg_config(root: Path, out: Path, **trainer) -> dict:
         "optimizer": {"lr": 3e-3},
         "trainer": {"max_epochs": 12, "progress_bar": False, **trainer},
     }
+
+
+def det_config(root: Path, out: Path, *, keypoints: bool = False, **trainer) -> dict:
+    """A small FCOS (or Keypoint R-CNN) on the pretrained EfficientNet-Lite0, COCO layout of
+    :func:`qualitas.data.synth.shapes.write_detection`."""
+    prefix = "person_keypoints" if keypoints else "instances"
+    data = {
+        "format": "coco",
+        "train": str(root / "annotations" / f"{prefix}_train.json"),
+        "val": str(root / "annotations" / f"{prefix}_val.json"),
+        "root": str(root / "images" / "{split}"),
+        "batch_size": 6,
+        "num_workers": 0,
+        "augment": "basic",
+    }
+    if (root / "annotations" / f"{prefix}_test.json").is_file():
+        data["test"] = str(root / "annotations" / f"{prefix}_test.json")
+    model = {"name": "detector", "arch": "keypoint_rcnn" if keypoints else "fcos", "pretrained": True}
+    model.update(min_size=96, max_size=96, fpn_channels=64)
+    if keypoints:
+        data["flip_pairs"] = [[0, 1], [2, 3]]
+        model.update(proposals=150, roi_samples=128, keypoint_channels=128, keypoint_layers=4)
+    return {
+        "task": "keypoints" if keypoints else "detection",
+        "run": {"name": "shapes_kp" if keypoints else "shapes_det", "out": str(out)},
+        "model": model,
+        "data": data,
+        "optimizer": {"lr": 2e-3, "weight_decay": 1e-4},
+        "scheduler": {"warmup_epochs": 0.1},
+        "trainer": {"max_epochs": 1, "progress_bar": False, **trainer},
+    }

@@ -173,11 +173,19 @@ def test_data_check_and_browse(seg_run, seg_data, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "name", ["classification.yaml", "classification_list.yaml", "segmentation.yaml", "importance_seg.yaml"]
+    "name",
+    [
+        "classification.yaml",
+        "classification_list.yaml",
+        "segmentation.yaml",
+        "importance_seg.yaml",
+        "detection.yaml",
+        "keypoints.yaml",
+    ],
 )
 def test_example_configs_load(name):
     cfg = load_config(CONFIGS / name)
-    assert cfg.task in ("classification", "segmentation") and cfg.data.train
+    assert cfg.task in ("classification", "segmentation", "detection", "keypoints") and cfg.data.train
 
 
 def test_importance_seg_config_reads_the_exported_dataset(tmp_path):

@@ -40,6 +40,8 @@ def test_every_config_is_covered():
         "classification_list.yaml",
         "segmentation.yaml",
         "importance_seg.yaml",
+        "detection.yaml",
+        "keypoints.yaml",
     }
 
 

@@ -109,12 +109,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "shapes",
-        help="write a synthetic shapes dataset (classification or segmentation) in the official layouts",
+        help="write a synthetic shapes dataset (classification, segmentation, detection or keypoints) "
+        "in the official layouts (detection/keypoints: COCO JSON)",
     )
-    p.add_argument("--task", choices=("classification", "segmentation"), required=True)
+    p.add_argument(
+        "--task", choices=("classification", "segmentation", "detection", "keypoints"), required=True
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--layout", choices=("folders", "list"), default="folders")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (detection: use 96 or more)")
     p.add_argument("--train", type=int, default=600)
     p.add_argument("--val", type=int, default=90)
     p.add_argument("--test", type=int, default=90)
@@ -373,9 +376,17 @@ def _browse(args) -> int:
 
 
 def _shapes(args) -> int:
-    from qualitas.data.synth.shapes import write_classification, write_segmentation
+    from qualitas.data.synth.shapes import write_classification, write_detection, write_segmentation
 
     counts = {s: n for s, n in (("train", args.train), ("val", args.val), ("test", args.test)) if n > 0}
+    if args.task in ("detection", "keypoints"):
+        out = write_detection(
+            args.out, counts, size=args.size, seed=args.seed, keypoints=args.task == "keypoints"
+        )
+        print(
+            f"{args.task} shapes (coco): " + ", ".join(f"{s} {n}" for s, n in counts.items()) + f" in {out}"
+        )
+        return 0
     write = write_classification if args.task == "classification" else write_segmentation
     out = write(args.out, counts, size=args.size, seed=args.seed, layout=args.layout)
     print(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "evaluate a trained model: SROCC/PLCC (quality) or top-1/mIoU (classification/segmentation)"
+HELP = "evaluate a trained model: SROCC/PLCC (quality), top-1/mIoU (classification/segmentation), COCO mAP (detection)"
 """One line for ``qualitas --help``."""
 
 
@@ -47,12 +47,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         default="results.json",
-        help="results JSON (figures + per-item predictions); the plot goes next to it (.png)",
+        help="results JSON (figures + per-item predictions); the plot goes next to it (.png). Detectors: "
+        "the COCO results list, figures in <out>.metrics.json",
     )
     p.add_argument(
         "--show-dir", help="task models: write each image with its prediction drawn on into this folder"
     )
     p.add_argument("--max-show", type=int, default=50, help="at most N pictures in --show-dir (default 50)")
+    p.add_argument(
+        "--score-min", type=float, default=0.3, help="detectors: draw detections scoring at least this (0.3)"
+    )
     p.add_argument(
         "--fuse-conv-bn", action="store_true", help="fold BatchNorm into convolutions first (faster)"
     )
@@ -64,9 +68,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qualitas.errors import UsageError
+    from qualitas.training.config import DETECTION_TASKS
     from qualitas.training.vision_eval import evaluate_task, scalar_figures, task_of
 
-    if task_of(args.path) != "quality":
+    task = task_of(args.path)
+    if task in DETECTION_TASKS:
+        if args.manifest or args.root or args.split == "all" or args.fuse_conv_bn:
+            raise UsageError("--manifest/--root/--split all/--fuse-conv-bn do not apply to detectors")
+        from qualitas.training.detection_eval import evaluate_detection
+
+        res = evaluate_detection(
+            args.path,
+            weights=args.weights,
+            overrides=args.override,
+            split=args.split,
+            out=args.out,
+            show_dir=args.show_dir,
+            max_show=args.max_show,
+            score_min=args.score_min,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+        figures = {k: v for k, v in res["metrics"].items() if k != "per_class"}
+        print(json.dumps({"split": res["split"], **figures}))
+        print(
+            f"COCO results: {res['out']}, figures: {res['metrics_file']}"
+            + (f", pictures: {args.show_dir}" if args.show_dir else "")
+        )
+        return 0
+    if task != "quality":
         if args.manifest or args.root:
             raise UsageError(
                 "--manifest/--root are for quality models; change task data with -o data.test=..."

@@ -129,10 +129,10 @@ def _shape_text(card) -> str:
     h = "H" if i.height is None else str(i.height)
     w = "W" if i.width is None else str(i.width)
     dims = (
-        ["B"]
+        ["B" if i.dynamic_batch else "1"]
         + ([("T" if i.num_frames is None else str(i.num_frames))] if card.video else [])
         + [str(i.channels), h, w]
     )
     one = f"({','.join(dims)})"
     inputs = ", ".join(f"{n} {one}" for n in i.names)
-    return f"{inputs} -> {card.output.name}"
+    return f"{inputs} -> {', '.join(card.output.names or (card.output.name,))}"

@@ -251,3 +251,155 @@ def voc_map(gt: DetectionSet, preds: list[list[Detection]], *, iou: float = 0.5)
         prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
         per_class[name] = average_precision(rec, prec) if len(dets) else 0.0
     return {"map": float(np.mean(list(per_class.values()))) if per_class else 0.0, "per_class": per_class}
+
+
+# ---------------------------------------------------------------- task figures (training, eval)
+
+DETECTION_FIGURES: dict[str, tuple[str, ...]] = {
+    "detection": (
+        "map",
+        "map50",
+        "map75",
+        "map_small",
+        "map_medium",
+        "map_large",
+        "mar1",
+        "mar10",
+        "mar100",
+        "voc_map50",
+    ),
+    "keypoints": ("map", "map50", "map75", "map_medium", "map_large", "mar", "box_map", "box_map50"),
+}
+"""Figures of ``task: detection`` (COCO box AP/AR, VOC mAP@0.5) and ``task: keypoints`` (COCO
+OKS AP/AR, and the box AP of the same detections); any can be ``trainer.monitor``."""
+DEFAULT_KEYPOINT_SIGMA = 0.1
+"""OKS constant per keypoint for sets that are not COCO's 17 person keypoints and give none
+(``data.keypoint_sigmas``): a tolerance of about a tenth of the object's scale."""
+
+
+def keypoint_sigmas(num_keypoints: int, given: object = None) -> tuple[float, ...]:
+    """The OKS constants: ``given`` (one number for all, or one per keypoint), COCO's person
+    values for 17 keypoints, else :data:`DEFAULT_KEYPOINT_SIGMA` each."""
+    if given is None:
+        if num_keypoints == len(COCO_PERSON_SIGMAS):
+            return COCO_PERSON_SIGMAS
+        return (DEFAULT_KEYPOINT_SIGMA,) * num_keypoints
+    if isinstance(given, (int, float)) and not isinstance(given, bool):
+        values = (float(given),) * num_keypoints
+    elif isinstance(given, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in given
+    ):
+        values = tuple(float(v) for v in given)
+    else:
+        raise UsageError(f"data.keypoint_sigmas must be a number or a list of numbers, got {given!r}")
+    if len(values) != num_keypoints or not all(v > 0 for v in values):
+        raise UsageError(f"data.keypoint_sigmas: give {num_keypoints} positive numbers, got {list(values)}")
+    return values
+
+
+def to_detections(output: dict, category_ids: tuple[int, ...] | list[int]) -> list[Detection]:
+    """One torchvision detector output (``boxes (N, 4)``, ``labels (N,)`` 1..K, ``scores``,
+    optional ``keypoints (N, P, 3)``) -> :class:`Detection` list with dataset category ids
+    (label ``i`` is ``category_ids[i - 1]``)."""
+    boxes = output["boxes"].detach().cpu().double().tolist()
+    labels = output["labels"].detach().cpu().tolist()
+    scores = output["scores"].detach().cpu().double().tolist()
+    kps = output.get("keypoints")
+    kp_list = kps.detach().cpu().double().flatten(1).tolist() if kps is not None else None
+    out = []
+    for i, (b, lab, sc) in enumerate(zip(boxes, labels, scores)):
+        kp: tuple[float, ...] = ()
+        if kp_list is not None:
+            row = kp_list[i]
+            # predicted visibility is not scored by COCO; written as 1 (labelled)
+            kp = tuple(v for j in range(0, len(row), 3) for v in (row[j], row[j + 1], 1.0))
+        out.append(Detection(*b, category=int(category_ids[int(lab) - 1]), score=float(sc), keypoints=kp))
+    return out
+
+
+def detection_figures(
+    kind: str,
+    gt: DetectionSet,
+    preds: list[list[Detection]],
+    *,
+    sigmas: tuple[float, ...] | None = None,
+    per_class: bool = False,
+) -> dict:
+    """The task figures (:data:`DETECTION_FIGURES`) of ``preds`` against ``gt``; with
+    ``per_class`` also ``per_class: {name: AP}`` (box AP)."""
+    box = coco_map(gt, preds, per_class=per_class)
+    out: dict = {}
+    if kind == "keypoints":
+        kp = keypoint_ap(gt, preds, sigmas=sigmas)
+        out = {
+            "map": kp["ap"],
+            "map50": kp["ap_50"],
+            "map75": kp["ap_75"],
+            "map_medium": kp["ap_medium"],
+            "map_large": kp["ap_large"],
+            "mar": kp["ar"],
+            "box_map": box["map"],
+            "box_map50": box["map_50"],
+        }
+    else:
+        out = {
+            "map": box["map"],
+            "map50": box["map_50"],
+            "map75": box["map_75"],
+            "map_small": box["map_small"],
+            "map_medium": box["map_medium"],
+            "map_large": box["map_large"],
+            "mar1": box["mar_1"],
+            "mar10": box["mar_10"],
+            "mar100": box["mar_100"],
+            "voc_map50": voc_map(gt, preds)["map"],
+        }
+    out["n"] = float(len(gt.images))
+    if per_class:
+        out["per_class"] = box["per_class"]
+    return out
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def draw_detections(
+    image,
+    boxes,
+    captions: list[str],
+    *,
+    keypoints=None,
+    skeleton: tuple[tuple[int, int], ...] | list | None = None,
+    labels=None,
+    min_width: int = 384,
+) -> np.ndarray:
+    """``(3, H, W)`` float image in ``[0, 1]`` with boxes (``(N, 4)`` xyxy px), one caption
+    each, and keypoints ``(N, P, 2|3)`` joined by ``skeleton`` (COCO's 1-based pairs) drawn
+    with ``torchvision.utils.draw_bounding_boxes`` / ``draw_keypoints``; small images are
+    upscaled (nearest) to ``min_width`` first. Colours follow ``labels`` (one per class).
+    Returns ``(H', W', 3)`` uint8."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.utils import draw_bounding_boxes, draw_keypoints
+
+    img = image.detach().float().cpu().clamp(0, 1)
+    f = max(1, -(-min_width // int(img.shape[-1])))
+    if f > 1:
+        img = F.interpolate(img[None], scale_factor=f, mode="nearest")[0]
+    u8 = (img * 255 + 0.5).to(torch.uint8)
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4) * f
+    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
+    lab = [int(v) for v in (labels if labels is not None else [1] * len(boxes))]
+    colors = [palette[(v - 1) % len(palette)] for v in lab]
+    if len(boxes):
+        u8 = draw_bounding_boxes(u8, boxes, labels=list(captions), colors=colors, width=2)
+    if keypoints is not None and len(keypoints):
+        kp = torch.as_tensor(keypoints, dtype=torch.float32)[..., :2] * f
+        conn = [(int(a) - 1, int(b) - 1) for a, b in skeleton or ()] or None
+        visible = None
+        if torch.as_tensor(keypoints).shape[-1] == 3:
+            visible = torch.as_tensor(keypoints)[..., 2] > 0
+        u8 = draw_keypoints(
+            u8, kp, connectivity=conn, colors="#ffe119", radius=3, width=2, visibility=visible
+        )
+    return u8.permute(1, 2, 0).numpy()

@@ -32,9 +32,12 @@ CARD_VERSION = 1
 SIZE_MODES = ("none", "resize", "crop", "pad", "fragments")
 
 
-TASK_OUTPUTS = ("classes", "multilabel", "segmentation")
-"""Output kinds of the classification / segmentation tasks (docs/tasks.md): ``(B, K)`` class
-logits (softmax, or a sigmoid per class for ``multilabel``) and ``(B, K, H, W)`` pixel logits."""
+TASK_OUTPUTS = ("classes", "multilabel", "segmentation", "detection", "keypoints")
+"""Output kinds of the vision tasks (docs/tasks.md): ``(B, K)`` class logits (softmax, or a
+sigmoid per class for ``multilabel``), ``(B, K, H, W)`` pixel logits, and detectors' decoded
+detections (``boxes (N, 4)``, ``scores (N,)``, ``labels (N,)`` [, ``keypoints (N, P, 3)``]
+of one image)."""
+DETECTION_OUTPUTS = ("detection", "keypoints")
 OUTPUT_KINDS = ("score", "distribution", *TASK_OUTPUTS)
 
 MIN_INPUT_SIDE = 32
@@ -106,6 +109,14 @@ class OutputCard:
     palette: tuple[tuple[int, int, int], ...] | None = None
     """Segmentation: one RGB colour per class (overlays)."""
     ignore_index: int | None = None
+    names: tuple[str, ...] | None = None
+    """Detectors: every graph output in order (``name`` is the first): boxes, scores, labels
+    [, keypoints]; labels are 1..K, ``labels[i - 1]`` names label ``i``."""
+    keypoint_names: tuple[str, ...] | None = None
+    skeleton: tuple[tuple[int, int], ...] | None = None
+    """Keypoints: COCO's 1-based index pairs to draw."""
+    score_threshold: float | None = None
+    """Detectors: the lowest score the graph returns (its decoding threshold)."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +182,20 @@ class ModelCard:
         rng = run.score_range
         task_output = spec.get("output") in TASK_OUTPUTS
         extra = run.extra  # task runs: classes, palette, ignore_index (training/vision.py)
+        detector = spec.get("output") in DETECTION_OUTPUTS
         output = (
             OutputCard(
+                kind=str(spec["output"]),
+                name="boxes",
+                names=("boxes", "scores", "labels")
+                + (("keypoints",) if spec["output"] == "keypoints" else ()),
+                labels=tuple(str(c) for c in extra.get("classes") or ()) or None,
+                keypoint_names=tuple(str(k) for k in extra.get("keypoint_names") or ()) or None,
+                skeleton=tuple((int(a), int(b)) for a, b in extra.get("skeleton") or ()) or None,
+                score_threshold=float((extra.get("detector") or {}).get("score_thresh", 0.05)),
+            )
+            if detector
+            else OutputCard(
                 kind=str(spec["output"]),
                 name="logits",
                 labels=tuple(str(c) for c in extra.get("classes") or ()) or None,
@@ -310,6 +333,9 @@ class ModelCard:
             out["score_range"] = tuple(out["score_range"]) if out.get("score_range") else None
             out["labels"] = tuple(out["labels"]) if out.get("labels") else None
             out["palette"] = tuple(tuple(c) for c in out["palette"]) if out.get("palette") else None
+            out["names"] = tuple(out["names"]) if out.get("names") else None
+            out["keypoint_names"] = tuple(out["keypoint_names"]) if out.get("keypoint_names") else None
+            out["skeleton"] = tuple(tuple(c) for c in out["skeleton"]) if out.get("skeleton") else None
             clips = ClipCard(**d["clips"]) if d.get("clips") else None
             card = cls(
                 name=str(d["name"]),

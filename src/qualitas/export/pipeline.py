@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from qualitas.errors import UsageError
-from qualitas.export.card import ModelCard, write_card
+from qualitas.export.card import DETECTION_OUTPUTS, ModelCard, write_card
 from qualitas.export.common import (
     ExportError,
     example_hw,
@@ -110,6 +110,28 @@ def export_model(
         raise UsageError(f"--opset applies to --format {', '.join(ONNX_BASED)}")
     check_opset(opset)
     src = source if isinstance(source, Source) else load_source(source, name=name)
+    if src.card.output.kind in DETECTION_OUTPUTS:
+        # Detectors: one image in, decoded detections out (export/detection.py).
+        from qualitas.export.detection import DEFAULT_SCORE_TOLERANCE, export_detector
+
+        if quantize is not None:
+            raise UsageError("--quantize is not available for detectors")
+        card, parity = export_detector(
+            src.model,
+            src.card,
+            fmt,
+            out,
+            opset=opset,
+            verify=verify,
+            tolerance=DEFAULT_SCORE_TOLERANCE if tolerance == DEFAULT_TOLERANCE else tolerance,
+            io_names=io_names,
+            input_names=input_names,
+            output_name=output_name,
+        )
+        result = ExportResult(Path(out), card, parity)  # type: ignore[arg-type]
+        if fail_on_mismatch and parity is not None and not parity.ok:
+            raise ExportError(f"parity check failed (details in {Path(out) / 'model.json'})")
+        return result
     model = src.model.eval().cpu()
     card = with_io_names(src.card, io_names, input_names, output_name)
     folder = Path(out)

@@ -255,7 +255,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.M
     Returns the plain ``nn.Module`` in eval mode on ``device`` and the run's
     :class:`RunInfo` with ``checkpoint``, ``epoch`` and ``metrics`` filled in.
     """
-    from qualitas.models import model_from_spec
+    from qualitas.models.registry import model_from_spec
 
     ckpt_path = resolve_checkpoint(path)
     ckpt = read_checkpoint(ckpt_path)

@@ -13,17 +13,26 @@ them itself with the backbone's mean/std; in training mode also ``list[dict(boxe
 xyxy pixels, labels (N,) int64 1..K[, keypoints (N, K, 3)])]`` and returns a dict of losses;
 in eval mode it returns ``list[dict(boxes, labels, scores[, keypoints, keypoints_scores])]``.
 Class ids are 1..K with 0 the background, so ``num_classes = K + 1`` for every family.
+
+The registered model ``detector`` (``task: detection | keypoints``, docs/tasks.md) is
+:func:`build_detector` behind the model registry: it carries a :class:`ModelSpec` card
+(``output`` ``detection`` or ``keypoints``) so training runs, checkpoints and exports treat
+it like every other model; :func:`load_detector` reads a trained one back.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from qualitas.errors import ConfigError
+from qualitas.errors import ConfigError, UsageError
+from qualitas.models.registry import MODELS, card_kwargs
+from qualitas.models.spec import ModelSpec
 from qualitas.registry import did_you_mean
 
 DETECTOR_FAMILIES = ("faster_rcnn", "retinanet", "fcos", "ssdlite", "keypoint_rcnn")
@@ -125,6 +134,15 @@ class DetectorSpec:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100
+    proposals: int = 1000
+    """Faster/Keypoint R-CNN: RPN proposals kept per image at test time (twice as many in
+    training), before and after the RPN's NMS (torchvision's defaults: 1000 / 2000)."""
+    roi_samples: int = 512
+    """Faster/Keypoint R-CNN: proposals sampled per image for the box head's loss."""
+    keypoint_channels: int = 512
+    keypoint_layers: int = 8
+    """Keypoint R-CNN's head: ``keypoint_layers`` 3x3 convolutions of ``keypoint_channels``
+    (torchvision's default 8 x 512 costs ~20x the rest of a small detector on a CPU)."""
 
 
 def build_detector(
@@ -165,10 +183,16 @@ def build_detector(
             raise ConfigError(f"{spec.family}: give {levels} anchor_sizes (one per level), got {len(sizes)}")
         return AnchorGenerator(tuple((s,) for s in sizes), (ratios,) * levels)
 
+    p = int(spec.proposals)
     rcnn = {
         "box_score_thresh": spec.score_thresh,
         "box_nms_thresh": spec.nms_thresh,
         "box_detections_per_img": spec.detections_per_img,
+        "rpn_pre_nms_top_n_train": 2 * p,
+        "rpn_pre_nms_top_n_test": p,
+        "rpn_post_nms_top_n_train": 2 * p,
+        "rpn_post_nms_top_n_test": p,
+        "box_batch_size_per_image": int(spec.roi_samples),
     }
     dense = {
         "score_thresh": spec.score_thresh,
@@ -180,8 +204,15 @@ def build_detector(
         kw = dict(rpn_anchor_generator=anchors(4), **rcnn, **common)
         if spec.family == "faster_rcnn":
             return tvd.FasterRCNN(backbone, num_classes=spec.num_classes, **kw)
+        from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+
+        c = int(spec.keypoint_channels)
         return tvd.KeypointRCNN(
-            backbone, num_classes=spec.num_classes, num_keypoints=spec.num_keypoints, **kw
+            backbone,
+            num_classes=spec.num_classes,
+            keypoint_head=KeypointRCNNHeads(spec.fpn_channels, [c] * int(spec.keypoint_layers)),
+            keypoint_predictor=KeypointRCNNPredictor(c, spec.num_keypoints),
+            **kw,
         )
     if spec.family == "retinanet":
         backbone = TimmFPN(features, out_channels=spec.fpn_channels, extra="p6p7")
@@ -213,3 +244,195 @@ def build_detector(
         head=head,
         **dense,
     )
+
+
+DEFAULT_ANCHORS = {
+    "faster_rcnn": (16, 32, 64, 128),
+    "keypoint_rcnn": (16, 32, 64, 128),
+    "retinanet": (16, 32, 64, 128, 256),
+    "fcos": (16, 32, 64, 128),
+    "ssdlite": (16, 32, 64, 128),
+}
+"""One anchor size per pyramid level of each family (FCOS is anchor-free and ignores them)."""
+
+
+@MODELS.register("detector")
+def detector(
+    *,
+    arch: str = "fcos",
+    backbone: str = "tf_efficientnet_lite0",
+    num_classes: int = 2,
+    min_size: int = 320,
+    max_size: int = 512,
+    anchor_sizes: list[int] | None = None,
+    aspect_ratios: list[float] | None = None,
+    fpn_channels: int = 128,
+    num_keypoints: int = 0,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+    proposals: int = 1000,
+    roi_samples: int = 512,
+    keypoint_channels: int = 512,
+    keypoint_layers: int = 8,
+    pretrained: bool = False,
+    pretrained_path: str | None = None,
+) -> nn.Module:
+    """A torchvision detector (``arch``: one of :data:`DETECTOR_FAMILIES`) on a timm backbone.
+
+    ``num_classes`` counts the background (K object classes -> K + 1). The returned module is
+    torchvision's own model with a ``spec`` card (``output`` ``keypoints`` for
+    ``keypoint_rcnn``, else ``detection``) and its :class:`DetectorSpec` as ``detector_spec``.
+    """
+    kwargs = dict(locals())
+    if arch not in DETECTOR_FAMILIES:
+        raise ConfigError(
+            f"unknown model.arch {arch!r}{did_you_mean(arch, DETECTOR_FAMILIES)}; "
+            f"choose one of: {', '.join(DETECTOR_FAMILIES)}"
+        )
+    if arch in ("fcos", "retinanet") and (fpn_channels < 64 or fpn_channels % 32):
+        # Their heads use GroupNorm(32 groups): 32 channels leave one value per group on the
+        # 1x1 top level of small inputs, which GroupNorm refuses.
+        raise ConfigError(
+            f"model.fpn_channels must be a multiple of 32 and >= 64 for {arch}, got {fpn_channels}"
+        )
+    spec = DetectorSpec(
+        family=arch,
+        backbone=backbone,
+        num_classes=int(num_classes),
+        min_size=int(min_size),
+        max_size=int(max_size),
+        anchor_sizes=tuple(int(a) for a in (anchor_sizes or DEFAULT_ANCHORS[arch])),
+        aspect_ratios=tuple(float(a) for a in (aspect_ratios or (0.5, 1.0, 2.0))),
+        fpn_channels=int(fpn_channels),
+        num_keypoints=int(num_keypoints),
+        score_thresh=float(score_thresh),
+        nms_thresh=float(nms_thresh),
+        detections_per_img=int(detections_per_img),
+        proposals=int(proposals),
+        roi_samples=int(roi_samples),
+        keypoint_channels=int(keypoint_channels),
+        keypoint_layers=int(keypoint_layers),
+    )
+    model = build_detector(spec, pretrained=pretrained, pretrained_path=pretrained_path)
+    mean, std = model.transform.image_mean, model.transform.image_std
+    model.spec = ModelSpec(  # type: ignore[assignment]
+        arch="detector",
+        backbone=backbone,
+        full_reference=False,
+        video=False,
+        output="keypoints" if arch == "keypoint_rcnn" else "detection",
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        build_kwargs=card_kwargs(kwargs),
+    )
+    model.detector_spec = spec  # type: ignore[assignment]
+    model.bins = None  # type: ignore[assignment]
+    return model
+
+
+def spec_to_dict(spec: DetectorSpec) -> dict:
+    """Plain data (lists, not tuples) for checkpoints and cards."""
+    d = dataclasses.asdict(spec)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def spec_from_dict(d: dict) -> DetectorSpec:
+    known = {f.name for f in dataclasses.fields(DetectorSpec)}
+    kw = {k: v for k, v in d.items() if k in known}
+    for key in ("anchor_sizes", "aspect_ratios"):
+        if key in kw:
+            kw[key] = tuple(kw[key])
+    return DetectorSpec(**kw)
+
+
+def load_detector(path: str | os.PathLike) -> tuple[nn.Module, DetectorSpec, list[str]]:
+    """A trained detector from a run dir (its best checkpoint) or a ``.ckpt``.
+
+    Returns the torchvision model in eval mode on the CPU (``model(list[(3, H, W)] in
+    [0, 1]) -> list[dict(boxes, labels, scores[, keypoints])]``), its :class:`DetectorSpec`
+    and the class names without the background: label ``i + 1`` is ``classes[i]``.
+    """
+    from qualitas.models.checkpoint import load_run, read_checkpoint, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(path)
+    stored_info = read_checkpoint(ckpt).get("qualitas") or {}
+    arch = (stored_info.get("spec") or {}).get("arch")
+    if arch != "detector":
+        task = stored_info.get("task", "quality")
+        raise UsageError(f"{path}: not a detector run (model {arch!r}, task {task})")
+    model, info = load_run(ckpt, device="cpu")
+    stored = info.extra.get("detector")
+    spec = spec_from_dict(stored) if isinstance(stored, dict) else model.detector_spec
+    classes = [str(c) for c in info.extra.get("classes") or ()]
+    if len(classes) != spec.num_classes - 1:
+        classes = [f"class{i + 1}" for i in range(spec.num_classes - 1)]
+    return model.eval(), spec, classes
+
+
+class DetectorGraph(nn.Module):
+    """One image in, decoded detections out: the form a detector is exported and served in.
+
+    ``(1, 3, H, W)`` in ``[0, 1]`` -> ``boxes (N, 4)`` xyxy pixels of the input, ``scores (N,)``,
+    ``labels (N,)`` int64 1..K [, ``keypoints (N, P, 3)`` x, y, visibility] with the model's
+    own resizing, decoding, score threshold and NMS inside. torchvision's detectors take a
+    list of images and loop over it in Python, so a traced graph holds exactly the images it
+    was traced with: batch 1.
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+        self.eval()  # torchvision detectors return losses, not detections, in training mode
+        self.keypoints = getattr(detector, "detector_spec", None) is not None and (
+            detector.detector_spec.family == "keypoint_rcnn"
+        )
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.detector([image[0]])[0]
+        got = (out["boxes"], out["scores"], out["labels"])
+        return got + (out["keypoints"],) if self.keypoints else got
+
+
+def working_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """The size torchvision's detector transform resizes an image to (short side
+    ``min_size``, long side at most ``max_size``), rounded to the nearest pixel."""
+    scale = min(min_size / min(height, width), max_size / max(height, width))
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+
+
+def fit_to_detector(
+    image: torch.Tensor, min_size: int, max_size: int
+) -> tuple[torch.Tensor, tuple[float, float]]:
+    """``(3, H, W)`` -> the image resized (bilinear) to :func:`working_size` and the factors
+    ``(sy, sx)`` that map its coordinates back to the original (``x * sx``, ``y * sy``).
+
+    Fed such an image, a detector's own resize has scale exactly 1. That matters for exports:
+    the traced resize computes its scale in float32 where eager PyTorch uses float64, so for
+    some sizes (e.g. 256x385 at max_size 96) the two resize to sizes one pixel apart.
+    """
+    import torch.nn.functional as F
+
+    h, w = (int(v) for v in image.shape[-2:])
+    nh, nw = working_size(h, w, min_size, max_size)
+    if (nh, nw) == (h, w):
+        return image, (1.0, 1.0)
+    out = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    return out, (h / nh, w / nw)
+
+
+def rescale_detections(
+    out: tuple[torch.Tensor, ...], factors: tuple[float, float]
+) -> tuple[torch.Tensor, ...]:
+    """Boxes (and keypoints) of a fitted image back in the original image's pixels."""
+    sy, sx = factors
+    if (sy, sx) == (1.0, 1.0):
+        return out
+    boxes = out[0] * torch.tensor([sx, sy, sx, sy], dtype=out[0].dtype)
+    rest = list(out[1:])
+    if len(rest) > 2:
+        kp = rest[2].clone()
+        kp[..., 0] *= sx
+        kp[..., 1] *= sy
+        rest[2] = kp
+    return (boxes, *rest)

@@ -32,6 +32,31 @@ def check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], what: str) -> N
             )
 
 
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name``; unknown keywords are a ``ConfigError``.
+
+    The builders register themselves when ``qualitas.models`` is imported (its
+    ``__init__`` imports every family), which happens before any of its submodules loads."""
+    builder = MODELS.get(name)
+    check_kwargs(builder, kwargs, f"model '{name}'")
+    return builder(**kwargs)
+
+
+def list_models() -> list[str]:
+    return MODELS.names()
+
+
+def model_from_spec(spec: Any) -> nn.Module:
+    """Rebuild the (randomly initialised) network a card (``ModelSpec`` or its dict)
+    describes; load its weights after."""
+    from qualitas.models.spec import ModelSpec
+
+    if isinstance(spec, dict):
+        spec = ModelSpec.from_dict(spec)
+    kwargs = {k: v for k, v in spec.build_kwargs.items() if k not in WEIGHT_ARGS}
+    return build_model(spec.arch, **kwargs)
+
+
 def card_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Builder arguments to record in ``ModelSpec.build_kwargs`` (JSON-friendly)."""
     out: dict[str, Any] = {}

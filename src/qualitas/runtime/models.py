@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import torch
 
 from qualitas.errors import MediaError, UsageError
-from qualitas.export.card import CARD_FILE, ModelCard, read_card
+from qualitas.export.card import CARD_FILE, DETECTION_OUTPUTS, ModelCard, read_card
 from qualitas.export.common import Runner, to_mos
 from qualitas.export.preprocess import prepare
 from qualitas.metrics.base import MetricInfo
@@ -76,6 +76,10 @@ class QualityModel:
     def __init__(
         self, card: ModelCard, runner: Runner, *, source: str = "", batch_size: int | None = None
     ) -> None:
+        if card.output.kind in DETECTION_OUTPUTS:  # a list of detections, not a tensor of scores
+            raise UsageError(
+                f"model '{card.name}' is a {card.output.kind} model, not a quality scorer: use qualitas predict"
+            )
         self.card = card
         self.runner = runner
         self.source = source

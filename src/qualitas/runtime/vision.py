@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from qualitas.errors import MediaError, UsageError
-from qualitas.export.card import TASK_OUTPUTS, ModelCard
+from qualitas.export.card import DETECTION_OUTPUTS, TASK_OUTPUTS, ModelCard
 from qualitas.export.preprocess import prepare
 
 log = logging.getLogger("qualitas.runtime")
@@ -42,6 +42,10 @@ class TaskModel:
         if card.output.kind not in TASK_OUTPUTS:
             raise UsageError(
                 f"{source or card.name}: a quality model ({card.output.kind} output); use qualitas score --model"
+            )
+        if card.output.kind in DETECTION_OUTPUTS:
+            raise UsageError(
+                f"{source or card.name}: a detector; load it with qualitas.runtime.detection.load_detection_model"
             )
         self.card = card
         self.runner = runner

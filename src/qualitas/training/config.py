@@ -1,6 +1,7 @@
 """The training config: one YAML file, typed sections, ``-o key=value`` overrides.
 
-``task`` (``quality`` by default, or ``classification`` / ``segmentation``: docs/tasks.md)
+``task`` (``quality`` by default, or ``classification`` / ``segmentation`` / ``detection`` /
+``keypoints``: docs/tasks.md)
 selects the dataset readers, model family, default loss and metrics. Sections: ``run``, ``model``,
 ``data``, ``loss``, ``optimizer``, ``scheduler``, ``trainer``, ``pretrain`` (reference:
 docs/configs.md). ``model`` and ``loss`` hold a component ``name`` plus that
@@ -60,7 +61,9 @@ class SamplingConfig:
 class DataConfig:
     manifest: str = ""
     root: str | None = None
-    """Folder the manifest paths are relative to (default: the manifest's folder)."""
+    """Folder the manifest paths are relative to (default: the manifest's folder). Detection
+    with COCO files: the image folder (``{split}`` is replaced by the split name; default the
+    JSON file's folder)."""
     dataset: str = "auto"
     """``auto`` (from the first record: image / video / frames), or a DATASETS name."""
     full_reference: bool | None = None
@@ -88,7 +91,8 @@ class DataConfig:
     format: str = "auto"
     """Dataset layout: classification ``folders`` | ``list`` | ``multilabel``; segmentation
     ``folders`` (images + masks matched by stem) | ``list`` (PaddleSeg ``image mask`` lines);
-    ``auto`` guesses from ``train`` (a folder or a list file)."""
+    detection ``coco`` | ``voc`` | ``yolo`` (keypoints: ``coco``); ``auto`` guesses from
+    ``train`` (a folder or a list file; detection: a ``.json`` file is COCO)."""
     train: str | None = None
     val: str | None = None
     test: str | None = None
@@ -103,8 +107,15 @@ class DataConfig:
     balanced: bool = False
     """Classification: draw training samples with class-balanced probabilities."""
     augment: str = "basic"
-    """Training augmentation: ``none`` | ``basic`` (torchvision v2 random resized crop + flip)
-    | ``color`` (basic + colour jitter) | ``timm`` (timm's RandAugment pipeline; classification)."""
+    """Training augmentation: ``none`` | ``basic`` (torchvision v2 random resized crop + flip;
+    detection: flip) | ``color`` (basic + colour jitter) | ``timm`` (timm's RandAugment
+    pipeline; classification)."""
+    flip_pairs: list | None = None
+    """Keypoints: 0-based ``[left, right]`` index pairs swapped by a horizontal flip; without
+    them keypoint images are not flipped."""
+    keypoint_sigmas: Any = None
+    """Keypoints: OKS constants (one number, or one per keypoint); default COCO's person values
+    for 17 keypoints, else 0.1 each."""
 
 
 @dataclass
@@ -200,7 +211,8 @@ class PretrainConfig:
 @dataclass
 class TrainConfig:
     task: str = "quality"
-    """``quality`` | ``classification`` | ``segmentation`` (docs/tasks.md)."""
+    """``quality`` | ``classification`` | ``segmentation`` | ``detection`` | ``keypoints``
+    (docs/tasks.md)."""
     run: RunConfig = field(default_factory=RunConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"name": "nr_iqa"})
     data: DataConfig = field(default_factory=DataConfig)
@@ -222,7 +234,8 @@ class TrainConfig:
         return {k: v for k, v in self.model.items() if k != "name"}
 
 
-TASKS = ("quality", "classification", "segmentation")
+TASKS = ("quality", "classification", "segmentation", "detection", "keypoints")
+DETECTION_TASKS = ("detection", "keypoints")
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "classification": {
         "model": {"name": "classifier"},
@@ -233,6 +246,16 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "model": {"name": "segmenter"},
         "loss": {"name": "seg_cross_entropy"},
         "monitor": "miou",
+    },
+    "detection": {
+        "model": {"name": "detector", "arch": "fcos"},
+        "loss": {"name": "detector"},
+        "monitor": "map50",
+    },
+    "keypoints": {
+        "model": {"name": "detector", "arch": "keypoint_rcnn"},
+        "loss": {"name": "detector"},
+        "monitor": "map50",
     },
 }
 """What a task uses when the config leaves ``model``, ``loss`` or ``trainer.monitor`` out."""

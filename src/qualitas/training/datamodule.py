@@ -28,8 +28,11 @@ class QualityDataModule(L.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = False,
         train_weights: list[float] | None = None,
+        collate_fn=collate_skip,
     ) -> None:
         super().__init__()
+        self.collate_fn = collate_fn
+        """Batches: :func:`collate_skip` (stacked tensors), or e.g. detection's list collate."""
         self.train_set = train_set
         self.val_set = val_set
         self.test_set = test_set
@@ -42,7 +45,12 @@ class QualityDataModule(L.LightningDataModule):
 
     @classmethod
     def from_splits(
-        cls, datasets: dict[str, Dataset | None], data_cfg, *, train_weights: list[float] | None = None
+        cls,
+        datasets: dict[str, Dataset | None],
+        data_cfg,
+        *,
+        train_weights: list[float] | None = None,
+        collate_fn=collate_skip,
     ) -> QualityDataModule:
         """Loaders over ``datasets["train"|"val"|"test"]`` sized by a ``DataConfig``."""
         return cls(
@@ -54,6 +62,7 @@ class QualityDataModule(L.LightningDataModule):
             num_workers=data_cfg.num_workers,
             pin_memory=data_cfg.pin_memory,
             train_weights=train_weights,
+            collate_fn=collate_fn,
         )
 
     def _loader(self, ds: Dataset, *, train: bool) -> DataLoader:
@@ -69,7 +78,7 @@ class QualityDataModule(L.LightningDataModule):
             # Keep the last partial batch: small datasets would otherwise lose samples.
             drop_last=False,
             num_workers=self.num_workers,
-            collate_fn=collate_skip,
+            collate_fn=self.collate_fn,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0 and train,
         )

@@ -275,12 +275,16 @@ def train(
 def _train_vision(
     cfg: TrainConfig, folder: RunFolder, resume_ckpt: Path | None, callbacks: list | None
 ) -> RunResult:
-    """A classification/segmentation run (:mod:`qualitas.training.vision`) in an open run folder."""
+    """A classification/segmentation (:mod:`qualitas.training.vision`) or detection/keypoint
+    (:mod:`qualitas.training.detection`) run in an open run folder."""
     from qualitas.training.callbacks import HistoryRecorder, ThroughputMonitor, VisdomLogger
+    from qualitas.training.config import DETECTION_TASKS
+    from qualitas.training.detection import setup_detection
     from qualitas.training.vision import setup_vision
 
     run_dir = folder.path
-    s = setup_vision(cfg, run_dir, write=_is_global_zero())
+    setup = setup_detection if cfg.task in DETECTION_TASKS else setup_vision
+    s = setup(cfg, run_dir, write=_is_global_zero())
     if _is_global_zero():
         atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     if cfg.run.finetune_from and resume_ckpt is None:
@@ -372,7 +376,7 @@ def fit_and_report(
 
 
 def _brief(fig: dict) -> str:
-    keys = ("srocc", "plcc", "krocc", "rmse", "top1", "top5", "macro_f1", "map", "miou", "pixel_acc")
+    keys = ("srocc", "plcc", "krocc", "rmse", "top1", "top5", "macro_f1", "map", "map50", "miou", "pixel_acc")
     return ", ".join(f"{k} {fig[k]:.4f}" for k in keys if isinstance(fig.get(k), float))
 
 

@@ -269,8 +269,13 @@ def check_config_data(cfg: TrainConfig) -> dict:
     count classes; raises the first problem as a one-line :class:`DataError`."""
     import dataclasses
 
+    from qualitas.training.config import DETECTION_TASKS
     from qualitas.training.vision import prepare_vision_data
 
+    if cfg.task in DETECTION_TASKS:
+        from qualitas.training.detection_eval import check_detection_config
+
+        return check_detection_config(cfg)
     checked = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, check_media="full"))
     num = cfg.model_kwargs.get("num_classes")
     data = prepare_vision_data(checked, num_classes=num, eval_only=True)
@@ -289,8 +294,13 @@ def browse_dataset(cfg: TrainConfig, out: str | Path, *, split: str = "train", m
     Images are shown as the model sees them in evaluation (``data.input_size``), with no
     augmentation. Returns the number of pictures written."""
     from qualitas.evaluation.vision import draw_caption, overlay_mask, save_picture, to_uint8
+    from qualitas.training.config import DETECTION_TASKS
     from qualitas.training.vision import prepare_vision_data
 
+    if cfg.task in DETECTION_TASKS:  # true boxes (and skeletons) drawn on
+        from qualitas.training.detection_eval import browse_detection
+
+        return browse_detection(cfg, out, split=split, max_items=max_items)
     data = prepare_vision_data(cfg, num_classes=cfg.model_kwargs.get("num_classes"), eval_only=True)
     ds = data.datasets.get(split)
     if ds is None:

@@ -142,3 +142,94 @@ def write_segmentation(
     atomic_write_text(o / "classes.txt", "".join(k + "\n" for k in SEG_CLASSES))
     atomic_write_text(o / "palette.txt", "".join(f"{r} {g} {b}\n" for r, g, b in SEG_PALETTE))
     return o
+
+
+DET_CLASSES = ("rectangle", "ellipse")
+KEYPOINT_NAMES = ("top_left", "top_right", "bottom_right", "bottom_left")
+KEYPOINT_SKELETON = ((1, 2), (2, 3), (3, 4), (4, 1))
+"""COCO-style 1-based pairs: the outline of a quadrilateral."""
+KEYPOINT_FLIP_PAIRS = ((0, 1), (2, 3))
+"""0-based left/right pairs: a horizontal flip turns a top-left corner into a top-right one."""
+
+
+def render_detection(
+    rng: np.random.Generator, size: int = 96, *, keypoints: bool = False
+) -> tuple[np.ndarray, list[tuple[float, float, float, float, int, tuple[float, ...]]]]:
+    """``(image (size,size,3) uint8, objects)``: a textured background with 1-3 shapes.
+
+    Detection: filled rectangles (class 1) and ellipses (class 2), each box the shape's extent.
+    Keypoints: quadrilaterals (class 1, jittered rectangles) whose four corners are the
+    keypoints (``KEYPOINT_NAMES``, all visible), box = the corners' extent. Shapes do not
+    overlap, so every box is fully visible. Objects are ``(x1, y1, x2, y2, class, keypoints)``
+    with COCO's flat ``x, y, v`` keypoints (empty for detection).
+    """
+    from PIL import ImageDraw
+
+    img = Image.fromarray((np.clip(_background(rng, size), 0, 1) * 255 + 0.5).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    objects: list[tuple[float, float, float, float, int, tuple[float, ...]]] = []
+    taken: list[tuple[int, int, int, int]] = []
+    lo, hi = max(10, size // 7), max(14, size * 2 // 5)
+    for _ in range(int(rng.integers(1, 4))):
+        for _attempt in range(20):
+            w, h = (int(v) for v in rng.integers(lo, hi, 2))
+            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+            if all(x + w <= a or a + c <= x or y + h <= b or b + d <= y for a, b, c, d in taken):
+                break
+        else:
+            continue
+        taken.append((x, y, w, h))
+        colour = tuple(
+            int(c) for c in (_colour(rng, np.asarray(img) / 255.0, np.ones((size, size), bool)) * 255)
+        )
+        if keypoints:
+            j = max(1, min(w, h) // 6)
+            corners = [
+                (x + rng.integers(0, j), y + rng.integers(0, j)),
+                (x + w - rng.integers(0, j), y + rng.integers(0, j)),
+                (x + w - rng.integers(0, j), y + h - rng.integers(0, j)),
+                (x + rng.integers(0, j), y + h - rng.integers(0, j)),
+            ]
+            pts = [(float(a), float(b)) for a, b in corners]
+            draw.polygon(pts, fill=colour)
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            kp = tuple(v for p in pts for v in (p[0], p[1], 2.0))
+            objects.append((min(xs), min(ys), max(xs), max(ys), 1, kp))
+        else:
+            cls = int(rng.integers(1, 3))
+            (draw.rectangle if cls == 1 else draw.ellipse)([x, y, x + w - 1, y + h - 1], fill=colour)
+            objects.append((float(x), float(y), float(x + w), float(y + h), cls, ()))
+    return np.asarray(img), objects
+
+
+def write_detection(
+    out: str | Path, counts: dict[str, int], *, size: int = 96, seed: int = 0, keypoints: bool = False
+) -> Path:
+    """``counts`` images per split in the COCO layout: ``out/images/<split>/<n>.png`` and
+    ``out/annotations/instances_<split>.json`` (``person_keypoints_<split>.json`` with
+    ``keypoints``: one category ``quad`` with four corner keypoints and their skeleton).
+    Read them with ``data.format: coco``, ``data.root: out/images/{split}``."""
+    from qualitas.data.detection import Box, DetectionSet, DetImage, write_coco
+
+    o = Path(out)
+    rng = np.random.default_rng(seed)
+    cats = {1: "quad"} if keypoints else {i + 1: c for i, c in enumerate(DET_CLASSES)}
+    for split, n in counts.items():
+        images = []
+        for i in range(n):
+            arr, objects = render_detection(rng, size, keypoints=keypoints)
+            p = o / "images" / split / f"{i:05d}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(p)
+            boxes = tuple(Box(x1, y1, x2, y2, c, keypoints=kp) for x1, y1, x2, y2, c, kp in objects)
+            images.append(DetImage(p.name, size, size, boxes, i + 1))
+        ds = DetectionSet(
+            images,
+            cats,
+            KEYPOINT_NAMES if keypoints else (),
+            KEYPOINT_SKELETON if keypoints else (),
+        )
+        name = f"person_keypoints_{split}.json" if keypoints else f"instances_{split}.json"
+        (o / "annotations").mkdir(parents=True, exist_ok=True)
+        write_coco(ds, o / "annotations" / name)
+    return o
