@@ -298,7 +298,12 @@ def evaluate(args: argparse.Namespace) -> None:
                 row["detector_full"] - row["detector_cheap"], row["reference_boxes"],
             )  # fmt: skip
     timings["seconds"] = time.perf_counter() - t0
-    summary: dict = {"timings": timings, "frames": len(test_set.images), "classes": classes, "arch": spec.family}
+    summary: dict = {
+        "timings": timings,
+        "frames": len(test_set.images),
+        "classes": classes,
+        "arch": spec.family,
+    }
     summary["map50"] = {key: test_map(test_set, dets) for key, dets in detections.items()}
     for name in names:
         mine = [r for r in rows if r["enhancer"] == name]
