@@ -22,6 +22,7 @@ its peak RSS.
 * ``--jobs 1`` / ``--jobs 2`` over a folder of 4 pairs vs 4 ffmpeg runs one after the other.
 
     python benchmarks/bench_fr_speed.py [--repeat 3] [--workdir /tmp/qualitas-fr-speed] [--skip-4k]
+        [--no-tensor-path] [--before-src /path/to/other/checkout/src] [--only process startup ...]
 
 The machine's load average is printed before and after: other work on a shared machine moves
 wall times (CPU time much less).
@@ -170,6 +171,13 @@ def main() -> None:
         help="leave out the QUALITAS_YUV_FAST=0 cases outside the whole-process 1080p table (shorter run)",
     )
     ap.add_argument("--only", nargs="*", default=None, help="sections: process engine startup 4k vmaf jobs")
+    ap.add_argument(
+        "--before-src",
+        type=Path,
+        default=None,
+        help="another checkout's src/ (e.g. main before a change): its qualitas is timed in the same run, "
+        "as 'before' rows of the whole-process, start-up and 4K tables",
+    )
     args = ap.parse_args()
     sections = set(args.only or ["process", "engine", "startup", "4k", "vmaf", "jobs"])
     if args.skip_4k:
@@ -178,6 +186,7 @@ def main() -> None:
     ref, dist = make_pair(args.workdir, 1920, 1080, args.seconds)
     n = int(round(args.seconds * 25))
     fast, slow = env_with(), env_with(QUALITAS_YUV_FAST="0")
+    before = None if args.before_src is None else dict(os.environ, PYTHONPATH=str(args.before_src.resolve()))
     out = str(Path(tempfile.gettempdir()) / "qualitas-fr-speed-out.json")
     d, r = str(dist), str(ref)
     ff_psnr_ssim = [ff, "-hide_banner", "-nostdin", "-v", "error", "-i", d, "-i", r,
@@ -206,6 +215,15 @@ def main() -> None:
                 qualitas_cmd(d, "--ref", r, "--metric", "psnr,ssim,ms_ssim", "--out", out), slow
             ),
         }
+        if before is not None:
+            for names in ("psnr,ssim", "psnr,ssim,ms_ssim"):
+                cases[f"before (--before-src): qualitas score {names.replace(',', '+')}"] = (
+                    lambda names=names: run_child(
+                        qualitas_cmd(d, "--ref", r, "--metric", names, "--out", out), before
+                    )
+                )
+        if args.no_tensor_path:
+            cases = {k: v for k, v in cases.items() if "YUV_FAST=0" not in k}
         print_table("whole processes, 1080p", median_rows(cases, args.repeat), n, "ffmpeg psnr+ssim filters")
         print(f"load {load()}")
 
@@ -243,6 +261,11 @@ def main() -> None:
                 [sys.executable, "-c", "import qualitas.runtime.score"], fast
             ),
         }
+        if before is not None:
+            cases["before (--before-src): qualitas score psnr+ssim --max-frames 1"] = lambda: run_child(
+                qualitas_cmd(d, "--ref", r, "--metric", "psnr,ssim", "--max-frames", "1", "--out", out),
+                before,
+            )
         print_table(
             "cold start-up (1 frame)", median_rows(cases, args.repeat), 1, "ffmpeg psnr+ssim, 1 frame"
         )
@@ -270,6 +293,10 @@ def main() -> None:
                     qualitas_cmd(str(dd), "--ref", str(rr), "--metric", "psnr,ssim", "--out", out), slow
                 ),
             }
+            if before is not None:
+                cases["before (--before-src): qualitas score psnr+ssim"] = lambda rr=rr, dd=dd: run_child(
+                    qualitas_cmd(str(dd), "--ref", str(rr), "--metric", "psnr,ssim", "--out", out), before
+                )
             if args.no_tensor_path:
                 cases = {k: v for k, v in cases.items() if "tensor" not in k}
             print_table(

@@ -242,12 +242,12 @@ def evaluate(args: argparse.Namespace) -> None:
             raise SystemExit(f"unknown enhancer {name}")
     cheap = Bicubic(scale)
     objective = DetectorObjective(model, threshold=args.threshold, score="logit", boxes="reference")
-    gt = read_coco(args.data / "test" / "annotations.json")
+    test_set = read_coco(args.data / "test" / "annotations.json")
     seeds = range(args.random_seeds)
     rows = []
     detections: dict[str, list] = {"pristine": [], "bicubic": [], **{n: [] for n in names if n != "oracle"}}
     t0 = time.perf_counter()
-    for im in gt.images:
+    for im in test_set.images:
         hr = read_image(args.data / "test" / "images" / im.file).data
         x = ((bicubic_down(hr[None], scale)) * 255).round().clamp(0, 255) / 255
         with torch.no_grad():
@@ -298,8 +298,8 @@ def evaluate(args: argparse.Namespace) -> None:
                 row["detector_full"] - row["detector_cheap"], row["reference_boxes"],
             )  # fmt: skip
     timings["seconds"] = time.perf_counter() - t0
-    summary: dict = {"timings": timings, "frames": len(gt.images), "classes": classes, "arch": spec.family}
-    summary["map50"] = {key: test_map(gt, dets) for key, dets in detections.items()}
+    summary: dict = {"timings": timings, "frames": len(test_set.images), "classes": classes, "arch": spec.family}
+    summary["map50"] = {key: test_map(test_set, dets) for key, dets in detections.items()}
     for name in names:
         mine = [r for r in rows if r["enhancer"] == name]
         summary[name] = {

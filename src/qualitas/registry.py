@@ -1,7 +1,10 @@
 """A small, explicit registry with "did you mean" errors and entry-point plug-ins.
 
 Components register themselves with a decorator in the module that defines them;
-packages import those modules explicitly (no import magic). Third-party packages can
+packages import those modules explicitly (no import magic), either at once or, for modules
+with heavy imports, through an explicit ``name -> module`` line (:meth:`Registry.declare`):
+the module is imported when that name is first asked for, so that e.g. ``qualitas score
+--metric psnr`` of a video pair does not import torch. Third-party packages can
 add components through the entry-point group ``qualitas.<registry name>`` whose
 value is a module (imported, so its decorators run) or a callable.
 """
@@ -9,6 +12,7 @@ value is a module (imported, so its decorators run) or a callable.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Generic, TypeVar
@@ -30,6 +34,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._declared: dict[str, str] = {}
         self._plugins_loaded = False
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
@@ -47,17 +52,33 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> T:
         return self.register(name)(obj)
 
+    def declare(self, name: str, module: str) -> None:
+        """Declare that importing ``module`` registers ``name``; :meth:`get` imports it on first use."""
+        self._declared[name] = module
+
+    def declared(self) -> dict[str, str]:
+        """``{name: module}`` of the names declared with :meth:`declare`."""
+        return dict(self._declared)
+
+    def _resolve(self, name: str) -> None:
+        module = self._declared.get(name)
+        if module is not None and name not in self._items:
+            importlib.import_module(module)
+            if name not in self._items:
+                raise ValueError(f"{self.kind} '{name}' is declared in {module}, which does not register it")
+
     def _load_plugins(self) -> None:
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
         for ep in metadata.entry_points(group=f"qualitas.{self.kind}"):
             loaded = ep.load()
-            if callable(loaded) and ep.name not in self._items:
+            if callable(loaded) and ep.name not in self._items and ep.name not in self._declared:
                 self._items[ep.name] = loaded
 
     def get(self, name: str) -> T:
         self._load_plugins()
+        self._resolve(name)
         try:
             return self._items[name]
         except KeyError:
@@ -68,11 +89,11 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         self._load_plugins()
-        return sorted(self._items)
+        return sorted(set(self._items) | set(self._declared))
 
     def __contains__(self, name: object) -> bool:
         self._load_plugins()
-        return name in self._items
+        return name in self._items or name in self._declared
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

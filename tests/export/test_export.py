@@ -146,6 +146,8 @@ def test_cli_quantize_int8_reports_score_change(trained_run, tmp_path, capsys):
     [
         (["--format", "torchscript", "--quantize", "int8"], "applies to --format onnx"),
         (["--format", "torchscript", "--opset", "17"], "--opset applies to"),
+        (["--format", "onnx", "--input-size", "64", "64"], "applies to models that take any size"),
+        (["--format", "saved_model", "--dynamic"], "saved_model needs a fixed height/width"),
     ],
 )
 def test_cli_usage_errors(trained_run, tmp_path, capsys, argv, message):

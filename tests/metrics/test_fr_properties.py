@@ -104,3 +104,20 @@ def test_cuda_matches_cpu(name, crop):
     cpu = get_metric(name)(d, r)
     gpu = get_metric(name, device="cuda")(d, r).cpu()
     assert torch.allclose(cpu, gpu, rtol=1e-4, atol=1e-6)
+
+
+def test_every_metric_module_declares_the_names_it_registers():
+    """``qualitas.metrics`` declares each metric by name -> module (imported on first use): a
+    module registering a name it does not declare would be missed by a run that asks for it."""
+    import importlib
+    import pkgutil
+
+    import qualitas.metrics as package
+    from qualitas.metrics.base import METRICS
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"qualitas.metrics.{info.name}")
+    declared = METRICS.declared()
+    assert set(METRICS.names()) == set(declared)
+    for name, module in declared.items():
+        assert METRICS.get(name).__module__ == module

@@ -194,3 +194,110 @@ def test_jobs_over_a_folder_of_pairs(tmp_path, clips, monkeypatch):
         assert scores["ssim"] == pytest.approx(reference[path]["ssim"], rel=SSIM_RTOL)
     psnrs = [rows[2][str(dists / f"clip{i}.mp4")]["psnr"] for i in range(3)]
     assert psnrs[0] > psnrs[1] > psnrs[2]  # stronger compression, lower PSNR
+
+
+# What must not be imported by `qualitas score --metric psnr,ssim` of a YUV video pair: the
+# fast path needs numpy, PyAV and numba only; torch alone costs ~2 s of start-up per process.
+_NO_HEAVY = """
+import json, sys
+from qualitas.cli.main import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("torch", "timm", "lightning", "torchvision", "PIL") if m in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+@pytest.mark.parametrize("container", ["mp4", "yuv"])
+def test_score_of_a_yuv_video_pair_imports_no_torch(tmp_path, container):
+    import os
+    import subprocess
+    import sys
+
+    frames = _content(3, 48, 64)
+    ref = _encode(tmp_path / "ref.mp4", frames, 0)
+    dist = _encode(tmp_path / "dist.mp4", frames, 40)
+    extra, opts = [], {}
+    if container == "yuv":  # the same pair as raw yuv420p files
+        for name in ("ref", "dist"):
+            with av.open(ref if name == "ref" else dist) as c:
+                data = [f.to_ndarray().ravel() for f in c.decode(video=0)]
+            (tmp_path / f"{name}.yuv").write_bytes(np.concatenate(data).tobytes())
+        ref, dist = str(tmp_path / "ref.yuv"), str(tmp_path / "dist.yuv")
+        extra = ["--size", "64x48", "--fps", "25"]
+        spec = RawYUVSpec(64, 48, pix_fmt="yuv420p", fps=25)
+        opts = {"yuv": spec, "ref_yuv": spec}
+    out = tmp_path / "o.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop(fr_yuv.FAST_ENV, None)
+    args = [dist, "--ref", ref, *extra, "--metric", "psnr,psnr_y,ssim", "--out", str(out), "--quiet"]
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_HEAVY, "score", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = json.loads(run.stdout.strip().splitlines()[-1])
+    assert row == {"code": 0, "heavy": []}, run.stderr[-2000:]
+    # ... and it scored: the same values as this (torch-importing) process' engine.
+    result = json.loads(out.read_text())["results"][0]
+    assert result["frames_scored"] == 3
+    res, _ = score_pairs([Pair(dist, ref)], ["psnr", "psnr_y", "ssim"], ScoreOptions(**opts))
+    for name in ("psnr", "psnr_y", "ssim"):
+        assert result["scores"][name] == pytest.approx(res[0].scores[name], rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("h, w", [(11, 11), (12, 13), (13, 20), (30, 27), (45, 64)])
+def test_ssim_sums_kernel_equals_ssim_means_for_every_row_parity(h, w):
+    """The 11-tap kernel filters output rows in pairs (the last one alone for an odd count):
+    every size must give ``ssim_means``' values, and ``want_s=False`` the same contrast-structure."""
+    import torch
+
+    from qualitas.functional import yuv_kernels
+    from qualitas.functional.filters import gaussian_kernel1d
+    from qualitas.metrics.ssim import K1, K2, L, ssim_means
+
+    rng = np.random.default_rng(h * 100 + w)
+    x = (rng.random((h, w)) * 255).astype(np.float32)
+    y = np.clip(x + rng.normal(0, 20, (h, w)), 0, 255).astype(np.float32)
+    taps = yuv_kernels.gaussian_taps(11, 1.5)
+    c1, c2 = np.float32((K1 * L) ** 2), np.float32((K2 * L) ** 2)
+    s, c, n = yuv_kernels.ssim_sums(x, y, taps, c1, c2)
+    assert n == (h - 10) * (w - 10)
+    ref_s, ref_c = ssim_means(
+        torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None], gaussian_kernel1d(11, 1.5)
+    )
+    assert s / n == pytest.approx(float(ref_s[0]), rel=SSIM_RTOL)
+    assert c / n == pytest.approx(float(ref_c[0]), rel=SSIM_RTOL)
+    s0, c0, _ = yuv_kernels.ssim_sums(x, y, taps, c1, c2, False)
+    assert s0 == 0.0 and c0 == pytest.approx(c, rel=1e-6)
+    same = yuv_kernels.ssim_sums(x, x.copy(), taps, c1, c2)
+    assert same[0] == same[1] == float(same[2])  # identical inputs: exactly 1 everywhere
+
+
+@pytest.mark.parametrize("f", [2, 3, 4])
+@pytest.mark.parametrize("h, w", [(8, 8), (9, 7), (15, 22)])
+def test_box_downsample_kernel_equals_the_reference_bit_for_bit(f, h, w):
+    import torch
+
+    from qualitas.functional import yuv_kernels
+    from qualitas.functional.filters import box_downsample
+
+    x = (np.random.default_rng(h * w + f).random((h, w)) * 255).astype(np.float32)
+    ref = box_downsample(torch.from_numpy(x)[None, None], f)[0, 0].numpy()
+    assert np.array_equal(yuv_kernels.box_downsample_2d(x, f), ref)
+
+
+@pytest.mark.parametrize("f", [2, 3, 4, 5])
+@pytest.mark.parametrize("h, w", [(5, 5), (6, 11), (9, 7), (17, 30)])
+def test_gray_downsampled_kernel_equals_gray_then_box(f, h, w):
+    """SSIM's gray + box downsampling in one pass (a kernel of its own for ``f = 4``) gives the
+    floats of the gray map then :func:`box_downsample_2d` (itself the reference's, above).
+    Sides >= f: ``ssim.m`` downsamples by f only sides of >= 256 (f - 1/2) pixels."""
+    from qualitas.functional import yuv_kernels
+
+    y = np.random.default_rng(h + w + f).integers(0, 256, (h, w + 3), dtype=np.uint8)  # padded rows
+    p = yuv_kernels.luma_params(8, False)
+    want = yuv_kernels.box_downsample_2d(yuv_kernels.gray255(y, w, p), f)
+    assert np.array_equal(yuv_kernels.gray255_downsampled(y, w, p, f), want)

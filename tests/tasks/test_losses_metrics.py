@@ -47,3 +47,30 @@ def test_figures_match_hand_counts():
     r = cls.compute()
     assert r["top1"] == pytest.approx(0.75) and r["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
     assert r["recall"] == pytest.approx([1.0, 1.0, 0.5]) and r["support"] == [1, 1, 2]
+
+
+def test_segmentation_counted_at_mask_resolution_by_hand():
+    # 2x2 logits -> 4x4 mask. Bilinear (align_corners=False) weights of the top-left input
+    # pixel along one axis are 1, .75, .25, 0, so the class-1 margin 2*wy*wx - 1 of
+    # d = [[1, -1], [-1, -1]] is > 0 exactly on the top-left 2x2 block (1, .75, .75, .5625).
+    logits = torch.zeros(1, 2, 2, 2)
+    logits[0, 1] = torch.tensor([[1.0, -1.0], [-1.0, -1.0]])
+    # Thin annotation: a 1-px column (x = 1) of class 1, one pixel ignored.
+    mask = torch.zeros(4, 4, dtype=torch.long)
+    mask[:, 1] = 1
+    mask[3, 3] = 255
+    sm = SegmentationMetrics(2, ignore_index=255)
+    (pred,) = sm.update_full(logits, [mask])
+    want_pred = torch.zeros(4, 4, dtype=torch.long)
+    want_pred[:2, :2] = 1
+    assert torch.equal(pred, want_pred)
+    out = sm.compute()
+    # class 1: tp 2 ((0,1), (1,1)), predicted 4, true 4 -> IoU 2 / 6; class 0: tp 9 of 15
+    # counted pixels; predicted 11, true 11 -> IoU 9 / 13.
+    assert out["n"] == 15 and out["iou"] == pytest.approx([9 / 13, 2 / 6])
+    assert out["miou"] == pytest.approx((9 / 13 + 2 / 6) / 2) and out["pixel_acc"] == pytest.approx(11 / 15)
+    # Counting against a nearest-resized 2x2 copy of the mask (what resizing masks did)
+    # loses the column: a different figure.
+    small = SegmentationMetrics(2, ignore_index=255)
+    small.update(logits, F.interpolate(mask[None, None].float(), size=(2, 2), mode="nearest")[0].long())
+    assert small.compute()["miou"] != pytest.approx(out["miou"])

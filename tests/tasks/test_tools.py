@@ -225,3 +225,59 @@ def test_importance_seg_config_reads_the_exported_dataset(tmp_path):
     )
     res = train(cfg, out=tmp_path / "run")
     assert len(res.metrics["val"]["iou"]) == 10 and res.metrics["classes"][0] == "class0"
+
+
+def test_eval_counts_segmentation_at_mask_resolution(seg_run, tmp_path):
+    """Inputs resized to 20x20, masks of their own sizes with 1-px lines on odd columns (a
+    nearest-resized mask loses every one): figures are counted at each mask's resolution."""
+    import torch.nn.functional as F
+
+    from qualitas.training.run import load_trained
+    from qualitas.training.vision_eval import evaluate_task
+
+    rng = np.random.default_rng(3)
+    root = tmp_path / "thin"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    masks = []
+    for i, (h, w) in enumerate([(40, 40), (36, 44), (44, 36)]):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        mask = np.zeros((h, w), np.uint8)
+        for k, col in enumerate(range(1, w, 4)):
+            mask[2:, col] = 1 + k % 3
+            img[2:, col] = (255, 40 * (k % 3), 0)
+        mask[0, :] = 255  # ignored
+        Image.fromarray(img).save(root / "images" / f"{i}.png")
+        Image.fromarray(mask, mode="L").save(root / "masks" / f"{i}.png")
+        masks.append(mask)
+    res = evaluate_task(
+        seg_run.run_dir / "config.yaml",
+        weights=seg_run.run_dir,
+        overrides=[f"data.test={root}", "data.input_size={mode: resize, size: [20, 20]}"],
+        out=tmp_path / "thin.json",
+    )
+    figs = res["metrics"]
+    assert figs["n"] == sum(int((m != 255).sum()) for m in masks)  # full-resolution pixels
+    # The same count by hand: the model on the 20x20 input, logits upsampled bilinearly to
+    # the mask's size, a numpy confusion matrix over the non-ignored pixels.
+    model, _ = load_trained(seg_run.run_dir)
+    cm = np.zeros((4, 4), np.int64)
+    for i, m in enumerate(masks):
+        x = (
+            torch.from_numpy(np.array(Image.open(root / "images" / f"{i}.png"))).permute(2, 0, 1)[None]
+            / 255.0
+        )
+        x = F.interpolate(x, size=(20, 20), mode="bilinear", antialias=True, align_corners=False)
+        with torch.no_grad():
+            z = F.interpolate(model(x), size=m.shape, mode="bilinear", align_corners=False)
+        pred = z[0].argmax(0).numpy()
+        keep = m != 255
+        cm += np.bincount(m[keep].astype(np.int64) * 4 + pred[keep], minlength=16).reshape(4, 4)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    iou = [tp[k] / union[k] if union[k] else None for k in range(4)]
+    assert figs["iou"] == pytest.approx(iou, abs=0.02)  # antialias rounding: a pixel or two may flip
+    assert figs["pixel_acc"] == pytest.approx(tp.sum() / cm.sum(), abs=0.01)
+    # Its own test split: the run's test figures (also counted at mask resolution).
+    own = evaluate_task(seg_run.run_dir, out=tmp_path / "own.json")
+    assert own["metrics"]["miou"] == pytest.approx(seg_run.metrics["test"]["miou"], abs=1e-6)

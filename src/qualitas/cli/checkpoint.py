@@ -21,14 +21,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="checkpoint_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("show", help="keys, shapes, dtypes, parameter counts, hyper-parameters")
-    p.add_argument("path", metavar="PATH")
+    text = "keys, shapes, dtypes, parameter counts, hyper-parameters"
+    p = sub.add_parser("show", help=text, description=f"Print a checkpoint's {text}.")
+    p.add_argument("path", metavar="PATH", help="a .ckpt, .pt/.pth state dict or .safetensors file")
     p.add_argument("--json", action="store_true", help="print the whole report as one JSON document")
     p.add_argument("--all", action="store_true", help="list every tensor (default: the first 40)")
     p.set_defaults(func=run)
 
-    p = sub.add_parser("rename", help="rename key prefixes by rules OLD=NEW (first matching rule wins)")
-    p.add_argument("path", metavar="PATH")
+    text = "rename key prefixes by rules OLD=NEW (first matching rule wins)"
+    p = sub.add_parser(
+        "rename",
+        help=text,
+        description="Write a copy of PATH whose keys are renamed by prefix rules OLD=NEW (first matching rule wins).",
+    )
+    p.add_argument("path", metavar="PATH", help="a .ckpt, .pt/.pth state dict or .safetensors file")
     p.add_argument(
         "--rule",
         action="append",
@@ -39,11 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file to write (.safetensors: the weights only)")
     p.set_defaults(func=run)
 
-    p = sub.add_parser(
-        "strip",
-        help="model weights only: drop optimizer/scheduler/EMA/teacher state, strip module./model.",
-    )
-    p.add_argument("path", metavar="PATH")
+    text = "model weights only: drop optimizer/scheduler/EMA/teacher state, strip module./model."
+    p = sub.add_parser("strip", help=text, description=f"Write the {text} prefixes.")
+    p.add_argument("path", metavar="PATH", help="a .ckpt, .pt/.pth state dict or .safetensors file")
     p.add_argument(
         "--out", required=True, help="file to write: a plain state dict (.pt/.pth, or .safetensors)"
     )

@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=HELP,
         description="Evaluate a trained run. Quality models: metrics, per-item predictions and a scatter "
         "plot (prediction vs MOS with the fitted logistic curve). Classification/segmentation: top-1/top-5, "
-        "per-class precision/recall/F1 and a confusion matrix, or mIoU/per-class IoU/pixel accuracy.",
+        "per-class precision/recall/F1 and a confusion matrix, or mIoU/per-class IoU/pixel accuracy "
+        "(counted at each label mask's own resolution).",
     )
     p.add_argument(
         "path", metavar="RUN_OR_CONFIG", help="run dir, .ckpt, or a task config (.yaml) with --weights"

@@ -1,5 +1,6 @@
 """``qualitas export``: a trained run or checkpoint -> ONNX / TorchScript / torch.export /
-OpenVINO, with ``model.json``, optional parity check and int8 quantisation.
+OpenVINO / TensorFlow SavedModel, with ``model.json``, optional parity check and int8
+quantisation.
 
 Exit status: 0 exported (and, with ``--verify``, parity within tolerance), 1 export or
 parity failure (the difference is printed), 2 usage errors.
@@ -64,6 +65,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="dynamic height/width (and clip length where the model allows); batch is always dynamic",
     )
     p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="fixed graph height and width for a model that takes any size (e.g. the importance "
+        "predictor at the frame size it will serve; saved_model converts such models only at a fixed "
+        "size); other sizes are resized to it when scoring",
+    )
+    p.add_argument(
         "--quantize",
         choices=("int8", "int8-dynamic"),
         help="onnx: int8 with ONNX Runtime (static, calibrated on the verification inputs; or dynamic); "
@@ -94,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         io_names=args.io_names,
         input_names=args.input_name,
         output_name=args.output_name,
+        input_size=tuple(args.input_size) if args.input_size else None,
     )
     card = result.card
     shape = _shape_text(card)

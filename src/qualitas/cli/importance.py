@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("inputs", nargs="+", help="images, videos or folders of images")
     lab.add_argument("--out", required=True, help="label folder (frames/, importance.npz, frames.json)")
     lab.add_argument(
-        "--analytics", default="mtcnn", help="analytics objective, e.g. mtcnn:threshold=0.9 (default mtcnn)"
+        "--analytics",
+        default="mtcnn",
+        help="analytics objective: mtcnn[:threshold=0.9,boxes=reference] (default) | detector:run=RUN[,classes=a+b,threshold=0.5,score=logit,boxes=reference] (a detection run) | quality_model:path=RUN (docs/importance.md)",
     )
     lab.add_argument(
         "--enhancer",

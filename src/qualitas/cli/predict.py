@@ -15,11 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help=HELP,
         description="Run a classification, segmentation, detection or keypoint model (a run dir, .ckpt, or "
-        "an export folder / .onnx / .pt / .pt2 / .xml with its model.json) on images, folders (recursively) "
+        "an export folder / .onnx / .pt / .pt2 / .xml / SavedModel folder with its model.json) on images, folders (recursively) "
         "and videos (every --frame-step-th frame). One JSON line per image or frame (detectors: "
         "'detections' with label, class, score, box [x1, y1, x2, y2] px and keypoints).",
     )
-    p.add_argument("model", metavar="MODEL")
+    p.add_argument("model", metavar="MODEL", help="run dir, .ckpt, or an export folder or file")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders or videos")
     p.add_argument("--out", help="predictions JSONL (default: stdout)")
     p.add_argument("--show-dir", help="write each image with its label / mask overlay / boxes drawn on")

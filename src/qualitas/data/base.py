@@ -271,7 +271,8 @@ class PairDataset(QualityDataset):
 def collate_skip(batch: list[dict | None]) -> dict:
     """Collate that drops failed samples (``None``) and reports how many in ``skipped``.
 
-    Returns ``{"skipped": n, "size": 0}`` when the whole batch failed.
+    Returns ``{"skipped": n, "size": 0}`` when the whole batch failed. Keys in
+    :data:`RAGGED_KEYS` come back as lists.
     """
     kept = [b for b in batch if b is not None]
     skipped = len(batch) - len(kept)
@@ -285,10 +286,17 @@ def collate_skip(batch: list[dict | None]) -> dict:
                     f"samples in one batch differ in shape {sorted(shapes)[:2]}; set data.input_size "
                     "(resize/crop/pad/fragments) or data.batch_size: 1"
                 )
+    ragged = {key: [b.pop(key) for b in kept] for key in RAGGED_KEYS if key in kept[0]}
     out = default_collate(kept)
+    out.update(ragged)
     out["skipped"] = skipped
     out["size"] = len(kept)
     return out
+
+
+RAGGED_KEYS = ("full_mask",)
+"""Sample keys collated as a list, not stacked: tensors whose size differs between samples
+(a segmentation label mask at its own resolution, for metrics at mask resolution)."""
 
 
 # --------------------------------------------------------------------------- checks

@@ -522,7 +522,10 @@ class ClassificationDataset(Dataset):
 
 
 class SegmentationDataset(Dataset):
-    """``{"input": (3,h,w) float, "target": (h,w) long, "index"}``; mask values checked."""
+    """``{"input": (3,h,w) float, "target": (h,w) long, "index"}``; mask values checked.
+
+    ``full_mask``: also ``"full_mask"``, the label mask ``(H, W)`` at its own resolution
+    (untransformed), for metrics counted at mask resolution (collated as a list)."""
 
     def __init__(
         self,
@@ -532,12 +535,14 @@ class SegmentationDataset(Dataset):
         ignore_index: int = 255,
         palette: list[tuple[int, int, int]] | None = None,
         transform: Callable | None = None,
+        full_mask: bool = False,
     ) -> None:
         self.samples = list(samples)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.palette = palette
         self.transform = transform
+        self.full_mask = full_mask
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -557,9 +562,13 @@ class SegmentationDataset(Dataset):
             )
         check_mask(m, self.num_classes, self.ignore_index, s.where)
         y = torch.from_numpy(m.astype(np.int64))
+        full = y
         if self.transform is not None:
             x, y = self.transform(x, y)
-        return {"input": x.contiguous(), "target": y.contiguous(), "index": index}
+        item = {"input": x.contiguous(), "target": y.contiguous(), "index": index}
+        if self.full_mask:
+            item["full_mask"] = full
+        return item
 
 
 def split_samples(samples: list, ratios: dict[str, float], seed: int) -> tuple[list, list]:

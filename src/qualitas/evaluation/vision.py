@@ -9,7 +9,9 @@ Figures (docs/tasks.md):
 - multi-label: ``map`` (macro average precision), ``macro_f1``, ``micro_f1``, ``exact_match``
   (threshold 0.5 on the sigmoid), per class ``ap``/``f1``;
 - segmentation: ``miou`` (mean over classes present in targets or predictions),
-  ``pixel_acc``, ``mean_acc``, per class ``iou``/``acc``; ``ignore_index`` pixels excluded.
+  ``pixel_acc``, ``mean_acc``, per class ``iou``/``acc``; ``ignore_index`` pixels excluded;
+  at the configured input size (``update``) or at each mask's own resolution
+  (``update_full``: logits upsampled bilinearly, as mmsegmentation/PaddleSeg count).
 """
 
 from __future__ import annotations
@@ -136,12 +138,33 @@ class SegmentationMetrics(nn.Module):
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         self.confusion.update(logits.detach().argmax(1), target.detach().long())
 
+    def update_full(self, logits: torch.Tensor, masks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Count at each label mask's own resolution: ``logits (B,K,h,w)``, ``masks[i] (H_i,W_i)``.
+
+        As mmsegmentation and PaddleSeg evaluate: each sample's logits are upsampled
+        bilinearly to its mask's size before the argmax, so thin structures and borders are
+        scored against the annotation as drawn, not against a nearest-resized copy. Returns
+        the per-sample predictions ``(H_i, W_i)``."""
+        preds = [predict_at(logits[i], tuple(m.shape[-2:])) for i, m in enumerate(masks)]
+        for pred, mask in zip(preds, masks):
+            self.confusion.update(pred[None], mask.detach().long().to(pred.device)[None])
+        return preds
+
     def compute(self) -> dict:
         cm = self.confusion.compute().double()
         return {"n": float(cm.sum()), **seg_figures(cm)}
 
     def reset(self) -> None:
         self.confusion.reset()
+
+
+def predict_at(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Class map ``(H, W)`` of ``logits (K, h, w)`` at ``size``: bilinear upsampling of the
+    logits (``align_corners=False``), then the argmax."""
+    z = logits.detach().float()
+    if tuple(z.shape[-2:]) != tuple(size):
+        z = torch.nn.functional.interpolate(z[None], size=size, mode="bilinear", align_corners=False)[0]
+    return z.argmax(0)
 
 
 def seg_figures(cm: torch.Tensor) -> dict:

@@ -82,6 +82,7 @@ def export_model(
     io_names: str = "default",
     input_names: Sequence[str] | None = None,
     output_name: str | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> ExportResult:
     """Export ``source`` to ``out/`` in format ``fmt`` and write ``out/model.json``.
 
@@ -93,6 +94,10 @@ def export_model(
     ``model.int8.onnx`` and the score change is reported instead of checked.
     ``io_names`` (``default`` | ``triton``), ``input_names``, ``output_name``: the graph's
     names (:func:`qualitas.export.common.with_io_names`), recorded in the card.
+    ``input_size`` ``(H, W)``: a fixed graph height/width for a model that takes any size
+    (size policy ``none``, e.g. the importance predictor), e.g. the frame size it will serve,
+    or for formats that convert such graphs only at a fixed size (``saved_model``); inputs of
+    other sizes are then resized to it by the runtime.
     ``opset`` is checked against what the installed torch/onnx export
     (:func:`qualitas.export.onnx.check_opset`).
     """
@@ -136,7 +141,10 @@ def export_model(
 
     want = wanted_dynamic(card, dynamic)
     hw = example_hw(card)
-    if "height" in want:
+    if input_size is not None:
+        hw = _fixed_size(card, input_size, dynamic)
+        want -= {"height", "width"}
+    elif "height" in want:
         # Trace at a comfortable size: at a size where a feature map shrinks to 1x1,
         # torch.export specialises and bounds height/width to at most the example's.
         hw = (max(hw[0], DYNAMIC_EXAMPLE_HW), max(hw[1], DYNAMIC_EXAMPLE_HW))
@@ -184,3 +192,20 @@ def export_model(
             f"({fmt} vs PyTorch; details in {folder / 'model.json'})"
         )
     return result
+
+
+def _fixed_size(card: ModelCard, size: Sequence[int], dynamic: bool) -> tuple[int, int]:
+    """``--input-size H W`` checked: positive, not with ``--dynamic``, and only where the
+    card's size policy leaves the size to the media (a sized model has its size already)."""
+    if len(size) != 2 or min(int(v) for v in size) < 16:
+        raise UsageError(f"--input-size takes a height and a width of at least 16 px, got {list(size)}")
+    if dynamic:
+        raise UsageError("--input-size fixes the height/width; it does not go with --dynamic")
+    mode = card.input.size_policy.get("mode", "none")
+    if mode != "none":
+        h, w = example_hw(card)
+        raise UsageError(
+            f"--input-size applies to models that take any size (size policy none); this one is "
+            f"sized by its card ({mode} {h}x{w})"
+        )
+    return int(size[0]), int(size[1])

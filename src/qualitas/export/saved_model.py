@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qualitas.errors import DependencyError
+from qualitas.errors import DependencyError, UsageError
 from qualitas.export.card import ModelCard
 from qualitas.export.common import ExportError, axes_of, card_for_shapes, to_numpy
 
@@ -119,11 +119,29 @@ def export_saved_model(
     """ONNX export to a temporary file, then onnx2tf in the TF environment -> ``folder/saved_model``."""
     from qualitas.export.onnx import export_onnx
 
+    if dynamic & {"height", "width", "frames"}:
+        # Measured with onnx2tf 1.29.24: resizes to a computed size fail (Shape slices, see
+        # tf_worker), and a classifier's global mean over dynamic H/W converts over the wrong
+        # axes (wrong logits, caught only by --verify): SavedModels get a fixed size.
+        any_size = card.input.size_policy.get("mode", "none") == "none"
+        fix = "give --input-size H W (the size it will serve)" if any_size else "drop --dynamic"
+        raise UsageError(
+            "--format saved_model needs a fixed height/width (and clip length): onnx2tf 1.29 fails on "
+            f"or mis-converts dynamic ones (docs/export.md); {fix}"
+        )
     tf_python()  # fail before exporting when there is no TF environment
     with tempfile.TemporaryDirectory(prefix="qualitas-sm-") as tmp:
         onnx_card = export_onnx(model, card, Path(tmp), example, dynamic=dynamic, opset=opset)
         onnx_file = Path(tmp) / onnx_card.export["file"]
         result = convert_onnx_file(onnx_file, list(card.input.names), card.output.name, folder)
+    out_shape = result["signature"]["outputs"].get(card.output.name) or [None]
+    if out_shape[0] is not None:
+        # Seen with onnx2tf 1.29.24 when the last feature map is 1x1 at the exported size (a
+        # stride-32 backbone at 32x32): the converted graph answers batch 1 whatever it gets.
+        raise ExportError(
+            f"onnx2tf fixed the output batch to {out_shape[0]} (signature output {out_shape}); this "
+            "happens when a feature map shrinks to 1x1 at the exported size: export a larger size"
+        )
     shape = result["signature"]["inputs"][card.input.names[0]]
     observed = {name for name, ax in axes_of(card).items() if shape[ax] is None}
     return card_for_shapes(onnx_card, observed, example).with_export(

@@ -39,7 +39,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # CPU: the parity reference
 
 
 def prepare_onnx(src: str, dst: str) -> dict:
-    """Copy ``src`` to ``dst`` rewritten around two onnx2tf 1.29 conversion bugs, without
+    """Copy ``src`` to ``dst`` rewritten around three onnx2tf 1.29 conversion bugs, without
     changing what the graph computes:
 
     - an initializer shared by several nodes (torch dedupes equal constants, e.g. a
@@ -47,7 +47,9 @@ def prepare_onnx(src: str, dst: str) -> dict:
       a shared constant once per consumer;
     - a constant ``(1, C, 1, 1)`` of an elementwise op loses its leading 1s (``(C, 1, 1)``,
       the same under broadcasting) — onnx2tf's layout heuristic otherwise transposes it to
-      ``(1, 1, C, 1)`` next to a dynamic-batch input and the conversion fails.
+      ``(1, 1, C, 1)`` next to a dynamic-batch input and the conversion fails;
+    - a ``Resize`` whose ``sizes`` are computed but whose output height/width are static
+      gets constant ``scales`` (:func:`_static_resize_sizes`).
 
     onnx2tf also rewrites its input file (onnxsim), hence the copy.
     """
@@ -74,8 +76,56 @@ def prepare_onnx(src: str, dst: str) -> dict:
             graph.initializer.append(new)
             node.input[k] = new.name
             changed += 1
+    resizes = _static_resize_sizes(model)
     onnx.save(model, dst)
-    return {"rewritten_constants": changed}
+    return {"rewritten_constants": changed, "rewritten_resizes": resizes}
+
+
+def _static_resize_sizes(model) -> int:
+    """Resize nodes whose ``sizes`` input is computed (``Concat(Shape(x)[:2], [h, w])``,
+    what torch exports for ``F.interpolate(size=...)`` with a dynamic batch) but whose output
+    height/width are static get constant ``scales`` instead: onnx2tf 1.29 cannot take a
+    computed ``sizes`` (``'size' must be a 1-D int32 Tensor``) and takes the output size from
+    the ONNX output shape when ``scales`` are given, so TensorFlow resizes to exactly the
+    same size. Resizes whose output size follows a dynamic input height/width are left as
+    they are: their sizes come from ``Shape(x, start, end)`` slices, which onnx2tf 1.29 maps
+    bound by bound through its NCHW -> NHWC axis table (``end=4`` is out of range:
+    ``IndexError``; ``[0:2]`` becomes ``[0:1]``), so such graphs convert only with a fixed
+    height/width."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = v.type.tensor_type.shape.dim
+        shapes[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    inits = {i.name for i in model.graph.initializer}
+    n = 0
+    for node in model.graph.node:
+        if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3] or node.input[3] in inits:
+            continue
+        if any(a.name == "axes" for a in node.attribute):
+            continue
+        src, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+        if not src or not out or len(src) != len(out) or any(d is None for d in src[2:] + out[2:]):
+            continue
+        scales = [1.0, 1.0]
+        for o, i in zip(out[2:], src[2:]):
+            s = np.float32(o / i)
+            # floor(in * scale) must give the size back, in float32 and in float64 (shape
+            # inference and runtimes compute it either way): 5/3 rounds below 5/3 in float32.
+            while np.floor(np.float32(i) * s) < o or np.floor(float(i) * float(s)) < o:
+                s = np.nextafter(s, np.float32(np.inf))
+            scales.append(float(s))
+        const = numpy_helper.from_array(np.array(scales, np.float32), f"{node.output[0]}__scales")
+        model.graph.initializer.append(const)
+        x, roi = node.input[0], node.input[1]
+        del node.input[:]
+        node.input.extend([x, roi, const.name])
+        n += 1
+    return n
 
 
 def _block_downloads() -> None:
@@ -137,7 +187,10 @@ def convert(onnx_path: str, out_dir: str, spec: dict) -> dict:
             for d in proto.graph.output[0].type.tensor_type.shape.dim
         ]
         tf_out = list(fn.structured_outputs[out_keys[0]].shape)
-        out_perm = _layout_perm(onnx_out, tf_out) if len(onnx_out) >= 3 else None
+        candidates = _output_perms(onnx_out, tf_out)
+        if len(candidates) > 1:  # e.g. a square (B, g, g) grid: the shapes cannot tell
+            candidates = [_closest_to_onnx(onnx_path, fn, perms, onnx_shapes, out_keys[0], candidates)]
+        out_perm = candidates[0]
         back = [out_perm.index(i) for i in range(len(out_perm))] if out_perm else None
         specs = [tf.TensorSpec([d for d in onnx_shapes[n]], tf.float32, name=n) for n in names]
 
@@ -186,6 +239,53 @@ def _signature_key(tf_inputs: dict, name: str) -> str:
         if key.lower().replace(":", "_") == name.lower().replace(":", "_"):
             return key
     raise SystemExit(f"converted signature has inputs {list(tf_inputs)}, none is {name!r}")
+
+
+def _output_perms(onnx_shape: list, tf_shape: list) -> list[list[int] | None]:
+    """Layouts the converted output may have (``None``: as in ONNX, else the channels-last
+    permutation), by shape; more than one when equal dimensions make it ambiguous."""
+    rank = len(onnx_shape)
+    if len(tf_shape) != rank:
+        raise SystemExit(f"converted output rank {len(tf_shape)} is not the ONNX rank {rank}")
+    if rank < 3:
+        return [None]
+    perm = [0, *range(2, rank), 1]
+
+    def fits(order):
+        return all(a is None or b is None or a == b for a, b in zip([onnx_shape[i] for i in order], tf_shape))
+
+    out = ([None] if fits(list(range(rank))) else []) + ([perm] if fits(perm) else [])
+    if not out:
+        raise SystemExit(f"cannot relate converted output shape {tf_shape} to ONNX shape {onnx_shape}")
+    return out
+
+
+def _closest_to_onnx(onnx_path, fn, perms, onnx_shapes, out_key, candidates):
+    """The candidate output layout under which TensorFlow's output on a random input is
+    closest to ONNX Runtime's on the original ONNX file (onnxruntime is one of onnx2tf's
+    pinned dependencies, so it is in this environment)."""
+    import numpy as np
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    feeds = {
+        n: rng.random([d if d is not None else (1 if k == 0 else 64) for k, d in enumerate(shape)]).astype(
+            np.float32
+        )
+        for n, shape in onnx_shapes.items()
+    }
+    want = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    tf_feeds = {
+        key: tf.constant(np.transpose(feeds[n], perm) if perm else feeds[n])
+        for n, (key, perm) in perms.items()
+    }
+    got = fn(**tf_feeds)[out_key].numpy()
+    errors = []
+    for perm in candidates:
+        y = np.transpose(got, [perm.index(i) for i in range(len(perm))]) if perm else got
+        errors.append(float(np.abs(y - want).max()) if y.shape == want.shape else float("inf"))
+    return candidates[int(np.argmin(errors))]
 
 
 def _layout_perm(onnx_shape: list, tf_shape: list) -> list[int] | None:

@@ -11,8 +11,12 @@ Two luma definitions are used by the metrics, and they are deliberately differen
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # annotations only: torch is imported in the functions that use it
+    import torch
 
 # MATLAB's rgb2gray takes the first row of the inverse of the NTSC YIQ -> RGB matrix
 # (documented as 0.2989, 0.5870, 0.1140); computing it the same way keeps all digits.

@@ -7,18 +7,23 @@ separable kernel applied as two 1-D convolutions.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # annotations only: torch is imported in the functions that use it
+    import torch
 
 
 def gaussian_kernel1d(
-    size: int, sigma: float, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+    size: int, sigma: float, *, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Normalised 1-D gaussian of ``size`` taps, shape (size,).
 
-    Its outer product with itself equals MATLAB ``fspecial('gaussian', size, sigma)``.
+    Its outer product with itself equals MATLAB ``fspecial('gaussian', size, sigma)``;
+    ``dtype`` defaults to float32.
     """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     if size < 1 or sigma <= 0:
         raise ValueError(f"gaussian window needs size >= 1 and sigma > 0, got {size}, {sigma}")
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
@@ -32,6 +37,8 @@ def separable_filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     'valid' output: (B, C, H-k+1, W-k+1). One grouped conv call per direction, so all
     channels (e.g. the five SSIM moment maps) are filtered together.
     """
+    import torch.nn.functional as F
+
     c = x.shape[1]
     k = kernel.numel()
     kern = kernel.to(dtype=x.dtype, device=x.device)
@@ -41,6 +48,8 @@ def separable_filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 def _symmetric_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
     """Indices of a length-n axis padded like MATLAB 'symmetric' (edge sample repeated)."""
+    import torch
+
     idx = torch.arange(-before, n + after, device=device)
     # Fold out-of-range positions back into [0, n) by mirroring about the edges.
     period = 2 * n
@@ -50,6 +59,8 @@ def _symmetric_index(n: int, before: int, after: int, device: torch.device) -> t
 
 def pad_symmetric(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
     """Pad (B,C,H,W) as MATLAB ``padarray(..., 'symmetric')`` (mirror including the edge)."""
+    import torch.nn.functional as F
+
     if max(top, bottom, left, right) <= 1:
         # A mirror that includes the edge sample, one sample wide, repeats the edge: torch's
         # 'replicate' padding does that in one pass (index_select below is ~6x slower).
@@ -82,6 +93,8 @@ def box_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 def _box_axis(x: torch.Tensor, f: int, dim: int) -> torch.Tensor:
     """``box_downsample`` along one axis (``dim`` -2 or -1): length n -> ceil(n / f)."""
+    import torch
+
     n = x.shape[dim]
     before = (f - 1) // 2
     n_out = -(-n // f)

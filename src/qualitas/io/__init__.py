@@ -7,11 +7,42 @@ orientation, YUV matrices, rotation, frame selection, truncated files).
 
 from __future__ import annotations
 
-from qualitas.io.image import ImageData, read_image
-from qualitas.io.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_media, media_kind
-from qualitas.io.pairing import Pair, check_fps, collect_pairs, match_size, size_note
-from qualitas.io.video import FrameBatch, VideoFrame, VideoInfo, iter_batches, iter_frames, probe_video
-from qualitas.io.yuv import RawYUVSpec, parse_fps, parse_size
+import importlib
+from typing import Any
+
+# Public name -> the submodule defining it. Submodules are imported on first use (PEP 562),
+# so that importing one of them (e.g. ``qualitas.io.video`` for the YUV fast path) does not
+# import the others' dependencies (torch, PIL).
+_EXPORTS = {
+    "ImageData": "image",
+    "read_image": "image",
+    "IMAGE_EXTENSIONS": "media",
+    "VIDEO_EXTENSIONS": "media",
+    "is_media": "media",
+    "media_kind": "media",
+    "Pair": "pairing",
+    "check_fps": "pairing",
+    "collect_pairs": "pairing",
+    "match_size": "pairing",
+    "size_note": "pairing",
+    "FrameBatch": "video",
+    "VideoFrame": "video",
+    "VideoInfo": "video",
+    "iter_batches": "video",
+    "iter_frames": "video",
+    "probe_video": "video",
+    "RawYUVSpec": "yuv",
+    "parse_fps": "yuv",
+    "parse_size": "yuv",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qualitas.io' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"qualitas.io.{module}"), name)
+
 
 __all__ = [
     "IMAGE_EXTENSIONS",

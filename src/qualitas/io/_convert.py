@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from qualitas.errors import MediaError
+
+if TYPE_CHECKING:  # annotations only: torch is imported in the functions that use it
+    import torch
 
 
 def planes_to_float(src: torch.Tensor, max_value: float, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -17,6 +20,8 @@ def planes_to_float(src: torch.Tensor, max_value: float, out: torch.Tensor | Non
     The result is divided by ``max_value`` in place, so the only full-size pass besides the
     copy is the division. ``out`` lets batch readers write straight into a batch slice.
     """
+    import torch
+
     c, h, w = src.shape
     if c == 1:
         src = src.expand(3, h, w)
@@ -29,6 +34,8 @@ def planes_to_float(src: torch.Tensor, max_value: float, out: torch.Tensor | Non
 
 def hwc_to_tensor(arr: np.ndarray) -> torch.Tensor:
     """View an ``(H, W)`` or ``(H, W, C)`` numpy array as an integer ``(C, H, W)`` tensor (no copy)."""
+    import torch
+
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     with warnings.catch_warnings():
@@ -42,6 +49,8 @@ def hwc_to_tensor(arr: np.ndarray) -> torch.Tensor:
 
 def apply_orientation(t: torch.Tensor, orientation: int) -> torch.Tensor:
     """Apply an EXIF orientation (1-8) to a ``(C, H, W)`` tensor, as ``ImageOps.exif_transpose`` does."""
+    import torch
+
     if orientation == 2:  # mirrored horizontally
         return t.flip(-1)
     if orientation == 3:  # rotated 180
@@ -126,6 +135,8 @@ def yuv_to_rgb(
     ``scratch`` (any dict, kept by the caller between frames) holds the chroma-size work
     arrays for reuse: fresh ones cost ~3000 page faults per 1080p frame.
     """
+    import torch
+
     y, u, v = (np.asarray(a) for a in (y, u, v))
     h, w = y.shape
     ch, cw = u.shape
@@ -215,6 +226,8 @@ def yuv_luma(
     ``[0, 1]``: for a pixel with neutral chroma it equals each of the R, G, B values that
     ``yuv_to_rgb`` returns, bit for bit. One thread of numpy, like ``yuv_to_rgb``.
     """
+    import torch
+
     y = np.asarray(y)
     top = float(2**bit_depth - 1)
     if full_range:
@@ -236,6 +249,8 @@ def yuv_luma(
 
 def rotate_cw(t: torch.Tensor, degrees: int) -> torch.Tensor:
     """Rotate ``(..., H, W)`` clockwise by 0/90/180/270 degrees."""
+    import torch
+
     if degrees == 90:
         return torch.rot90(t, k=-1, dims=(-2, -1))
     if degrees == 180:
@@ -273,6 +288,8 @@ def pix_fmt_bits(pix_fmt: str) -> int:
 
 def plane_tensor(plane, dtype: np.dtype) -> torch.Tensor:
     """Zero-copy ``(rows, width)`` integer view of a PyAV plane (skipping row padding)."""
+    import torch
+
     arr = np.frombuffer(plane, dtype=dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
     return torch.from_numpy(arr[:, : plane.width])
 
@@ -310,6 +327,8 @@ class FrameConverter:
 
     def __call__(self, frame, out: torch.Tensor | None = None) -> torch.Tensor:
         """Convert one ``av.VideoFrame``; writes into ``out`` ``(3, H, W)`` when given."""
+        import torch
+
         if out is None:
             out = torch.empty(self.out_shape(frame), dtype=torch.float32)
         plain = self.rotation == 0 and out.is_contiguous()  # numpy views below must alias it
@@ -338,6 +357,8 @@ class FrameConverter:
     def luma(self, frame, out: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised luma Y' ``(1, H, W)`` of one planar-YUV ``av.VideoFrame`` (:func:`yuv_luma`),
         rotation applied; writes into ``out`` when given. Other formats: ``MediaError``."""
+        import torch
+
         name = frame.format.name
         if name not in _PLANAR_YUV:
             raise MediaError(f"frames in {name} have no Y plane to read luma from")

@@ -19,13 +19,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Literal
 
 from qualitas.errors import MediaError, UsageError
 from qualitas.io.media import is_media
+
+if TYPE_CHECKING:  # annotations only
+    import torch
 
 __all__ = ["Pair", "collect_pairs", "match_size", "size_note", "check_fps", "FPS_TOLERANCE"]
 
@@ -143,6 +143,8 @@ def match_size(
         )
     batch = dist if dist.ndim == 4 else dist.unsqueeze(0)
     shrinking = rh < dh or rw < dw
+    import torch.nn.functional as F
+
     out = F.interpolate(batch, size=(rh, rw), mode="bicubic", align_corners=False, antialias=shrinking)
     out = out.clamp_(0.0, 1.0)  # bicubic overshoots near edges
     return out if dist.ndim == 4 else out[0]

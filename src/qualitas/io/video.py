@@ -26,15 +26,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
-import torch
 
 from qualitas.errors import MediaError, UsageError, one_line
 from qualitas.io import yuv as _yuv
 from qualitas.io._convert import FrameConverter, has_luma_plane, pix_fmt_bits, yuv_luma, yuv_to_rgb
 from qualitas.io.media import VIDEO_EXTENSIONS, check_readable, is_raw_yuv
+
+if TYPE_CHECKING:  # annotations only: torch is imported in the functions that use it
+    import torch
 
 __all__ = [
     "DecodedBatch",
@@ -319,7 +322,7 @@ class _Selection:
 # A selected frame whose pixels are converted only when asked (into ``out`` if given),
 # so batch readers write straight into the batch tensor: (index, time, RGB converter,
 # (3, H, W), luma converter writing (1, H, W)).
-_Convert = Callable[[torch.Tensor | None], torch.Tensor]
+_Convert = Callable[["torch.Tensor | None"], "torch.Tensor"]
 _Lazy = tuple[int, float, _Convert, tuple[int, int, int], _Convert, "Callable[[], YuvPlanes | None]"]
 
 
@@ -415,6 +418,8 @@ def iter_batches(
     ``rgb=False`` skips the RGB conversion (``data`` is None): luma-only metrics then
     cost the decoder and one pass over the Y plane.
     """
+    import torch
+
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     pool_size = int(reuse_buffer)
@@ -493,6 +498,8 @@ class DecodedBatch:
     ) -> FrameBatch:
         """Convert into ``out`` (B' >= len, 3, H, W) and, with ``luma``, ``luma_out``
         (B' >= len, 1, H, W), each reused when it fits -> :class:`FrameBatch`."""
+        import torch
+
         n = len(self.indices)
         data = lum = None
         if rgb:
@@ -576,6 +583,8 @@ def _iter_raw(path: Path, spec: _yuv.RawYUVSpec, selection: _Selection) -> Itera
 
     def bind_luma(planes) -> _Convert:
         def convert(out: torch.Tensor | None) -> torch.Tensor:
+            import torch
+
             if out is None:
                 out = torch.empty((1, spec.height, spec.width), dtype=torch.float32)
             yuv_luma(planes[0], bit_depth=spec.bit_depth, full_range=spec.full_range, out=out[0])
@@ -591,7 +600,7 @@ def _iter_raw(path: Path, spec: _yuv.RawYUVSpec, selection: _Selection) -> Itera
         # The reader reuses its buffer for the next frame: the planes are copied (cheap next
         # to any metric) so that they outlive it in a prefetching thread.
         return lambda: YuvPlanes(
-            *(np.array(pl.numpy()) for pl in planes),
+            *(np.array(pl) for pl in planes),
             width=spec.width,
             height=spec.height,
             dy=dy,

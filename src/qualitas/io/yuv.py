@@ -10,6 +10,7 @@ lines and BT.601 below, unless the spec says otherwise.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -18,7 +19,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from qualitas.errors import MediaError, UsageError
 
@@ -125,8 +125,8 @@ def count_frames(path: str | os.PathLike, spec: RawYUVSpec) -> int:
 
 def read_raw_frames(
     path: str | os.PathLike, spec: RawYUVSpec, indices: Iterator[int]
-) -> Iterator[tuple[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
-    """Yield ``(index, (y, u, v))`` integer plane views for the requested frame indices.
+) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Yield ``(index, (y, u, v))`` integer plane views (numpy) for the requested frame indices.
 
     Each frame is read with one ``readinto`` into a reused buffer (seeking straight to
     it), so the views are overwritten by the next frame: convert before advancing.
@@ -136,10 +136,7 @@ def read_raw_frames(
     raw = np.empty(spec.frame_bytes, dtype=np.uint8)
     samples = raw.view(dtype)
     bounds = np.cumsum([0] + [r * c for r, c in shapes])
-    planes = tuple(
-        torch.from_numpy(samples[lo:hi].reshape(shape))
-        for shape, lo, hi in zip(shapes, bounds[:-1], bounds[1:])
-    )
+    planes = tuple(samples[lo:hi].reshape(shape) for shape, lo, hi in zip(shapes, bounds[:-1], bounds[1:]))
     with open(path, "rb") as fh:
         for index in indices:
             fh.seek(index * spec.frame_bytes)
@@ -164,7 +161,7 @@ def layout_warnings(path: str | os.PathLike, spec: RawYUVSpec, frames: int = 4) 
     """
     n = min(frames, count_frames(path, spec))
     out: list[str] = []
-    lumas = [y.to(torch.float64).clone() for _, (y, _u, _v) in read_raw_frames(path, spec, iter(range(n)))]
+    lumas = [y.astype(np.float64) for _, (y, _u, _v) in read_raw_frames(path, spec, iter(range(n)))]
     hint = f"check --size/--pix-fmt ({spec.width}x{spec.height} {spec.pix_fmt} declared)"
     if spec.bit_depth > 8:
         peak = max(float(y.max()) for y in lumas)
@@ -182,7 +179,7 @@ def layout_warnings(path: str | os.PathLike, spec: RawYUVSpec, frames: int = 4) 
         ):
             out.append(f"every second luma byte is <= 3, as in 10-bit little-endian samples: {hint}")
             return out
-    stds = [float(y.std()) for y in lumas]
+    stds = [float(y.std(ddof=1)) if y.size > 1 else math.nan for y in lumas]  # sample std, as torch's
     for a, b in zip(stds, stds[1:]):
         lo, hi = min(a, b), max(a, b)
         if hi > 8.0 and hi > 4.0 * max(lo, 0.5):

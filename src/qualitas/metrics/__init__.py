@@ -1,37 +1,44 @@
 """Image and video quality metrics.
 
-Every metric module is imported explicitly below so that its ``@METRICS.register`` runs;
-``get_metric`` and ``list_metrics`` read the registry.
+Every metric is declared below by one explicit line, name -> the module that defines and
+registers it; the module is imported when the metric is first asked for (``get_metric``,
+``METRICS.get``), so a run pays only for the metrics it uses (``qualitas score --metric
+psnr,ssim`` of a video pair imports neither torch nor scipy). ``list_metrics`` imports them all.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
 
-# --- metric modules: one explicit import line each, alphabetical ----------------------------
+if TYPE_CHECKING:  # annotations only
+    import torch
+
+# --- metric declarations: one line each, alphabetical ----------------------------------------
 # (isort is off here so that each engineer's line stays a separate, conflict-free line)
 # isort: off
-from qualitas.metrics import brisque  # noqa: F401
-from qualitas.metrics import ciede2000  # noqa: F401
-from qualitas.metrics import cw_ssim  # noqa: F401
-from qualitas.metrics import fsim  # noqa: F401
-from qualitas.metrics import gmsd  # noqa: F401
-from qualitas.metrics import mad  # noqa: F401
-from qualitas.metrics import niqe  # noqa: F401
-from qualitas.metrics import nlpd  # noqa: F401
-from qualitas.metrics import piqe  # noqa: F401
-from qualitas.metrics import psnr  # noqa: F401
-from qualitas.metrics import ssim  # noqa: F401
-from qualitas.metrics import vif  # noqa: F401
-from qualitas.metrics import vifp  # noqa: F401
-from qualitas.metrics import vmaf  # noqa: F401
-from qualitas.metrics import vsi  # noqa: F401
+METRICS.declare("brisque", "qualitas.metrics.brisque")
+METRICS.declare("ciede2000", "qualitas.metrics.ciede2000")
+METRICS.declare("cw_ssim", "qualitas.metrics.cw_ssim")
+METRICS.declare("fsim", "qualitas.metrics.fsim")
+METRICS.declare("fsimc", "qualitas.metrics.fsim")
+METRICS.declare("gmsd", "qualitas.metrics.gmsd")
+METRICS.declare("mad", "qualitas.metrics.mad")
+METRICS.declare("ms_ssim", "qualitas.metrics.ssim")
+METRICS.declare("niqe", "qualitas.metrics.niqe")
+METRICS.declare("nlpd", "qualitas.metrics.nlpd")
+METRICS.declare("piqe", "qualitas.metrics.piqe")
+METRICS.declare("psnr", "qualitas.metrics.psnr")
+METRICS.declare("psnr_y", "qualitas.metrics.psnr")
+METRICS.declare("ssim", "qualitas.metrics.ssim")
+METRICS.declare("ssim_nodownsample", "qualitas.metrics.ssim")
+METRICS.declare("vif", "qualitas.metrics.vif")
+METRICS.declare("vifp", "qualitas.metrics.vifp")
+METRICS.declare("vmaf", "qualitas.metrics.vmaf")
+METRICS.declare("vsi", "qualitas.metrics.vsi")
 # isort: on
-# --- end of metric modules ------------------------------------------------------------------
+# --- end of metric declarations --------------------------------------------------------------
 
 
 def get_metric(name: str, device: str | torch.device = "cpu", **kwargs: Any) -> Metric:

@@ -20,13 +20,32 @@ work of its own on it) and :class:`FileMetric` (whole files, per-frame scores).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from qualitas.registry import Registry
+
+if TYPE_CHECKING:  # annotations only: metric modules import torch where they use it
+    import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def no_grad(fn: F) -> F:
+    """``torch.no_grad()`` as a decorator that imports torch only when ``fn`` is called (a
+    metric module must be importable without torch: the YUV fast path of ``qualitas score``
+    does not load it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -56,12 +75,27 @@ class Metric:
     info: ClassVar[MetricInfo]
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
+        self.device_name = str(device)
+        """The device as text (``"cpu"``, ``"cuda:0"``), readable without importing torch."""
+        self._device: torch.device | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """The ``torch.device`` the metric runs on (torch is imported on first use)."""
+        if self._device is None:
+            import torch
+
+            self._device = torch.device(self.device_name)
+        return self._device
+
+    @device.setter
+    def device(self, value: str | torch.device) -> None:
+        self.device_name, self._device = str(value), None
 
     def forward(self, dist: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
-    @torch.no_grad()
+    @no_grad
     def __call__(self, dist: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
         """Score a batch: ``dist``/``ref`` are ``(B, 3, H, W)`` in ``[0, 1]``; returns ``(B,)``."""
         if self.info.full_reference and ref is None:

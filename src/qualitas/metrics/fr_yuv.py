@@ -96,7 +96,7 @@ def serves(frame_metrics: Mapping[str, Any]) -> bool:
         cls = FAST_METRICS.get(name)
         if cls is None or type(metric) is not cls or not _unmodified(cls):
             return False
-        if str(getattr(metric, "device", "cpu")) != "cpu":
+        if metric.device_name != "cpu":
             return False
     return True
 
@@ -127,11 +127,10 @@ class YuvFrameScorer:
         if unknown:
             raise ValueError(f"not computed by the YUV fast path: {', '.join(unknown)}")
         from qualitas.functional import yuv_kernels
-        from qualitas.functional.filters import gaussian_kernel1d
 
         self._k = yuv_kernels
         self.names = tuple(names)
-        self._taps = gaussian_kernel1d(WIN_SIZE, WIN_SIGMA).numpy()
+        self._taps = yuv_kernels.gaussian_taps(WIN_SIZE, WIN_SIGMA)
         self._c1 = np.float32((K1 * L) ** 2)
         self._c2 = np.float32((K2 * L) ** 2)
         self._params: dict[tuple, np.ndarray] = {}
@@ -185,8 +184,8 @@ class YuvFrameScorer:
         for frame in frames:
             yield frame, self.prepare(frame.planes)
 
-    def _ssim_mean(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        s, c, n = self._k.ssim_sums(x, y, self._taps, self._c1, self._c2)
+    def _ssim_mean(self, x: np.ndarray, y: np.ndarray, want_s: bool = True) -> tuple[float, float]:
+        s, c, n = self._k.ssim_sums(x, y, self._taps, self._c1, self._c2, want_s)
         return s / n, c / n
 
     def score(self, dist: PreparedYuv, ref: PreparedYuv) -> dict[str, float | BaseException]:
@@ -201,14 +200,21 @@ class YuvFrameScorer:
         h, w = dist.size
         out: dict[str, float | BaseException] = {}
         want_rgb, want_y = "psnr" in self.names, "psnr_y" in self.names
-        if want_rgb or want_y:
+        # psnr_y of two streams of the same format: integer error sums (exact); else float32
+        # as the reference path converts each stream.
+        int_y = want_y and (a.bit_depth, a.full_range) == (b.bit_depth, b.full_range)
+        if want_rgb or (want_y and not int_y):
             sse_rgb, sse_y = self._k.yuv_sq_errors(
-                a.y, a.u, a.v, b.y, b.u, b.v, w, dist.rgb_params, ref.rgb_params, a.dy, a.dx, want_rgb, want_y
-            )
+                a.y, a.u, a.v, b.y, b.u, b.v, w, dist.rgb_params, ref.rgb_params, a.dy, a.dx,
+                want_rgb, want_y and not int_y,
+            )  # fmt: skip
             if want_rgb:
                 out["psnr"] = _psnr(sse_rgb / (3 * h * w))
-            if want_y:
-                out["psnr_y"] = _psnr(sse_y / (h * w))
+        if int_y:
+            lo, hi, scale = self._k.studio_y_params(a.bit_depth, a.full_range)
+            sse_y = float(self._k.y_sq_error_int(a.y, b.y, w, lo, hi)) * scale * scale
+        if want_y:
+            out["psnr_y"] = _psnr(sse_y / (h * w))
         if "ssim" in self.names:
             out["ssim"] = self._pair(
                 dist.ssim, ref.ssim, lambda x, y: float(np.float32(self._ssim_mean(x, y)[0]))
@@ -232,8 +238,9 @@ class YuvFrameScorer:
         levels = len(MS_SSIM_WEIGHTS)
         values = []
         for level, (x, y) in enumerate(zip(xs, ys)):
-            s, c = self._ssim_mean(x, y)
-            values.append(s if level == levels - 1 else c)
+            last = level == levels - 1
+            s, c = self._ssim_mean(x, y, want_s=last)
+            values.append(s if last else c)
         # As ms_ssim_pyramids: a negative mean contrast-structure is clamped to 0.
         v = np.maximum(np.array(values, dtype=np.float64), 0.0)
         return float(np.prod(v ** np.array(MS_SSIM_WEIGHTS, dtype=np.float64)))

@@ -6,10 +6,13 @@ peak is 1.0, equivalent to a peak of ``2**b - 1`` on the integer samples.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from qualitas.functional.color import BT601_Y_OFFSET, rgb_to_y_bt601
-from qualitas.metrics.base import METRICS, Metric, MetricInfo
+from qualitas.metrics.base import METRICS, Metric, MetricInfo, no_grad
+
+if TYPE_CHECKING:  # annotations only: torch is imported in the functions that use it
+    import torch
 
 PSNR_CAP_DB = 100.0
 """Score reported for identical inputs (and any PSNR above it): JSON cannot hold inf."""
@@ -30,6 +33,8 @@ cost more than the arithmetic: 9.7 -> 2.6 ms per 1080p RGB frame)."""
 
 def mse(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Mean squared error per item over all channels and pixels: (B,C,H,W) x2 -> (B,) float64."""
+    import torch
+
     _check_pair(dist, ref)
     b, c, h, w = dist.shape
     count = c * h * w
@@ -57,6 +62,8 @@ def mse(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 def psnr_from_mse(err: torch.Tensor, peak: float = 1.0, max_db: float | None = PSNR_CAP_DB) -> torch.Tensor:
     """10 log10(peak^2 / mse); mse == 0 -> inf, or ``max_db`` when given (values above it too)."""
+    import torch
+
     with torch.no_grad():
         out = 10.0 * torch.log10(torch.as_tensor(peak, dtype=torch.float64) ** 2 / err)
     if max_db is not None:
@@ -120,6 +127,8 @@ class PSNRY(Metric):
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) RGB in [0,1] -> studio-range BT.601 Y (B,1,H,W) (MATLAB ``rgb2ycbcr``)."""
+        import torch
+
         with torch.no_grad():
             return rgb_to_y_bt601(x.to(self.device))
 
@@ -127,10 +136,12 @@ class PSNRY(Metric):
         """Normalised Y' (B,1,H,W) of a YUV video -> the same studio-range Y: 16/255 + 219/255 Y'
         (what :meth:`prepare` gives for a pixel with neutral chroma; for 8-bit limited-range
         video that is the stored Y / 255)."""
+        import torch
+
         with torch.no_grad():
             return luma.to(self.device, torch.float32) * (219.0 / 255.0) + BT601_Y_OFFSET
 
-    @torch.no_grad()
+    @no_grad
     def score_prepared(self, dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         return psnr_from_mse(mse(dist, ref), 1.0, PSNR_CAP_DB)
 

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from qualitas.errors import DependencyError, MediaError
 from qualitas.functional.color import rgb_to_gray_matlab
 from qualitas.functional.filters import box_downsample, gaussian_kernel1d, matlab_round, separable_filter2d
-from qualitas.metrics.base import METRICS, Metric, MetricInfo
+from qualitas.metrics.base import METRICS, Metric, MetricInfo, no_grad
+
+if TYPE_CHECKING:  # annotations only: torch is imported in the functions that use it
+    import torch
 
 WIN_SIZE = 11
 WIN_SIGMA = 1.5
@@ -67,6 +67,8 @@ def ssim_maps(
 
     The five local moments come from one grouped, separable convolution ('valid').
     """
+    import torch
+
     xs, ys = x[:, 0], y[:, 0]
     # Stacked channels-last (B,H,W,5 in memory): oneDNN's depthwise convolution is several
     # times faster on CPU in this layout than on (B,5,H,W); cuDNN handles it as well.
@@ -99,6 +101,8 @@ depthwise convolution: oneDNN's kernel uses the SIMD lanes better with more chan
 
 def _ssim_cs_sums(mom: torch.Tensor, c1: float, c2: float, grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Sums of the SSIM and CS maps from moments (P, 4, h, w) (mu_x, mu_y, E[xy], E[x^2+y^2]) -> two (P,) float64."""
+    import torch
+
     mu_x, mu_y, e_xy, e_sq = mom.unbind(dim=1)
     mu_xy = mu_x * mu_y
     if grad:
@@ -117,6 +121,8 @@ def _ssim_cs_sums(mom: torch.Tensor, c1: float, c2: float, grad: bool) -> tuple[
 def _band_matrix(window: torch.Tensor, rows: int) -> torch.Tensor:
     """(rows, rows + k - 1) matrix whose product with k-1 more rows is the 'valid' correlation
     with ``window`` (k,) along the rows: row i holds the window at columns i .. i+k-1."""
+    import torch
+
     k = window.numel()
     band = torch.zeros(rows, rows + k - 1, dtype=window.dtype, device=window.device)
     for i in range(rows):
@@ -137,6 +143,9 @@ def _ssim_means_tiled(
     1 x k convolution on the contiguous result (oneDNN, 5x faster than shifted adds), and
     the SSIM arithmetic in place. No layout copies anywhere.
     """
+    import torch
+    import torch.nn.functional as F
+
     b, h, w = xs.shape
     k = window.numel()
     out_h, out_w = h - k + 1, w - k + 1
@@ -203,6 +212,8 @@ def _fused_tile_sums(
     Written as plain shifted multiply-adds so that ``torch.compile`` fuses moments, both
     filter passes and the SSIM arithmetic into one loop nest (eager would be slow this way).
     """
+    import torch
+
     k = len(taps)
     n, w = xs.shape[-2:]
     out_h, out_w = n - k + 1, w - k + 1
@@ -229,6 +240,8 @@ def _ssim_means_compiled(
     """:func:`_ssim_means_tiled` through the compiled :func:`_fused_tile_sums` (tiles of
     :data:`COMPILED_TILE_ROWS` rows of up to 4 images; shapes are dynamic, so one compilation
     serves every size and scale). Calls are serialised: compilation is not thread-safe."""
+    import torch
+
     b, h, w = xs.shape
     k = window.numel()
     out_h = h - k + 1
@@ -278,6 +291,9 @@ def ssim_means(
     and no ``tile_rows``, a compiled kernel: :func:`compile_enabled`); on other devices, or when
     gradients are needed, all images are filtered at once by one grouped convolution.
     """
+    import torch
+    import torch.nn.functional as F
+
     xs, ys = x[:, 0], y[:, 0]
     b, h, w = xs.shape
     k = window.numel()
@@ -306,13 +322,16 @@ def _check_pair(dist: torch.Tensor, ref: torch.Tensor) -> None:
 
 
 def ssim(
-    dist: torch.Tensor, ref: torch.Tensor, *, downsample: bool = True, dtype: torch.dtype = torch.float32
+    dist: torch.Tensor, ref: torch.Tensor, *, downsample: bool = True, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
     """SSIM of ``dist`` vs ``ref`` (B,3,H,W) in [0,1] -> (B,) as Wang's ``ssim.m``.
 
     ``downsample=False`` skips the automatic downsampling (then it is ``ssim_index.m``).
-    ``dtype`` is the compute precision (float32 is within 1e-5 of float64; see docs).
+    ``dtype`` is the compute precision (default float32, within 1e-5 of float64; see docs).
     """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     _check_pair(dist, ref)
     return ssim_gray255(_to_gray255(dist, dtype), _to_gray255(ref, dtype), downsample=downsample)
 
@@ -360,7 +379,7 @@ def ms_ssim(
     ref: torch.Tensor,
     *,
     weights: tuple[float, ...] = MS_SSIM_WEIGHTS,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """MS-SSIM of ``dist`` vs ``ref`` (B,3,H,W) in [0,1] -> (B,) as Wang's ``msssim.m``.
 
@@ -369,8 +388,11 @@ def ms_ssim(
     Fewer scales only by passing fewer ``weights`` explicitly (a non-standard MS-SSIM, e.g.
     ``MS_SSIM_WEIGHTS[:4]`` for >= 88 px; the weights are used as given, not renormalised).
     A negative mean contrast-structure (only for anti-correlated images) is clamped to 0
-    where MATLAB would return a complex number.
+    where MATLAB would return a complex number. ``dtype``: compute precision (default float32).
     """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     _check_pair(dist, ref)
     return ms_ssim_gray255(_to_gray255(dist, dtype), _to_gray255(ref, dtype), weights=weights)
 
@@ -405,6 +427,8 @@ def ms_ssim_pyramids(
     xs: list[torch.Tensor], ys: list[torch.Tensor], *, weights: tuple[float, ...] = MS_SSIM_WEIGHTS
 ) -> torch.Tensor:
     """:func:`ms_ssim_gray255` from the two :func:`ms_ssim_pyramid` -> (B,) float64."""
+    import torch
+
     levels = len(weights)
     if len(xs) != levels or len(ys) != levels:
         raise ValueError(f"expected {levels} scales, got {len(xs)} and {len(ys)}")
@@ -443,11 +467,15 @@ class _Gray255Metric(Metric):
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) in [0,1] -> the shared gray (B,1,H,W) on 0..255."""
+        import torch
+
         with torch.no_grad():
             return _to_gray255(x.to(self.device), torch.float32)
 
     def prepare_luma(self, luma: torch.Tensor) -> torch.Tensor:
         """Normalised luma Y' (B,1,H,W) in [0,1] -> the shared gray (B,1,H,W) on 0..255."""
+        import torch
+
         if luma.dim() != 4 or luma.shape[1] != 1:
             raise ValueError(f"expected luma (B,1,H,W), got {tuple(luma.shape)}")
         with torch.no_grad():
@@ -459,7 +487,7 @@ class _Gray255Metric(Metric):
     def score_refined(self, x: Any, y: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    @torch.no_grad()
+    @no_grad
     def score_prepared(self, dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Score from :meth:`prepare` outputs: same values as ``self(dist_rgb, ref_rgb)``."""
         _check_pair(dist, ref)
@@ -483,13 +511,13 @@ class SSIM(_Gray255Metric):
         reference="Wang et al. ssim.m (2009, automatic downsampling); within 0.5% (measured < 1e-5)",
     )
 
-    @torch.no_grad()
+    @no_grad
     def refine(self, gray: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """ssim.m's automatic downsampling of one stream's gray -> (downsampled, (H, W) before)."""
         h, w = gray.shape[-2:]
         return box_downsample(gray, ssim_downsample_factor(h, w)), (int(h), int(w))
 
-    @torch.no_grad()
+    @no_grad
     def score_refined(self, x: tuple, y: tuple) -> torch.Tensor:
         if x[1] != y[1]:
             raise ValueError(f"dist and ref sizes differ: {x[1]} vs {y[1]}")
@@ -511,7 +539,7 @@ class SSIMNoDownsample(SSIM):
         "scikit-image with Wang's settings to 1e-5 rel. (measured 2e-7)",
     )
 
-    @torch.no_grad()
+    @no_grad
     def refine(self, gray: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """No per-stream work: the gray itself, and its size for the error message."""
         h, w = gray.shape[-2:]
@@ -529,11 +557,11 @@ class MSSSIM(_Gray255Metric):
         reference="Wang et al. msssim.m (2003, 5 scales, published weights); within 0.5% (measured < 1e-5)",
     )
 
-    @torch.no_grad()
+    @no_grad
     def refine(self, gray: torch.Tensor) -> list[torch.Tensor]:
         """The five msssim.m scales of one stream's gray."""
         return ms_ssim_pyramid(gray)
 
-    @torch.no_grad()
+    @no_grad
     def score_refined(self, x: list[torch.Tensor], y: list[torch.Tensor]) -> torch.Tensor:
         return ms_ssim_pyramids(x, y)

@@ -18,15 +18,16 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
-
-import torch
+from typing import TYPE_CHECKING, NamedTuple
 
 from qualitas.errors import ConfigError, DependencyError, MediaError, UsageError, one_line
 from qualitas.io.media import media_kind
 from qualitas.io.video import probe_video
 from qualitas.io.yuv import RawYUVSpec
 from qualitas.metrics.base import METRICS, Metric, MetricInfo
+
+if TYPE_CHECKING:  # annotations only
+    import torch
 
 BUILTIN_MODELS = ("vmaf_v0.6.1", "vmaf_v0.6.1neg", "vmaf_4k_v0.6.1")
 FFMPEG_ENV = "QUALITAS_FFMPEG"

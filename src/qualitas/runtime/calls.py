@@ -7,9 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from qualitas.errors import MediaError, one_line
 from qualitas.runtime.metric_set import _Metrics
@@ -17,6 +15,9 @@ from qualitas.runtime.options import INPUT_ERRORS, Result, ScoreOptions
 from qualitas.runtime.prepared import _Failed, _StreamPrep
 from qualitas.runtime.progress import Progress
 from qualitas.runtime.threads import _run_in_thread
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    import torch
 
 
 class MetricCalls:
@@ -127,6 +128,8 @@ class MetricCalls:
         """A full-reference metric that is NaN on identical frames (FSIM, VSI, CW-SSIM of a
         flat image: 0/0 in their similarity maps) gets its perfect score there, the value
         its definition tends to; other NaNs are kept and noted (:func:`_nan_notes`)."""
+        import torch
+
         info = self.metrics.infos.get(name)
         if info is None or not info.full_reference or dist is None or ref is None:
             return value

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from qualitas.errors import MediaError
 from qualitas.runtime.options import INPUT_ERRORS, Result
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    import torch
 
 
 def _kind_of(path: str | os.PathLike) -> str:

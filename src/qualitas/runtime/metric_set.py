@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from qualitas.errors import UsageError
 from qualitas.metrics.base import FileMetric, MetricInfo
 from qualitas.runtime.options import ScoreOptions
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    import torch
 
 
 def default_metrics(kind: str, has_ref: bool) -> list[str]:

@@ -8,12 +8,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from qualitas.errors import QualitasError, UsageError
 from qualitas.io.pairing import Pair
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    pass
 
 POOLS = ("mean", "harmonic_mean", "min", "p5")
 
@@ -90,7 +91,7 @@ class ScoreOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"{name} must be >= 1, got {value}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
+        if self.device.startswith("cuda") and not _cuda_available():
             raise UsageError("--device cuda was asked for but torch sees no CUDA device")
 
     def to_dict(self) -> dict:
@@ -180,3 +181,9 @@ def collect(dists: Sequence[str | os.PathLike], ref: str | os.PathLike | None) -
         Pair(str(p.dist), None if p.ref is None else str(p.ref), p.error)
         for p in collect_pairs([Path(d) for d in dists], None if ref is None else Path(ref))
     ]
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from qualitas.metrics.base import LumaInputMetric, RefinedInputMetric, SharedInputMetric, shares_input
 from qualitas.runtime.options import INPUT_ERRORS
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    import torch
 
 
 class _StreamPrep:
@@ -86,6 +87,8 @@ class _Failed:
 
 def _take(value: Any, n: int) -> Any:
     """The first ``n`` items of the batch axis of a prepared input (tensors, lists, tuples, dicts)."""
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value if value.dim() == 0 else value[:n]
     if isinstance(value, dict):

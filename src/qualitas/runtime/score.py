@@ -25,9 +25,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from qualitas.errors import UsageError
 from qualitas.metrics.base import MetricInfo
@@ -65,9 +63,13 @@ from qualitas.runtime.threads import (  # noqa: F401
     _wait_quietly,
     auto_batch_size,
     prefetch,
+    torch_threads,
     torch_threads_for,
 )
 from qualitas.runtime.video import _expected_frames  # noqa: F401
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    pass
 
 
 @dataclass
@@ -195,9 +197,14 @@ def score_pairs(
         if on_result is not None:
             on_result(i, res)
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(opts.threads or torch_threads_for(opts.jobs))
-    try:
+    # torch is loaded for the threads setting unless every input is a video whose metrics
+    # may all take the YUV fast path (which does not use torch).
+    from qualitas.metrics.fr_yuv import FAST_METRICS
+
+    load = not all(n in FAST_METRICS for n in built.frame) or any(
+        _guess_kind(p.dist) != "video" for p in pairs
+    )
+    with torch_threads(opts.threads or torch_threads_for(opts.jobs), load=load):
         with progress.files(len(pairs)) as bar:
             if opts.jobs == 1:
                 for i, pair in enumerate(pairs):
@@ -214,8 +221,6 @@ def score_pairs(
                     for fut in as_completed(futures):
                         done(futures[fut], fut.result())
                         bar.update(1)
-    finally:
-        torch.set_num_threads(previous_threads)
     return [r for r in results if r is not None], dict(built.infos)
 
 

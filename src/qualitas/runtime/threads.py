@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, TypeVar
-
-import torch
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from qualitas.runtime import options as _options
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    import torch
 
 
 def auto_batch_size(width: int, height: int, requested: int | None = None) -> int:
@@ -159,3 +162,24 @@ def torch_threads_for(jobs: int, cpus: int | None = None) -> int:
     """
     cpus = cpus or os.cpu_count() or 1
     return max(1, cpus // jobs - 1)
+
+
+@contextmanager
+def torch_threads(n: int, *, load: bool) -> Iterator[None]:
+    """Run the block with torch's intra-op threads at ``n``, restored afterwards.
+
+    ``load=False`` and torch not imported yet: nothing to set (a run whose metrics all take
+    the YUV fast path never imports torch, which saves ~2 s of start-up, docs/benchmarks.md).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None and load:
+        import torch
+    if torch is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -134,7 +134,9 @@ def prepare_vision_data(
 ) -> VisionPrepared:
     """Read, check and wrap the configured splits (errors name the file and line).
 
-    ``eval_only``: every split gets the evaluation transform (no augmentation)."""
+    ``eval_only``: every split gets the evaluation transform (no augmentation).
+    Segmentation datasets of the test split (every split with ``eval_only``) also return
+    each label mask at its own resolution (``full_mask``) for the metrics."""
     d = cfg.data
     sizing = sizing_of(d)
     splits, classes = read_splits(cfg)
@@ -166,6 +168,9 @@ def prepare_vision_data(
                     ignore_index=d.ignore_index,
                     palette=palette if d.palette else None,
                     transform=segmentation_transform(sizing, train=split == "train" and not eval_only),
+                    # The test split (and every split of `qualitas eval`) is scored at each
+                    # mask's own resolution; validation during training at the input size.
+                    full_mask=eval_only or split == "test",
                 )
                 if v is not None
                 else None
@@ -224,7 +229,10 @@ class VisionTask(QualityTask):
         if int(batch.get("size", 0)) == 0:
             return
         out = self.model(batch["input"]).float()
-        self._metrics().update(out, batch["target"])
+        if "full_mask" in batch:  # segmentation test split: at each mask's own resolution
+            self._metrics().update_full(out, batch["full_mask"])
+        else:
+            self._metrics().update(out, batch["target"])
         self.log(
             "val/loss" if not self.trainer.testing else "test/loss",
             self.loss_fn(out, batch["target"]),

@@ -169,9 +169,15 @@ def evaluate_task(
         for batch in loader:
             x, y = batch["input"].to(device), batch["target"]
             logits = model(x).float().cpu()
-            metrics.update(logits, y)
+            if data.kind == "segmentation":  # counted at each mask's own resolution
+                preds = metrics.update_full(logits, batch["full_mask"])
+            else:
+                metrics.update(logits, y)
             for i, idx in enumerate(batch["index"].tolist()):
-                row = _row(data.kind, logits[i], y[i], data.classes, data.ignore_index)
+                if data.kind == "segmentation":
+                    row = _seg_row(preds[i], batch["full_mask"][i], data.ignore_index)
+                else:
+                    row = _row(data.kind, logits[i], y[i], data.classes, data.ignore_index)
                 rows.append({"path": paths[idx], **row})
                 if show_dir is not None and shown < max_show:
                     _show(
@@ -230,7 +236,10 @@ def _row(kind: str, z: torch.Tensor, y: torch.Tensor, classes: list[str], ignore
             "true": [classes[i] for i in range(len(p)) if y[i] > 0.5],
             "scores": [round(float(v), 5) for v in p],
         }
-    pred = z.argmax(0)
+    return _seg_row(z.argmax(0), y, ignore)
+
+
+def _seg_row(pred: torch.Tensor, y: torch.Tensor, ignore: int) -> dict:
     valid = y != ignore
     acc = float((pred[valid] == y[valid]).float().mean()) if valid.any() else float("nan")
     return {"pixel_acc": acc}
