@@ -8,6 +8,10 @@ numpy/torch (``qualitas.io._convert.yuv_to_rgb`` / ``yuv_luma``, ``metrics.psnr.
 are the same floats; only sums are taken in another order (and in float64), which moves
 results at float32 rounding level (docs/metrics.md, "Fast path for YUV video").
 
+Why this file is long: one fused kernel per metric and plane layout (psnr, psnr_y, ssim sums, MS-SSIM
+scales, downsampling), each with the reference operation order spelled out; split, they would
+share nothing but imports.
+
 Why hand-written: the reference path runs each step as a separate full-size pass (RGB
 conversion, squared differences, gray, downsampling, five moment maps); fused into one
 loop per frame they cost a few milliseconds at 1080p instead of tens. numba compiles them
