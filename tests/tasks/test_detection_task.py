@@ -261,3 +261,31 @@ def test_voc_and_yolo_layouts_read_like_coco(det_data, tmp_path):
         a, b = coco.datasets["val"][1], got.datasets["val"][1]
         assert torch.equal(a["input"], b["input"])
         assert torch.allclose(a["target"]["boxes"], b["target"]["boxes"], atol=1e-5)
+
+
+def test_importance_label_with_a_trained_detector(det_run, det_data, tmp_path, capsys):
+    """`importance label --analytics detector:run=RUN`: the CLI path RegenHance-style labelling
+    takes, on the run this module trained (the objective itself: tests/importance)."""
+    src = tmp_path / "frames"
+    src.mkdir()
+    for p in sorted((det_data / "images" / "test").glob("*.png"))[:2]:
+        (src / p.name).write_bytes(p.read_bytes())
+    labels = tmp_path / "labels"
+    spec = f"detector:run={det_run.run_dir},classes=ellipse,threshold=0.0,score=logit,boxes=reference"
+    common = ["--enhancer", "unsharp", "--scale", "2", "--downscale", "2", "--block", "8"]
+    assert main(["importance", "label", str(src), "--out", str(labels), "--analytics", spec, *common]) == 0
+    info = json.loads((labels / "frames.json").read_text())
+    assert len(info["frames"]) == 2 and info["block"] == 8
+    assert info["analytics"] == spec and info["objective_enhanced"] != info["objective_cheap"]
+    import numpy as np
+
+    with np.load(labels / "importance.npz") as z:  # 96 px / 2 = 48 px low-res frames -> 6x6 blocks
+        raw = z["raw_000000"]
+        assert raw.shape == (6, 6) and np.isfinite(raw).all() and np.abs(raw).max() > 0
+    bad = f"detector:run={det_run.run_dir},classes=truck"
+    assert (
+        main(["importance", "label", str(src), "--out", str(tmp_path / "x"), "--analytics", bad, *common])
+        != 0
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "truck not in" in err[0] and "rectangle, ellipse" in err[0]

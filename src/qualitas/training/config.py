@@ -490,3 +490,29 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             where = f" (line {mark.line + 1})" if mark is not None else ""
             raise ConfigError(f"{p}: not valid YAML{where}") from None
     return config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def config_and_weights(
+    path: str | Path,
+    weights: str | Path | None,
+    overrides: list[str] | None,
+    load: typing.Callable[[str | Path], tuple[Any, Any]],
+    saved_config: typing.Callable[[Any], dict],
+) -> tuple[TrainConfig, Any, Any]:
+    """What ``qualitas eval PATH [--weights W]`` evaluates: ``(config, model, info)``.
+
+    ``path`` is a run dir / checkpoint (its saved config, with ``overrides``), or a config file
+    with ``weights`` (a run dir or checkpoint). ``load(weights) -> (model, info)`` is the task's
+    loader and ``saved_config(info)`` reads the config a run saved.
+    """
+    p = Path(path)
+    if p.suffix.lower() in (".yaml", ".yml"):
+        if weights is None:
+            raise UsageError("evaluating a config needs --weights RUN_DIR_OR_CKPT")
+        cfg = load_config(p, overrides)
+        model, info = load(weights)
+        return cfg, model, info
+    if weights is not None:
+        raise UsageError("--weights goes with a CONFIG file; a run directory has its own weights")
+    model, info = load(p)
+    return config_from_dict(apply_overrides(dict(saved_config(info) or {}), overrides or [])), model, info

@@ -13,7 +13,7 @@ import torch
 from qualitas.data.manifest import atomic_write_text
 from qualitas.errors import UsageError
 from qualitas.evaluation.detection import detection_figures, to_detections, write_coco_results
-from qualitas.training.config import TrainConfig, apply_overrides, config_from_dict, load_config
+from qualitas.training.config import TrainConfig, config_and_weights
 
 log = logging.getLogger("qualitas.training")
 
@@ -41,17 +41,9 @@ def evaluate_detection(
     from qualitas.models.checkpoint import load_run
     from qualitas.training.detection import prepare_detection_data
 
-    p = Path(path)
-    if p.suffix.lower() in (".yaml", ".yml"):
-        if weights is None:
-            raise UsageError("evaluating a config needs --weights RUN_DIR_OR_CKPT")
-        cfg = load_config(p, overrides)
-        model, info = load_run(weights, device=device)
-    else:
-        if weights is not None:
-            raise UsageError("--weights goes with a CONFIG file; a run directory has its own weights")
-        model, info = load_run(p, device=device)
-        cfg = config_from_dict(apply_overrides(dict(info.config), overrides or []))
+    cfg, model, info = config_and_weights(
+        path, weights, overrides, lambda w: load_run(w, device=device), lambda info: info.config
+    )
     if info.spec.get("arch") != "detector":
         raise UsageError(f"{weights or path}: not a detector run")
     data = prepare_detection_data(cfg, eval_only=True)

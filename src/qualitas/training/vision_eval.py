@@ -21,7 +21,7 @@ from qualitas.data.datasets import collate_skip
 from qualitas.data.manifest import atomic_write_text
 from qualitas.errors import UsageError
 from qualitas.evaluation.vision import TASK_FIGURES, build_metrics
-from qualitas.training.config import TrainConfig, apply_overrides, config_from_dict, load_config
+from qualitas.training.config import TrainConfig, config_and_weights
 
 log = logging.getLogger("qualitas.training")
 
@@ -130,17 +130,9 @@ def evaluate_task(
     from qualitas.training.run import load_trained
     from qualitas.training.vision import prepare_vision_data
 
-    p = Path(path)
-    if p.suffix.lower() in (".yaml", ".yml"):
-        if weights is None:
-            raise UsageError("evaluating a config needs --weights RUN_DIR_OR_CKPT")
-        cfg = load_config(p, overrides)
-        model, info = load_trained(weights, device=device)
-    else:
-        if weights is not None:
-            raise UsageError("--weights goes with a CONFIG file; a run directory has its own weights")
-        model, info = load_trained(p, device=device)
-        cfg = config_from_dict(apply_overrides(dict(info.get("config") or {}), overrides or []))
+    cfg, model, info = config_and_weights(
+        path, weights, overrides, lambda w: load_trained(w, device=device), lambda info: info.get("config")
+    )
     if cfg.task == "quality":
         raise UsageError(f"{path}: a quality model; qualitas eval RUN_DIR evaluates it with correlations")
     classes = list(info.get("classes") or [])
