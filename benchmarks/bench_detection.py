@@ -6,8 +6,9 @@
    it), detection (FCOS on it) and keypoints (Keypoint R-CNN on it, the light head of
    ``configs/keypoints.yaml``), batch 6, no loader workers.
 2. Inference of the trained detectors on the same held-out images: eager PyTorch vs ONNX
-   Runtime vs OpenVINO (exported with ``--verify`` through the export pipeline), batch 1
-   (the exported graph's batch), median ms per image.
+   Runtime vs OpenVINO (exported with ``--verify`` through the export pipeline), median ms
+   per image at batch 1 (``qualitas predict``'s way: one image at a time) and at batch 8
+   (the exported graph's dynamic batch: one call per 8 same-size images).
 3. COCO mAP of the detector's predictions on those images: torchmetrics with the
    faster-coco-eval backend (qualitas' ``coco_map``) vs the pycocotools backend, same
    predictions, same figures (checked), median time.
@@ -111,8 +112,10 @@ def bench_inference(run_dir: Path, data: Path, out: Path, reps: int) -> dict:
         parity[fmt] = res.parity.ok
         models[fmt] = load_detection_model(out / fmt)
     row: dict = {"images": len(images), "parity_ok": parity}
+    batches = [torch.stack(images[i : i + 8]).float() for i in range(0, len(images) - 7, 8)]
     for name, m in models.items():
         row[name] = _median_ms(m.detect, images, reps)
+        row[f"{name}_batch8"] = _median_ms(m.runner, batches, reps) / 8
     return row
 
 
@@ -165,6 +168,12 @@ def main() -> None:
                     f"  inference ({inf['images']} images, ms/img): eager {inf['eager']:.1f}, onnxruntime "
                     f"{inf['onnx']:.1f} ({inf['eager'] / inf['onnx']:.2f}x), openvino {inf['openvino']:.1f} "
                     f"({inf['eager'] / inf['openvino']:.2f}x); parity {inf['parity_ok']}",
+                    flush=True,
+                )
+                e8, o8, v8 = (inf[f"{k}_batch8"] for k in ("eager", "onnx", "openvino"))
+                print(
+                    f"  batch 8 (ms/img): eager {e8:.1f}, onnxruntime {o8:.1f} ({e8 / o8:.2f}x), "
+                    f"openvino {v8:.1f} ({e8 / v8:.2f}x)",
                     flush=True,
                 )
                 print(f"  test {tr['test']}", flush=True)

@@ -172,22 +172,29 @@ def test_export_verify_and_predict_from_run_and_onnx(det_run, det_data, tmp_path
     res = export_model(det_run.run_dir, "onnx", tmp_path / "onnx", verify=True, io_names="triton")
     card = res.card
     assert res.parity.ok, res.parity.summary()
-    assert card.input.names == ("INPUT__0",) and card.output.names == ("OUTPUT__0", "OUTPUT__1", "OUTPUT__2")
+    assert card.input.names == ("INPUT__0",) and card.output.names == tuple(f"OUTPUT__{i}" for i in range(4))
     assert (
-        card.input.dynamic_hw
-        and not card.input.dynamic_batch
-        and card.output.labels == ("rectangle", "ellipse")
+        card.input.dynamic_hw and card.input.dynamic_batch and card.output.labels == ("rectangle", "ellipse")
     )
     fitted = [c for c in res.parity.cases if c.get("counts", True)]
     assert any(c["name"].startswith("val ") for c in fitted) and sum(c["matched"] for c in fitted) > 0
+    (batched,) = [c for c in fitted if c["shape"][0] == 2]
+    assert batched["ok"] and batched["matched"] == batched["eager"] > 0
     assert all(c["max_box_diff"] <= 0.01 and c["max_score_diff"] <= 1e-4 for c in fitted)
     image = det_data / "images" / "test" / "00000.png"
     from qualitas.io.image import read_image
 
     x = read_image(image).data
-    a, b = load_detection_model(det_run.run_dir).detect(x), load_detection_model(tmp_path / "onnx").detect(x)
+    exported = load_detection_model(tmp_path / "onnx")
+    a, b = load_detection_model(det_run.run_dir).detect(x), exported.detect(x)
     assert len(a["boxes"]) == len(b["boxes"]) > 0
     assert torch.allclose(a["boxes"], b["boxes"], atol=0.01) and torch.equal(a["labels"], b["labels"])
+    # a batch of three (this image, another, this image): the graph's batch is dynamic
+    other = read_image(det_data / "images" / "test" / "00001.png").data
+    outs = exported.runner(torch.stack([x, other, x]).float())
+    index = outs[-1]
+    assert set(index.tolist()) <= {0, 1, 2} and torch.equal(outs[0][index == 0], outs[0][index == 2])
+    assert torch.allclose(outs[0][index == 0], b["boxes"], atol=1e-4)
     out = tmp_path / "p.jsonl"
     args = ["predict", str(tmp_path / "onnx" / "model.onnx"), str(image), str(tmp_path / "missing.png")]
     assert main([*args, "--out", str(out), "--score-min", "0", "--show-dir", str(tmp_path / "pics")]) == 1
@@ -216,7 +223,7 @@ def test_keypoints_train_eval_export(kp_run, tmp_path):
     assert rows and len(rows[0]["keypoints"]) == 12  # 4 keypoints x (x, y, v)
     assert res["metrics"]["map50"] == pytest.approx(kp_run.metrics["val"]["map50"], abs=1e-9)
     exp = export_model(kp_run.run_dir, "onnx", tmp_path / "kp_onnx", verify=True)
-    assert exp.card.output.names == ("boxes", "scores", "labels", "keypoints")
+    assert exp.card.output.names == ("boxes", "scores", "labels", "keypoints", "batch_index")
     assert exp.card.output.skeleton == ((1, 2), (2, 3), (3, 4), (4, 1))
     assert exp.parity.ok, exp.parity.summary()
     assert sum(c["matched"] for c in exp.parity.cases if c.get("counts", True)) > 0

@@ -188,7 +188,8 @@ class ModelCard:
                 kind=str(spec["output"]),
                 name="boxes",
                 names=("boxes", "scores", "labels")
-                + (("keypoints",) if spec["output"] == "keypoints" else ()),
+                + (("keypoints",) if spec["output"] == "keypoints" else ())
+                + ("batch_index",),
                 labels=tuple(str(c) for c in extra.get("classes") or ()) or None,
                 keypoint_names=tuple(str(k) for k in extra.get("keypoint_names") or ()) or None,
                 skeleton=tuple((int(a), int(b)) for a, b in extra.get("skeleton") or ()) or None,

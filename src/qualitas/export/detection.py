@@ -2,15 +2,17 @@
 NMS inside the graph, and the parity check of decoded detections.
 
 The graph is :class:`qualitas.models.detection.DetectorGraph` (the trained torchvision
-detector behind a one-image interface) exported with torch's TorchScript-based ONNX exporter
+detector behind a batch interface) exported with torch's TorchScript-based ONNX exporter
 (``torch.onnx.export(dynamo=False)``): torchvision's detectors are written for it (their
 ``GeneralizedRCNNTransform`` resize, anchor generation, box decoding and
 ``torchvision.ops.batched_nms`` have ONNX paths), while the ``torch.export``-based exporter
-stops at their data-dependent shapes. What is dynamic: height and width of the input (any
-size: the graph resizes it to ``min_size``/``max_size`` itself) and the number of detections
-``N`` of every output. The batch is fixed at 1: torchvision loops over the images of a list
-in Python, so a traced graph holds as many images as it was traced with. OpenVINO converts
-the ONNX file (``openvino.convert_model``).
+stops at their data-dependent shapes. torchvision loops over the images of a list in Python,
+so a plain trace would hold exactly as many images as it was traced with; instead the
+one-image graph (:meth:`DetectorGraph.detect_one`) is traced and a scripted loop over the
+batch calls it (:class:`BatchLoop`, an ONNX ``Loop``), concatenating the detections with
+their ``batch_index``. Dynamic: batch, height and width of the input (any size: the graph
+resizes each image to ``min_size``/``max_size`` itself) and the number of detections ``N``.
+OpenVINO converts the ONNX file (``openvino.convert_model``).
 
 Parity (``--verify``) compares eager PyTorch and the export on real images (the run's own
 validation images when the run folder lists them, and scikit-image's sample photos) and on a
@@ -42,6 +44,8 @@ DEFAULT_BOX_TOLERANCE = 0.01
 DEFAULT_SCORE_TOLERANCE = 1e-4
 THRESHOLD_MARGIN = 1e-3
 LEGACY_OPSET = 17
+RCNN_FAMILIES = ("faster_rcnn", "keypoint_rcnn")
+"""Detector families whose RoI heads drop boxes under 0.01 px (``remove_small_boxes``)."""
 
 
 def detection_io(card: ModelCard, preset: str, input_names, output_name) -> ModelCard:
@@ -72,23 +76,85 @@ def detection_io(card: ModelCard, preset: str, input_names, output_name) -> Mode
     return replace(
         card,
         input=replace(
-            card.input, names=tuple(inputs), dynamic_batch=False, dynamic_hw=True, height=None, width=None
+            card.input, names=tuple(inputs), dynamic_batch=True, dynamic_hw=True, height=None, width=None
         ),
         output=replace(card.output, name=outputs[0], names=tuple(outputs)),
     )
 
 
+class _OneImage(torch.nn.Module):
+    """:meth:`DetectorGraph.detect_one` as a module's forward, for tracing."""
+
+    def __init__(self, graph: torch.nn.Module) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.graph.detect_one(image)
+
+
+class BatchLoop(torch.nn.Module):
+    """The exported batch: a scripted loop over the images calling the traced one-image graph
+    (``one``), detections concatenated in batch order with their ``batch_index``.
+
+    Written by hand because torchvision's detectors loop over a Python list, which tracing
+    unrolls into a fixed batch; a scripted loop becomes an ONNX ``Loop`` instead.
+    """
+
+    def __init__(self, one: torch.nn.Module) -> None:
+        super().__init__()
+        self.one = one
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        boxes, scores, labels, index = [], [], [], []
+        for i in range(images.shape[0]):
+            b, s, lab = self.one(images[i : i + 1])
+            boxes.append(b)
+            scores.append(s)
+            labels.append(lab)
+            index.append(torch.full_like(lab, i))
+        return torch.cat(boxes), torch.cat(scores), torch.cat(labels), torch.cat(index)
+
+
+class KeypointBatchLoop(torch.nn.Module):
+    """:class:`BatchLoop` for keypoint models (``keypoints`` before ``batch_index``); TorchScript
+    types each loop by its outputs, hence two classes."""
+
+    def __init__(self, one: torch.nn.Module) -> None:
+        super().__init__()
+        self.one = one
+
+    def forward(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        boxes, scores, labels, keypoints, index = [], [], [], [], []
+        for i in range(images.shape[0]):
+            b, s, lab, k = self.one(images[i : i + 1])
+            boxes.append(b)
+            scores.append(s)
+            labels.append(lab)
+            keypoints.append(k)
+            index.append(torch.full_like(lab, i))
+        return torch.cat(boxes), torch.cat(scores), torch.cat(labels), torch.cat(keypoints), torch.cat(index)
+
+
 def export_detection_onnx(
     graph: torch.nn.Module, card: ModelCard, path: Path, example: torch.Tensor, opset: int | None
 ) -> None:
+    """``graph``: a :class:`DetectorGraph`; ``example`` one ``(1, 3, H, W)`` image."""
     names = list(card.output.names or ())
-    axes = {card.input.names[0]: {2: "height", 3: "width"}, **{n: {0: "num_detections"} for n in names}}
+    axes = {
+        card.input.names[0]: {0: "batch", 2: "height", 3: "width"},
+        **{n: {0: "num_detections"} for n in names},
+    }
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python ints in torchvision's code
+            one = torch.jit.trace(_OneImage(graph), (example,), check_trace=False)
+            loop = torch.jit.script(KeypointBatchLoop(one) if graph.keypoints else BatchLoop(one))
             torch.onnx.export(
-                graph,
-                (example,),
+                loop,
+                (example.expand(2, -1, -1, -1).contiguous(),),
                 str(path),
                 dynamo=False,
                 opset_version=opset or LEGACY_OPSET,
@@ -101,7 +167,12 @@ def export_detection_onnx(
 
 
 class DetectionRunner:
-    """An exported detector: ``runner(image (1, 3, H, W)) -> (boxes, scores, labels[, keypoints])``."""
+    """An exported detector: ``runner(images (B, 3, H, W)) -> (boxes, scores, labels[, keypoints],
+    batch_index)``, what :class:`qualitas.models.detection.DetectorGraph` returns.
+
+    Exports made before the batch was dynamic (``input.dynamic_batch`` false in their card)
+    have no ``batch_index`` output: they take one image, and the runner adds the index (zeros).
+    """
 
     def __init__(self, path: str | Path, card: ModelCard, device: str = "cpu") -> None:
         self.card = card
@@ -116,6 +187,7 @@ class DetectionRunner:
                 ) from None
             options = ort.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
+            options.log_severity_level = 3  # the Loop body's implicit-input renaming warnings
             try:
                 self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             except Exception as err:  # noqa: BLE001 - onnxruntime's exception types are not public
@@ -134,8 +206,10 @@ class DetectionRunner:
                 f"{path}: detectors are exported as {' or '.join(DETECTION_FORMATS)}, not {self.format}"
             )
 
-    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = to_numpy(image)
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if not self.card.input.dynamic_batch and images.shape[0] != 1:
+            raise ExportError(f"this export takes one image at a time (batch 1), got {images.shape[0]}")
+        x = to_numpy(images)
         try:
             if self.format == "onnx":
                 outs = self.session.run(self.names, {self.card.input.names[0]: x})
@@ -147,18 +221,17 @@ class DetectionRunner:
                 f"the exported detector refused an input of shape {tuple(x.shape)}: {_line(err)}"
             ) from None
         got = tuple(torch.from_numpy(o.copy()) for o in outs)
+        if not self.card.input.dynamic_batch:
+            got = (*got, torch.zeros_like(got[2]))
         # OpenVINO (2026.4) returns one row of uninitialised values (box ~0 px wide, any
         # score) instead of an empty tensor when a Keypoint R-CNN image has no detections.
-        # Real rows have a score in (threshold, 1] and a box at least 0.01 px wide and high
-        # (torchvision drops smaller ones): anything else is dropped, for every format.
+        # Real rows have a score in (threshold, 1]; the R-CNN families' boxes are also at least
+        # 0.01 px wide and high (torchvision's RoI heads drop smaller ones, the dense families
+        # keep boxes clipped to a sliver at the border): anything else is dropped.
         b, sc = got[0], got[1]
-        keep = (
-            torch.isfinite(sc)
-            & (sc > float(self.card.output.score_threshold or 0.0))
-            & (sc <= 1.0)
-            & ((b[:, 2] - b[:, 0]) >= 1e-2)
-            & ((b[:, 3] - b[:, 1]) >= 1e-2)
-        )
+        keep = torch.isfinite(sc) & (sc > float(self.card.output.score_threshold or 0.0)) & (sc <= 1.0)
+        if self.card.architecture.get("build_kwargs", {}).get("arch") in RCNN_FAMILIES:
+            keep &= ((b[:, 2] - b[:, 0]) >= 1e-2) & ((b[:, 3] - b[:, 1]) >= 1e-2)
         if bool(keep.all()):
             return got
         return tuple(t[keep] for t in got)
@@ -191,7 +264,7 @@ class DetectionParity:
             "tolerance": self.tolerance,
             "box_tolerance_px": self.box_tolerance,
             "threshold_margin": self.margin,
-            "cases": self.cases,
+            "cases": [{k: _finite(v) for k, v in c.items()} for c in self.cases],
             "notes": self.notes,
         }
 
@@ -199,7 +272,7 @@ class DetectionParity:
         lines = [
             f"  {c['name']} {c['shape']}: {c['eager']} eager / {c['exported']} exported detections, "
             f"{c['matched']} matched, max |box diff| {c['max_box_diff']:.3g} px, max |score diff| "
-            f"{c['max_score_diff']:.3g}, {c['near_threshold']} unmatched near the threshold"
+            f"{c['max_score_diff']:.3g}, {c['near_threshold']} unmatched near the threshold or the detection cap"
             + ("" if c["ok"] else f", {c['unmatched']} unmatched: FAILED")
             + (" (not counted: see the note)" if c.get("counts") is False else "")
             for c in self.cases
@@ -225,12 +298,22 @@ def match_detections(
     box_tolerance: float,
     score_tolerance: float,
     margin: float = THRESHOLD_MARGIN,
+    cap: int | None = None,
 ) -> dict:
     """Pair each eager detection with the closest exported one of its label (see the module
-    docstring); keypoints of pairs are held to ``box_tolerance`` too."""
+    docstring); keypoints of pairs are held to ``box_tolerance`` too.
+
+    ``cap``: the graph's ``detections_per_img``. When both sides hold that many, a detection
+    without a partner whose score is within ``margin`` of its side's lowest kept score is
+    counted as near the cut-off rather than failed: near-equal candidates at the cap (or in
+    NMS before it) can fall either way with float rounding.
+    """
     wb, ws, wl = (t.double() for t in want[:3])
     gb, gs, gl = (t.double() for t in got[:3])
     used = torch.zeros(len(gb), dtype=torch.bool)
+    at_cap = cap is not None and len(wb) == cap and len(gb) == cap
+    w_cut = float(ws.min()) + margin if at_cap else -math.inf
+    g_cut = float(gs.min()) + margin if at_cap else -math.inf
     box_diff = score_diff = 0.0
     matched = near = bad = 0
     for i in range(len(wb)):
@@ -250,12 +333,12 @@ def match_detections(
                 matched += 1
                 box_diff, score_diff = max(box_diff, float(d[j]), kd), max(score_diff, sd)
         if not ok:
-            if float(ws[i]) < threshold + margin:
+            if float(ws[i]) < threshold + margin or float(ws[i]) <= w_cut:
                 near += 1
             else:
                 bad += 1
     for j in torch.nonzero(~used).flatten().tolist():
-        if float(gs[j]) < threshold + margin:
+        if float(gs[j]) < threshold + margin or float(gs[j]) <= g_cut:
             near += 1
         else:
             bad += 1
@@ -318,7 +401,7 @@ def export_detector(
     """Export a trained detector (``model``: the torchvision detector, ``card`` its training
     card) to ``out/`` as ``fmt`` and write ``model.json``; returns the written card and, with
     ``verify``, the parity report."""
-    from qualitas.models.detection import DetectorGraph, fit_to_detector
+    from qualitas.models.detection import DetectorGraph, fit_to_detector, split_batch
 
     if fmt not in DETECTION_FORMATS:
         raise UsageError(
@@ -356,8 +439,7 @@ def export_detector(
         file=file,
         opset=opset or LEGACY_OPSET,
         exporter=exporter,
-        dynamic=["height", "width", "num_detections"],
-        fixed={"batch": 1},
+        dynamic=["batch", "height", "width", "num_detections"],
         source=str(card.trained_on.get("checkpoint", "")),
         exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         torch_version=torch.__version__,
@@ -370,32 +452,54 @@ def export_detector(
         parity = DetectionParity(tolerance, box_tolerance, THRESHOLD_MARGIN, notes=notes)
         thresh = float(card.output.score_threshold or 0.0)
         kw = card.architecture.get("build_kwargs", {})
+        cap = int(kw["detections_per_img"]) if kw.get("detections_per_img") else None
         lo, hi = int(kw.get("min_size") or 320), int(kw.get("max_size") or 512)
         cases = [(f"{n} fitted", fit_to_detector(img, lo, hi)[0], True) for n, img in images]
         cases += [
             (f"{n} as is", img, False) for n, img in images if fit_to_detector(img, lo, hi)[1] != (1.0, 1.0)
         ]
+        # One batch of two same-size images (a fitted image and its mirror): each must get what
+        # it gets alone.
+        first = cases[0][1]
+        cases.append(("batch of 2 (fitted + mirrored)", torch.stack([first, first.flip(-1)]), True))
         for name, img, counts in cases:
-            x = img[None].float()
+            x = (img[None] if img.ndim == 3 else img).float()
             with torch.no_grad():
-                want = graph(x)
+                want = [graph.detect_one(x[i : i + 1]) for i in range(x.shape[0])]
             try:
-                got = runner(x)
+                got = split_batch(runner(x), x.shape[0])
             except ExportError as err:
-                parity.cases.append({"name": name, "shape": list(x.shape), "ok": False, "eager": len(want[0]),
+                n = sum(len(w[0]) for w in want)
+                parity.cases.append({"name": name, "shape": list(x.shape), "ok": False, "eager": n,
                                      "exported": 0, "matched": 0, "max_box_diff": math.inf, "max_score_diff": math.inf,
-                                     "near_threshold": 0, "unmatched": len(want[0])})  # fmt: skip
+                                     "near_threshold": 0, "unmatched": n})  # fmt: skip
                 parity.notes.append(f"{name}: {err}")
                 continue
-            m = match_detections(
-                want, got, threshold=thresh, box_tolerance=box_tolerance, score_tolerance=tolerance
-            )
+            per = [
+                match_detections(
+                    w, g, threshold=thresh, box_tolerance=box_tolerance, score_tolerance=tolerance, cap=cap
+                )
+                for w, g in zip(want, got)
+            ]
+            m = {
+                **{
+                    k: sum(p[k] for p in per)
+                    for k in ("eager", "exported", "matched", "near_threshold", "unmatched")
+                },
+                **{k: max(p[k] for p in per) for k in ("max_box_diff", "max_score_diff")},
+                "ok": all(p["ok"] for p in per),
+            }
             if not counts:  # informational: the traced resize may round one pixel differently
                 m = {**m, "counts": False, "ok": True, "failed_as_is": not m["ok"]}
             parity.cases.append({"name": name, "shape": list(x.shape), **m})
         card = card.with_export(parity=parity.to_dict())
     write_card(card, folder)
     return card, parity
+
+
+def _finite(v):
+    """JSON has no infinity: a failed case's differences are written as null."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _line(err: BaseException) -> str:

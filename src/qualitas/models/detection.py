@@ -371,13 +371,14 @@ def load_detector(path: str | os.PathLike) -> tuple[nn.Module, DetectorSpec, lis
 
 
 class DetectorGraph(nn.Module):
-    """One image in, decoded detections out: the form a detector is exported and served in.
+    """A batch in, decoded detections out: the form a detector is exported and served in.
 
-    ``(1, 3, H, W)`` in ``[0, 1]`` -> ``boxes (N, 4)`` xyxy pixels of the input, ``scores (N,)``,
-    ``labels (N,)`` int64 1..K [, ``keypoints (N, P, 3)`` x, y, visibility] with the model's
-    own resizing, decoding, score threshold and NMS inside. torchvision's detectors take a
-    list of images and loop over it in Python, so a traced graph holds exactly the images it
-    was traced with: batch 1.
+    ``(B, 3, H, W)`` in ``[0, 1]`` -> ``boxes (N, 4)`` xyxy pixels of the input, ``scores (N,)``,
+    ``labels (N,)`` int64 1..K [, ``keypoints (N, P, 3)`` x, y, visibility], ``batch_index
+    (N,)`` int64 (the image each detection belongs to), the detections of all images
+    concatenated in batch order, with the model's own resizing, decoding, score threshold and
+    NMS inside. :meth:`detect_one` is the same for one ``(1, 3, H, W)`` image without the
+    index; :func:`split_batch` cuts the outputs back into per-image tuples.
     """
 
     def __init__(self, detector: nn.Module) -> None:
@@ -388,10 +389,24 @@ class DetectorGraph(nn.Module):
             detector.detector_spec.family == "keypoint_rcnn"
         )
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def detect_one(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.detector([image[0]])[0]
         got = (out["boxes"], out["scores"], out["labels"])
         return got + (out["keypoints"],) if self.keypoints else got
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = self.detector(list(images))
+        names = ("boxes", "scores", "labels") + (("keypoints",) if self.keypoints else ())
+        cat = tuple(torch.cat([o[n] for o in outs]) for n in names)
+        index = torch.cat([torch.full_like(o["labels"], i) for i, o in enumerate(outs)])
+        return (*cat, index)
+
+
+def split_batch(out: tuple[torch.Tensor, ...], batch: int) -> list[tuple[torch.Tensor, ...]]:
+    """:class:`DetectorGraph` outputs (``batch_index`` last) -> one tuple per image, without
+    the index."""
+    index = out[-1]
+    return [tuple(t[index == i] for t in out[:-1]) for i in range(batch)]
 
 
 def working_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:

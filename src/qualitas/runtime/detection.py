@@ -43,7 +43,7 @@ class DetectionModel:
         from qualitas.models.detection import fit_to_detector, rescale_detections
 
         fitted, factors = fit_to_detector(image.float().cpu(), self.min_size, self.max_size)
-        out = rescale_detections(tuple(self.runner(fitted[None])), factors)
+        out = rescale_detections(tuple(self.runner(fitted[None]))[:-1], factors)  # batch_index dropped
         names = ("boxes", "scores", "labels", "keypoints")
         return {n: t for n, t in zip(names, out)}
 
