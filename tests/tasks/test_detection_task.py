@@ -227,6 +227,13 @@ def test_keypoints_train_eval_export(kp_run, tmp_path):
     assert exp.card.output.skeleton == ((1, 2), (2, 3), (3, 4), (4, 1))
     assert exp.parity.ok, exp.parity.summary()
     assert sum(c["matched"] for c in exp.parity.cases if c.get("counts", True)) > 0
+    assert any(c["shape"][0] == 2 for c in exp.parity.cases)  # the batch case ran
+    pytest.importorskip("openvino")
+    ov_exp = export_model(kp_run.run_dir, "openvino", tmp_path / "kp_ov", verify=True)
+    # OpenVINO's keypoint export stays one image per call (its batch Loop is wrong there)
+    assert not ov_exp.card.input.dynamic_batch and "batch_index" not in ov_exp.card.output.names
+    assert ov_exp.parity.ok, ov_exp.parity.summary()
+    assert all(c["shape"][0] == 1 for c in ov_exp.parity.cases)
 
 
 def test_voc_and_yolo_layouts_read_like_coco(det_data, tmp_path):
