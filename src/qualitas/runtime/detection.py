@@ -40,10 +40,10 @@ class DetectionModel:
 
     @torch.no_grad()
     def detect(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        from qualitas.models.detection import fit_to_detector, rescale_detections
+        from qualitas.models.detection import fit_to_detector, rescale_detections, split_batch
 
         fitted, factors = fit_to_detector(image.float().cpu(), self.min_size, self.max_size)
-        out = rescale_detections(tuple(self.runner(fitted[None]))[:-1], factors)  # batch_index dropped
+        out = rescale_detections(split_batch(tuple(self.runner(fitted[None])), 1)[0], factors)
         names = ("boxes", "scores", "labels", "keypoints")
         return {n: t for n, t in zip(names, out)}
 
