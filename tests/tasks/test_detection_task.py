@@ -303,3 +303,23 @@ def test_importance_label_with_a_trained_detector(det_run, det_data, tmp_path, c
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "truck not in" in err[0] and "rectangle, ellipse" in err[0]
+
+
+def test_resume_a_detection_run_continues_its_steps(det_data, tmp_path, capsys):
+    """``qualitas train --resume RUN`` on a detection run: weights, optimiser and step count
+    continue from ``last.ckpt`` (two more epochs of two steps each, not a restart)."""
+    from qualitas.models.checkpoint import read_checkpoint
+
+    torch.set_num_threads(1)
+    cfg = det_config(det_data, tmp_path / "runs")  # 12 images, batch 6: two steps an epoch
+    first = train(config_from_dict(cfg))
+    last = read_checkpoint(first.run_dir / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 2
+    code = main(["train", "--resume", str(first.run_dir), "-o", "trainer.max_epochs=2"])
+    assert code == 0, capsys.readouterr().err
+    final = read_checkpoint(first.run_dir / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == 4 and final["epoch"] == 1
+    moved = [k for k, v in last["state_dict"].items() if v.is_floating_point() and not torch.equal(v, final["state_dict"][k])]
+    assert moved  # it trained on, from the saved weights
+    history = json.loads((first.run_dir / "history.json").read_text())
+    assert [int(r["epoch"]) for r in history] == [0, 1]
