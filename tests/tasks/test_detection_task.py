@@ -319,7 +319,11 @@ def test_resume_a_detection_run_continues_its_steps(det_data, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     final = read_checkpoint(first.run_dir / "checkpoints" / "last.ckpt")
     assert final["global_step"] == 4 and final["epoch"] == 1
-    moved = [k for k, v in last["state_dict"].items() if v.is_floating_point() and not torch.equal(v, final["state_dict"][k])]
+    moved = [
+        k
+        for k, v in last["state_dict"].items()
+        if v.is_floating_point() and not torch.equal(v, final["state_dict"][k])
+    ]
     assert moved  # it trained on, from the saved weights
     history = json.loads((first.run_dir / "history.json").read_text())
     assert [int(r["epoch"]) for r in history] == [0, 1]
