@@ -143,6 +143,34 @@ def test_stats_pool_and_freeze():
         TimmBackbone("tf_efficientnet_lite0", pool="max")
 
 
+def test_stats_nss_pool_appends_per_cell_scene_statistics():
+    """``stats_nss``: the stage statistics, then the NSS features of each ``nss_patch`` cell
+    averaged (each fragment alone), standardised together; bad combinations are refused."""
+    from qualitas.models.nss import NSSFeatures
+
+    bb = TimmBackbone("tf_efficientnet_lite0", pretrained=True, pool="stats_nss", freeze=True, nss_patch=48)
+    nss = NSSFeatures()
+    assert bb.num_features == 2 * (16 + 24 + 40 + 112 + 320) + nss.num_features
+    assert bb.stats.norm.num_features == bb.num_features
+    rgb = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    rgb[:, :, :48, :48] = 0.5 + 0.1 * rgb[:, :, :48, :48]  # cells that differ from each other
+    mean = torch.tensor(bb.mean).view(1, 3, 1, 1)
+    std = torch.tensor(bb.std).view(1, 3, 1, 1)
+    f = bb.raw_features((rgb - mean) / std)
+    cells = [rgb[:, :, i : i + 48, j : j + 48] for i in (0, 48) for j in (0, 48)]
+    expected = torch.stack([nss.raw(c) for c in cells]).mean(dim=0)
+    torch.testing.assert_close(f[:, 1024:], expected.to(f.dtype), rtol=1e-4, atol=1e-4)
+    whole = TimmBackbone("tf_efficientnet_lite0", pretrained=True, pool="stats_nss", freeze=True)
+    assert not torch.allclose(whole.raw_features((rgb - mean) / std)[:, 1024:], f[:, 1024:], atol=1e-3)
+    torch.testing.assert_close(f[:, :1024], whole.raw_features((rgb - mean) / std)[:, :1024])
+    with pytest.raises(ConfigError, match="nss_patch needs model.pool: stats_nss"):
+        TimmBackbone("tf_efficientnet_lite0", pool="stats", nss_patch=48)
+    with pytest.raises(ConfigError, match="RGB images only"):
+        TimmBackbone("tf_efficientnet_lite0", pool="stats_nss", in_chans=6)
+    with pytest.raises(ConfigError, match=">= 32 px"):
+        TimmBackbone("tf_efficientnet_lite0", pool="stats_nss", nss_patch=16)
+
+
 def test_models_command_lists_availability(capsys):
     from qualitas.cli.main import main
 

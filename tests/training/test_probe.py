@@ -56,6 +56,27 @@ def test_probe_run_is_a_normal_run(image_data, tmp_path):
     np.testing.assert_allclose(out.numpy(), [r["pred"] for r in rows[:4]], rtol=1e-4, atol=1e-4)
 
 
+def test_probe_stats_nss_fragments_run_exports_with_parity(image_data, tmp_path, capsys):
+    """The default models' recipe with scene statistics per fragment: the fit reads 1,024
+    stage statistics + the NSS features, and the ONNX export matches eager (``--verify``)."""
+    from qualitas.cli.main import main
+    from qualitas.models.nss import NSSFeatures
+
+    cfg = load_config(
+        None,
+        overrides(
+            image_data, *PROBE, "model.pool=stats_nss", "model.nss_patch=32",
+            "data.input_size.mode=fragments", "data.input_size.grid=2", "data.input_size.patch=32",
+        ),
+    )  # fmt: skip
+    res = train(cfg, out=tmp_path / "run")
+    assert res.metrics["probe"]["features"] == 1024 + NSSFeatures().num_features
+    assert res.metrics["test"]["srocc"] > 0.8
+    out = tmp_path / "export"
+    assert main(["export", str(res.run_dir), "--format", "onnx", "--verify", "--out", str(out)]) == 0
+    assert "parity" in capsys.readouterr().out.lower()
+
+
 def test_mlp_head_on_cached_features(image_data, tmp_path):
     """A second probe run reuses the first one's features and fits an MLP head on them."""
     first = train(load_config(None, overrides(image_data, *PROBE)), out=tmp_path / "ridge")

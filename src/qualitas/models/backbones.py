@@ -175,9 +175,11 @@ def load_weights(
     return report
 
 
-POOLS = ("avg", "stats")
+POOLS = ("avg", "stats", "stats_nss")
 """``avg``: timm's global average pooling of the last stage; ``stats``: mean and standard
-deviation over space of every stage (:class:`StageStats`)."""
+deviation over space of every stage (:class:`StageStats`); ``stats_nss``: those plus the
+natural-scene statistics of the input image (:class:`qualitas.models.nss.NSSFeatures`:
+MSCN/BRISQUE-style, blockiness, colour), computed per ``nss_patch`` cell."""
 
 
 class StageStats(nn.Module):
@@ -189,12 +191,14 @@ class StageStats(nn.Module):
     scale from the first epoch (the raw statistics span several orders of magnitude).
     """
 
-    def __init__(self, channels: list[int]) -> None:
+    def __init__(self, channels: list[int], extra: int = 0) -> None:
         super().__init__()
-        self.num_features = 2 * int(sum(channels))
+        self.num_features = 2 * int(sum(channels)) + int(extra)
+        """Width of the output: the stage statistics, then ``extra`` appended features
+        (``stats_nss``: the image's natural-scene statistics) standardised with them."""
         self.norm = nn.BatchNorm1d(self.num_features, affine=False, momentum=None)
 
-    def raw(self, maps: list[torch.Tensor]) -> torch.Tensor:
+    def raw(self, maps: list[torch.Tensor], extra: torch.Tensor | None = None) -> torch.Tensor:
         """The statistics before standardisation ``(B, num_features)``."""
         parts = []
         for f in maps:
@@ -203,10 +207,12 @@ class StageStats(nn.Module):
             # sqrt(var + eps): finite gradient on flat maps; the same op in every exporter.
             std = (flat.var(dim=2, unbiased=False) + 1e-6).sqrt()
             parts += [mean, std]
+        if extra is not None:
+            parts.append(extra.to(parts[0].dtype))
         return torch.cat(parts, dim=1)
 
-    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        return self.norm(self.raw(maps))
+    def forward(self, maps: list[torch.Tensor], extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.norm(self.raw(maps, extra))
 
 
 def hub_weights_error(name: str) -> ConfigError:
@@ -239,6 +245,7 @@ class TimmBackbone(nn.Module):
         pretrained_path: str | None = None,
         pool: str = "avg",
         freeze: bool = False,
+        nss_patch: int = 0,
     ) -> None:
         super().__init__()
         timm = _timm()
@@ -260,9 +267,22 @@ class TimmBackbone(nn.Module):
         self.name = name
         self.pool = pool
         self.freeze = freeze
-        if pool == "stats":
+        self.nss = None
+        self.nss_patch = int(nss_patch)
+        if pool == "stats_nss":
+            if in_chans != 3:
+                raise ConfigError("backbone pool 'stats_nss' takes RGB images only (no-reference models)")
+            if self.nss_patch and self.nss_patch < 32:
+                raise ConfigError(f"model.nss_patch must be 0 (whole input) or >= 32 px, got {nss_patch}")
+            from qualitas.models.nss import NSSFeatures  # nss registers itself in BACKBONES
+
+            self.nss = NSSFeatures()
+        elif nss_patch:
+            raise ConfigError("model.nss_patch needs model.pool: stats_nss")
+        if pool in ("stats", "stats_nss"):
             self.net = timm.create_model(name, pretrained=False, features_only=True, in_chans=in_chans)
-            self.stats: StageStats | None = StageStats(list(self.net.feature_info.channels()))
+            extra = self.nss.num_features if self.nss is not None else 0
+            self.stats: StageStats | None = StageStats(list(self.net.feature_info.channels()), extra)
             self.num_features = self.stats.num_features
         else:
             self.net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
@@ -302,16 +322,32 @@ class TimmBackbone(nn.Module):
             self.net.eval()
         return self
 
+    def _nss_raw(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The natural-scene statistics of normalised ``x (B, 3, H, W)`` -> ``(B, F)``: the
+        mean over ``nss_patch`` cells (fragment inputs: each fragment alone, so the seams
+        between them do not count as edges or block boundaries), or of the whole input."""
+        if self.nss is None:
+            return None
+        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
+        std = x.new_tensor(self.std).view(1, 3, 1, 1)
+        rgb = x * std + mean  # back to [0, 1], what the statistics are defined on
+        p = self.nss_patch
+        if p and rgb.shape[-1] % p == 0 and rgb.shape[-2] % p == 0 and rgb.shape[-1] > p:
+            b, c, h, w = rgb.shape
+            cells = rgb.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, p, p)
+            return self.nss.raw(cells).reshape(b, (h // p) * (w // p), -1).mean(dim=1)
+        return self.nss.raw(rgb)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` normalised images -> ``(B, num_features)`` pooled features."""
         if self.stats is not None:
-            return self.stats(self.net(x))
+            return self.stats(self.net(x), self._nss_raw(x))
         return self.net(x)
 
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:
         """Like ``forward`` but before any learned or fitted standardisation (``stats``' norm)."""
         if self.stats is not None:
-            return self.stats.raw(self.net(x))
+            return self.stats.raw(self.net(x), self._nss_raw(x))
         return self.net(x)
 
 
@@ -334,12 +370,13 @@ def create_backbone(
     pretrained_path: str | None = None,
     pool: str = "avg",
     freeze: bool = False,
+    nss_patch: int = 0,
 ) -> nn.Module:
     """Plug-in backbone by name if registered, else a timm model by name."""
     if name in BACKBONES:
         if pretrained and not pretrained_path:
             raise hub_weights_error(name)
-        if pool != "avg" or freeze:
+        if pool != "avg" or freeze or nss_patch:
             raise ConfigError(f"backbone '{name}' has no pool/freeze options (timm backbones only)")
         return BACKBONES.get(name)(in_chans=in_chans, pretrained_path=pretrained_path)
     return TimmBackbone(
@@ -349,4 +386,5 @@ def create_backbone(
         pretrained_path=pretrained_path,
         pool=pool,
         freeze=freeze,
+        nss_patch=nss_patch,
     )

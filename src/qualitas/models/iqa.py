@@ -188,11 +188,20 @@ def nr_iqa(
     pretrained_path: str | None = None,
     pool: str = "avg",
     freeze_backbone: bool = False,
+    nss_patch: int = 0,
 ) -> NRIQAModel:
-    """No-reference IQA: backbone -> pooled features -> head (``"mlp"`` score or ``"distribution"``)."""
+    """No-reference IQA: backbone -> pooled features -> head (``"mlp"`` score or ``"distribution"``).
+
+    ``pool: stats_nss`` appends the input's natural-scene statistics, per ``nss_patch`` cell
+    (the fragment size of a fragments input; 0 = the whole input)."""
     kwargs = dict(locals())
     bb = create_backbone(
-        backbone, pretrained=pretrained, pretrained_path=pretrained_path, pool=pool, freeze=freeze_backbone
+        backbone,
+        pretrained=pretrained,
+        pretrained_path=pretrained_path,
+        pool=pool,
+        freeze=freeze_backbone,
+        nss_patch=nss_patch,
     )
     features = ImageFeatures(bb)
     hd = build_head(

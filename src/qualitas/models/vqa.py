@@ -94,6 +94,7 @@ def _video_backbone(
     shift_div: int,
     pool: str = "avg",
     freeze: bool = False,
+    nss_patch: int = 0,
 ) -> nn.Module:
     # Weights are loaded before the shift is inserted; TSM keeps parameter names anyway.
     bb = create_backbone(
@@ -103,6 +104,7 @@ def _video_backbone(
         pretrained_path=pretrained_path,
         pool=pool,
         freeze=freeze,
+        nss_patch=nss_patch,
     )
     if tsm:
         insert_temporal_shift(bb, num_segments, shift_div)
@@ -127,11 +129,21 @@ def nr_vqa(
     pretrained_path: str | None = None,
     pool: str = "avg",
     freeze_backbone: bool = False,
+    nss_patch: int = 0,
 ) -> NRVQAModel:
     """No-reference VQA: frame features (optionally with TSM) -> temporal pool -> head."""
     kwargs = dict(locals())
     bb = _video_backbone(
-        backbone, 3, pretrained, pretrained_path, tsm, num_segments, shift_div, pool, freeze_backbone
+        backbone,
+        3,
+        pretrained,
+        pretrained_path,
+        tsm,
+        num_segments,
+        shift_div,
+        pool,
+        freeze_backbone,
+        nss_patch,
     )
     features = ImageFeatures(bb)
     pool = build_temporal_pool(temporal_pool, features.out_features, hidden=pool_hidden)

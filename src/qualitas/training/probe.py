@@ -133,7 +133,7 @@ def features_key(cfg: TrainConfig) -> str:
     }
     model = {
         k: cfg.model.get(k)
-        for k in ("name", "backbone", "pretrained", "pretrained_path", "pool", "num_segments")
+        for k in ("name", "backbone", "pretrained", "pretrained_path", "pool", "nss_patch", "num_segments")
     }
     return json.dumps(
         {"data": data, "model": model, "views": cfg.trainer.probe_views, "seed": cfg.run.seed},
