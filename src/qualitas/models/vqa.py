@@ -133,18 +133,9 @@ def nr_vqa(
 ) -> NRVQAModel:
     """No-reference VQA: frame features (optionally with TSM) -> temporal pool -> head."""
     kwargs = dict(locals())
-    bb = _video_backbone(
-        backbone,
-        3,
-        pretrained,
-        pretrained_path,
-        tsm,
-        num_segments,
-        shift_div,
-        pool,
-        freeze_backbone,
-        nss_patch,
-    )
+    weights = (pretrained, pretrained_path)
+    shift = (tsm, num_segments, shift_div)
+    bb = _video_backbone(backbone, 3, *weights, *shift, pool, freeze_backbone, nss_patch)
     features = ImageFeatures(bb)
     pool = build_temporal_pool(temporal_pool, features.out_features, hidden=pool_hidden)
     hd = build_head(
