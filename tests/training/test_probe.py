@@ -29,6 +29,27 @@ def test_ridge_matches_least_squares_and_shrinks():
     assert w_big.norm() < 0.1 * w.norm()  # the penalty shrinks the weights
 
 
+def test_ridge_rank_weight_fits_within_group_differences():
+    """rank_weight g: the solution of the stacked least squares ``[z; sqrt(g) z_c]`` with the
+    within-group centred rows (what makes the fit order each group's rows)."""
+    from qualitas.training.probe import centre_within
+
+    g = torch.Generator().manual_seed(1)
+    groups = [k // 6 for k in range(120)]  # 20 contents x 6 levels
+    content = torch.randn(20, 3, generator=g, dtype=torch.float64)[groups]
+    level = torch.randn(120, 3, generator=g, dtype=torch.float64)
+    z = torch.cat([content + level, content], dim=1)  # (120, 6)
+    within = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
+    y = level @ within + content @ torch.tensor([3.0, 0.0, -2.0], dtype=torch.float64)
+    w, b = ridge(z, y, 1e-9, groups=groups, rank_weight=4.0)
+    zc, yc = centre_within(z, groups), centre_within(y, groups)
+    stacked = np.r_[np.c_[z.numpy(), np.ones(120)], np.c_[2.0 * zc.numpy(), np.zeros(120)]]
+    ref = np.linalg.lstsq(stacked, np.r_[y.numpy(), 2.0 * yc.numpy()], rcond=None)[0]
+    np.testing.assert_allclose(w.numpy(), ref[:6], atol=1e-6)
+    with pytest.raises(ValueError, match="one group key per row"):
+        ridge(z, y, 1.0, rank_weight=1.0)
+
+
 PROBE = [
     "model.name=nr_iqa",
     "model.backbone=tf_efficientnet_lite0",
@@ -67,10 +88,12 @@ def test_probe_stats_nss_fragments_run_exports_with_parity(image_data, tmp_path,
         overrides(
             image_data, *PROBE, "model.pool=stats_nss", "model.nss_patch=32",
             "data.input_size.mode=fragments", "data.input_size.grid=2", "data.input_size.patch=32",
+            "trainer.probe_rank_weight=3", "trainer.probe_alphas=[0.01]",
         ),
     )  # fmt: skip
     res = train(cfg, out=tmp_path / "run")
     assert res.metrics["probe"]["features"] == 1024 + NSSFeatures().num_features
+    assert res.metrics["probe"]["rank_weight"] == 3
     assert res.metrics["test"]["srocc"] > 0.8
     out = tmp_path / "export"
     assert main(["export", str(res.run_dir), "--format", "onnx", "--verify", "--out", str(out)]) == 0

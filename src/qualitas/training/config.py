@@ -175,6 +175,11 @@ class TrainerConfig:
     With an MLP head (``model.hidden > 0``): weight decays tried for its Adam fit."""
     probe_epochs: int = 200
     """probe with an MLP head: full passes of Adam over the cached features."""
+    probe_rank_weight: float = 0.0
+    """probe, ridge head: weight of a within-content term (RankIQA's idea in closed form):
+    features and targets centred within each manifest ``group`` (one content and its
+    distortions) must fit too, so the read-out orders the levels of one content rather than
+    the contents (docs/training.md). 0 = plain ridge."""
     probe_features_from: str | None = None
     """probe: reuse the cached features (``probe_features.pt``) of an earlier probe run with the
     same data, model and sizing (checked), to try other heads or strengths in seconds."""

@@ -157,18 +157,46 @@ def _load_features(run: Path, key: str) -> dict:
     return obj["features"]
 
 
-def ridge(z: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, Any]:
+def centre_within(x: torch.Tensor, groups: list) -> torch.Tensor:
+    """``x (N, ...)`` minus the mean of its rows' group: ``groups`` has one key per row."""
+    index: dict = {}
+    for k, g in enumerate(groups):
+        index.setdefault(g, []).append(k)
+    out = x.clone()
+    for rows in index.values():
+        out[rows] = x[rows] - x[rows].mean(dim=0)
+    return out
+
+
+def ridge(
+    z: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float,
+    *,
+    groups: list | None = None,
+    rank_weight: float = 0.0,
+) -> tuple[torch.Tensor, Any]:
     """Ridge regression with an unpenalised intercept: ``z (N, C)``, ``y (N,)`` -> ``(w (C,), b)``
     (``y (N, K)``, e.g. one-hot classes -> ``(w (C, K), b (K,))``).
 
     Minimises ``|z w + b - y|^2 + alpha * N * |w|^2`` (the penalty scales with the rows, so
-    one grid of ``alpha`` suits small and large sets).
+    one grid of ``alpha`` suits small and large sets). With ``rank_weight`` g > 0 and a group
+    key per row, also ``g * |z_c w - y_c|^2`` where ``z_c``, ``y_c`` are centred within each
+    group: the differences between the rows of one content are fit g times more (and the
+    penalty is ``alpha * N * (1 + g)``, so ``alpha`` keeps its meaning).
     """
     zm, ym = z.mean(dim=0), y.mean()
     zc, yc = z - zm, y - ym
     gram = zc.T @ zc
-    gram.diagonal().add_(alpha * z.shape[0])
-    w = torch.linalg.solve(gram, zc.T @ yc)
+    rhs = zc.T @ yc
+    if rank_weight > 0:
+        if groups is None or len(groups) != z.shape[0]:
+            raise ValueError("ridge: rank_weight needs one group key per row")
+        zg, yg = centre_within(z, groups), centre_within(y, groups)
+        gram = gram + rank_weight * (zg.T @ zg)
+        rhs = rhs + rank_weight * (zg.T @ yg)
+    gram.diagonal().add_(alpha * z.shape[0] * (1.0 + max(rank_weight, 0.0)))
+    w = torch.linalg.solve(gram, rhs)
     b = ym - zm @ w
     return w, (float(b) if y.ndim == 1 else b)
 
@@ -250,6 +278,8 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
     alphas = [float(a) for a in cfg.trainer.probe_alphas]
     if views < 1 or not alphas or min(alphas) <= 0:
         raise ConfigError("trainer.probe_views must be >= 1 and trainer.probe_alphas positive numbers")
+    if not float(cfg.trainer.probe_rank_weight) >= 0:
+        raise ConfigError(f"trainer.probe_rank_weight must be >= 0, got {cfg.trainer.probe_rank_weight}")
     monitor_name = cfg.trainer.monitor.removeprefix("val/")
     if monitor_name not in FIGURES:
         raise ConfigError(
@@ -259,6 +289,8 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     model = build_model(cfg.model["name"], **cfg.model_kwargs)
     bb, linear, video = _parts(model)  # refuse unsupported models before a run folder exists
+    if float(cfg.trainer.probe_rank_weight) > 0 and len(linear) != 1:
+        raise ConfigError("trainer.probe_rank_weight needs a ridge head (model.hidden: 0)")
     with open_run_folder(cfg, out) as folder:
         run_dir = folder.path
         t0 = time.perf_counter()
@@ -313,10 +345,17 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
 
         history: list[dict] = []
         head = model.head
+        rank_weight = float(cfg.trainer.probe_rank_weight)
+        groups = None
+        if rank_weight > 0:
+            records = data.datasets["train"].records
+            groups = [
+                records[i].group or records[i].ref or records[i].path for i in feats["train"]["item"].tolist()
+            ]
         if len(linear) == 1:  # ridge, closed form
             best = None
             for alpha in alphas:
-                w, b = ridge(ztr, ytr, alpha)
+                w, b = ridge(ztr, ytr, alpha, groups=groups, rank_weight=rank_weight)
                 figs = val_figures(z("val") @ w + b)
                 history.append({"alpha": alpha, **{f"val/{k}": v for k, v in figs.items()}})
                 log.info(
@@ -412,6 +451,7 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
             "method": "probe",
             "probe": {
                 "alpha": alpha,
+                "rank_weight": rank_weight,
                 "views": views,
                 "features": int(mu.numel()),
                 "train_rows": int(ztr.shape[0]),
