@@ -213,6 +213,39 @@ def ladder_taus(rows: list[dict], meta: dict[str, dict], score: dict[str, float]
     return out
 
 
+def teacher_oracle(run: Path, manifest: Path) -> dict:
+    """What a content-blind read-out can reach against the teacher: each test image predicted
+    by the training mean of the teacher for its exact (family, level), or its level alone."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    meta = {}
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            meta[r["path"]] = r
+    splits = json.loads((run / "splits.json").read_text())
+    table: dict[tuple, list[float]] = {}
+    by_level: dict[int, list[float]] = {}
+    for p in splits["train"]:
+        m = meta[p]
+        table.setdefault((m["dist_type"], m["dist_level"]), []).append(float(m["mos"]))
+        by_level.setdefault(m["dist_level"], []).append(float(m["mos"]))
+    test = [meta[p] for p in splits["test"] if p in meta]
+    y = np.array([float(m["mos"]) for m in test])
+    out = {"n": len(test), "teacher_std": float(y.std())}
+    for name, f in (
+        ("family_level", lambda m: np.mean(table[(m["dist_type"], m["dist_level"])])),
+        ("level", lambda m: np.mean(by_level[m["dist_level"]])),
+    ):
+        pred = np.array([f(m) for m in test])
+        out[name] = {
+            "srocc": float(spearmanr(pred, y).statistic),
+            "rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
+        }
+    return out
+
+
 def classical_scores(root: Path, paths: list[str]) -> dict[str, dict[str, float]]:
     """``{metric: {path: signed score}}`` of the classical NR metrics (higher = better)."""
     import torch
@@ -392,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["timing_s"] = {"synth": round(t_synth, 1), "train": round(t_train, 1)}
     if name == "nr-image":
         figures["ladder_tau"] = image_ladder_figures(run, manifest)
+        figures["oracle"] = teacher_oracle(run, manifest)
         print(tau_table(figures["ladder_tau"]))
     (run / "heldout.json").write_text(json.dumps(figures, indent=1))
     print(table(figures))
