@@ -44,6 +44,15 @@ A builder takes ``(*, in_chans, pretrained_path)`` and returns a module mapping
 ``std``."""
 
 
+@BACKBONES.register("nss")
+def _nss(*, in_chans: int = 3, pretrained_path: str | None = None) -> nn.Module:
+    """The parameter-free ``nss`` backbone (:func:`qualitas.models.nss.nss`). Registered here
+    so that ``nss`` imports nothing from this module (``stats_nss`` uses its statistics)."""
+    from qualitas.models.nss import nss
+
+    return nss(in_chans=in_chans, pretrained_path=pretrained_path)
+
+
 def _timm():
     try:
         import timm
@@ -274,7 +283,7 @@ class TimmBackbone(nn.Module):
                 raise ConfigError("backbone pool 'stats_nss' takes RGB images only (no-reference models)")
             if self.nss_patch and self.nss_patch < 32:
                 raise ConfigError(f"model.nss_patch must be 0 (whole input) or >= 32 px, got {nss_patch}")
-            from qualitas.models.nss import NSSFeatures  # nss registers itself in BACKBONES
+            from qualitas.models.nss import NSSFeatures
 
             self.nss = NSSFeatures()
         elif nss_patch:

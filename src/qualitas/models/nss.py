@@ -35,7 +35,6 @@ from torch import nn
 
 from qualitas.errors import ConfigError
 from qualitas.functional.nss import mscn
-from qualitas.models.backbones import BACKBONES
 
 _EPS = 1e-6
 _HIST_BINS = 16
@@ -219,7 +218,6 @@ class NSSFeatures(nn.Module):
         return (f - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
 
 
-@BACKBONES.register("nss")
 def nss(*, in_chans: int = 3, pretrained_path: str | None = None) -> NSSFeatures:
     """The ``nss`` backbone (RGB only; nothing to load: its statistics are fixed)."""
     if in_chans != 3:
