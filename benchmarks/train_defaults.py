@@ -139,17 +139,19 @@ def _manifest(path: Path) -> Path:
     return path
 
 
+def manifest_rows(manifest: Path) -> dict[str, dict]:
+    """The manifest's rows by ``path``."""
+    rows = (json.loads(line) for line in manifest.read_text().splitlines() if line.strip())
+    return {r["path"]: r for r in rows}
+
+
 def heldout_figures(run: Path, manifest: Path) -> dict:
     """SROCC/PLCC/RMSE of the test split vs the teacher, overall and per ``dist_type``."""
     import numpy as np
 
     from qualitas.evaluation.correlation import evaluate
 
-    family = {}
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            family[r["path"]] = r.get("dist_type", "unknown")
+    family = {p: r.get("dist_type", "unknown") for p, r in manifest_rows(manifest).items()}
     rows = [json.loads(x) for x in (run / "predictions_test.jsonl").read_text().splitlines() if x.strip()]
 
     def figs(sel: list[dict]) -> dict:
@@ -219,11 +221,7 @@ def teacher_oracle(run: Path, manifest: Path) -> dict:
     import numpy as np
     from scipy.stats import spearmanr
 
-    meta = {}
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            meta[r["path"]] = r
+    meta = manifest_rows(manifest)
     splits = json.loads((run / "splits.json").read_text())
     table: dict[tuple, list[float]] = {}
     by_level: dict[int, list[float]] = {}
@@ -268,11 +266,7 @@ def classical_scores(root: Path, paths: list[str]) -> dict[str, dict[str, float]
 
 def image_ladder_figures(run: Path, manifest: Path) -> dict:
     """The nr-image ladder table: the model vs niqe/brisque/piqe on the held-out ladders."""
-    meta = {}
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            meta[r["path"]] = r
+    meta = manifest_rows(manifest)
     rows = [json.loads(x) for x in (run / "predictions_test.jsonl").read_text().splitlines() if x.strip()]
     model = {r["path"]: float(r["pred"]) for r in rows}
     result = {"model": ladder_taus(rows, meta, model)}

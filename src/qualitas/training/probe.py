@@ -195,7 +195,7 @@ def ridge(
         zg, yg = centre_within(z, groups), centre_within(y, groups)
         gram = gram + rank_weight * (zg.T @ zg)
         rhs = rhs + rank_weight * (zg.T @ yg)
-    gram.diagonal().add_(alpha * z.shape[0] * (1.0 + max(rank_weight, 0.0)))
+    gram.diagonal().add_(alpha * z.shape[0] * (1.0 + (rank_weight if rank_weight > 0 else 0.0)))
     w = torch.linalg.solve(gram, rhs)
     b = ym - zm @ w
     return w, (float(b) if y.ndim == 1 else b)
@@ -278,7 +278,8 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
     alphas = [float(a) for a in cfg.trainer.probe_alphas]
     if views < 1 or not alphas or min(alphas) <= 0:
         raise ConfigError("trainer.probe_views must be >= 1 and trainer.probe_alphas positive numbers")
-    if not float(cfg.trainer.probe_rank_weight) >= 0:
+    rank_weight = float(cfg.trainer.probe_rank_weight)
+    if not rank_weight >= 0:
         raise ConfigError(f"trainer.probe_rank_weight must be >= 0, got {cfg.trainer.probe_rank_weight}")
     monitor_name = cfg.trainer.monitor.removeprefix("val/")
     if monitor_name not in FIGURES:
@@ -289,7 +290,7 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     model = build_model(cfg.model["name"], **cfg.model_kwargs)
     bb, linear, video = _parts(model)  # refuse unsupported models before a run folder exists
-    if float(cfg.trainer.probe_rank_weight) > 0 and len(linear) != 1:
+    if rank_weight > 0 and len(linear) != 1:
         raise ConfigError("trainer.probe_rank_weight needs a ridge head (model.hidden: 0)")
     with open_run_folder(cfg, out) as folder:
         run_dir = folder.path
@@ -345,7 +346,6 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
 
         history: list[dict] = []
         head = model.head
-        rank_weight = float(cfg.trainer.probe_rank_weight)
         groups = None
         if rank_weight > 0:
             records = data.datasets["train"].records
