@@ -88,7 +88,7 @@ def test_probe_stats_nss_fragments_run_exports_with_parity(image_data, tmp_path,
         overrides(
             image_data, *PROBE, "model.pool=stats_nss", "model.nss_patch=32",
             "data.input_size.mode=fragments", "data.input_size.grid=2", "data.input_size.patch=32",
-            "trainer.probe_rank_weight=3", "trainer.probe_alphas=[0.01]",
+            "trainer.probe_rank_weight=3", "trainer.probe_alphas=[0.01]", "model.calibration=logistic",
         ),
     )  # fmt: skip
     res = train(cfg, out=tmp_path / "run")
@@ -98,6 +98,49 @@ def test_probe_stats_nss_fragments_run_exports_with_parity(image_data, tmp_path,
     out = tmp_path / "export"
     assert main(["export", str(res.run_dir), "--format", "onnx", "--verify", "--out", str(out)]) == 0
     assert "parity" in capsys.readouterr().out.lower()
+
+
+def test_logistic_calibration_bends_the_same_ridge_read_out(image_data, tmp_path):
+    """``model.calibration: logistic``: the head's output is the VQEG logistic of the same ridge
+    read-out, fitted on the training rows (ranks unchanged, training squared error no worse)."""
+    from qualitas.models.heads import calibration_curve
+    from qualitas.training.probe import _parts, fit_calibration
+
+    raw = train(
+        load_config(None, overrides(image_data, *PROBE, "trainer.probe_alphas=[1.0]")), out=tmp_path / "raw"
+    )
+    cfg = load_config(
+        None,
+        overrides(
+            image_data, *PROBE, "trainer.probe_alphas=[1.0]", "model.calibration=logistic",
+            f"trainer.probe_features_from={raw.run_dir}",
+        ),
+    )  # fmt: skip
+    res = train(cfg, out=tmp_path / "cal")
+    params = torch.tensor(res.metrics["probe"]["calibration"])
+    assert params.shape == (5,)
+    raw_model, info = load_trained(raw.run_dir)
+    cal_model, _ = load_trained(res.run_dir)
+    assert torch.equal(raw_model.head.mlp[-1].weight, cal_model.head.mlp[-1].weight)
+
+    def preds(run):
+        rows = (run.run_dir / "predictions_test.jsonl").read_text().splitlines()
+        p = torch.tensor([json.loads(line)["pred"] for line in rows], dtype=torch.float64)
+        return (p - info["score_norm"]["shift"]) / info["score_norm"]["scale"]
+
+    expect = calibration_curve(preds(raw), params.double())
+    np.testing.assert_allclose(preds(res).numpy(), expect.numpy(), atol=1e-4)
+    assert res.metrics["test"]["srocc"] == pytest.approx(raw.metrics["test"]["srocc"], abs=1e-9)
+    # The fit is the least-squares logistic of the training rows' read-out.
+    train_rows = torch.load(raw.run_dir / "probe_features.pt", weights_only=True)["features"]["train"]
+    bb, _, _ = _parts(raw_model.eval())
+    with torch.no_grad():
+        out = raw_model.head(bb.stats.norm(train_rows["clips"].float())).double()
+    target = train_rows["target"].double()
+    bent = calibration_curve(out, params.double())
+    refit = calibration_curve(out, fit_calibration(out, target))
+    np.testing.assert_allclose(refit.numpy(), bent.numpy(), atol=1e-3)
+    assert ((bent - target) ** 2).sum() <= ((out - target) ** 2).sum() + 1e-9
 
 
 def test_mlp_head_on_cached_features(image_data, tmp_path):
@@ -132,4 +175,34 @@ def test_probe_refuses_models_it_cannot_fit(image_data, tmp_path):
     cfg = load_config(None, overrides(image_data, *PROBE, "model.freeze_backbone=false"))
     with pytest.raises(ConfigError, match="freeze_backbone"):
         train(cfg, out=tmp_path / "b")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    cfg = load_config(None, overrides(image_data, *PROBE, "model.hidden=16", "model.calibration=logistic"))
+    with pytest.raises(ConfigError, match="calibration: logistic needs a ridge head"):
+        train(cfg, out=tmp_path / "c")
+    cfg = load_config(
+        None, overrides(image_data, *PROBE, "trainer.method=gradient", "model.calibration=logistic")
+    )
+    with pytest.raises(ConfigError, match="fitted in closed form"):
+        train(cfg, out=tmp_path / "d")
+    cfg = load_config(
+        None, overrides(image_data, *PROBE, "model.head=distribution", "model.calibration=logistic")
+    )
+    with pytest.raises(ConfigError, match="needs a score head"):
+        train(cfg, out=tmp_path / "e")
+    cfg = load_config(None, overrides(image_data, *PROBE, "model.calibration=isotonic"))
+    with pytest.raises(ConfigError, match="unknown model.calibration"):
+        train(cfg, out=tmp_path / "f")
+    assert not any((tmp_path / n).exists() for n in "abcdef")
+
+
+def test_fit_calibration_bends_saturating_targets_and_keeps_lines_straight():
+    from qualitas.models.heads import calibration_curve
+    from qualitas.training.probe import fit_calibration
+
+    x = torch.linspace(-1.0, 2.0, 200, dtype=torch.float64)
+    y = 0.9 * torch.sigmoid((x - 0.4) / 0.2) + 0.05  # saturates at both ends, as VMAF near 100
+    params = fit_calibration(x, y)
+    assert params[0] > 0.5 and params[3] == 0.0  # a logistic, no linear term
+    np.testing.assert_allclose(calibration_curve(x, params).numpy(), y.numpy(), atol=1e-6)
+    line = 0.3 * x + 0.1 + 1e-3 * torch.sin(40 * x)
+    params = fit_calibration(x, line)
+    assert params[0] == 0.0 and params[3] == pytest.approx(0.3, abs=1e-3)

@@ -64,20 +64,56 @@ def _mlp(in_features: int, out_features: int, hidden: int, dropout: float) -> nn
     )
 
 
+CALIBRATIONS = ("none", "logistic")
+"""Output calibrations of a score head (``model.calibration``)."""
+
+
+def calibration_curve(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """``k * sigmoid((x - m) / |s|) + a * x + c``: ``x (B,)``, ``params (5,) = (k, m, s, a, c)`` -> ``(B,)``.
+
+    Holds what :func:`qualitas.evaluation.correlation.fit_logistic` fits (in numpy): its VQEG
+    logistic ``b2 + (b1 - b2) * sigmoid((x - b3) / |b4|)`` is ``(b1 - b2, b3, b4, 0, b2)``, its
+    linear fallback ``slope * x + intercept`` is ``(0, 0, 1, slope, intercept)``. Written in
+    torch so that it runs inside the model and exports with it.
+    """
+    k, m, s, a, c = params.unbind()
+    return k * torch.sigmoid((x - m) / s.abs()) + a * x + c
+
+
 @HEADS.register("mlp")
 class RegressionHead(nn.Module):
-    """Regression MLP: ``(B, C) -> (B,)`` scores."""
+    """Regression MLP: ``(B, C) -> (B,)`` scores.
+
+    ``calibration="logistic"``: the MLP's output goes through :func:`calibration_curve`, whose
+    parameters (buffer ``calibration_params``, not trained by gradients) the closed-form probe
+    fits on the training predictions (``trainer.method: probe``): the VQEG logistic, a
+    monotone map, so rank figures are unchanged and the absolute scale (RMSE) follows the
+    targets' curve (VMAF saturating near 100).
+    """
 
     output = "score"
     bins: torch.Tensor | None
+    calibration_params: torch.Tensor | None
 
-    def __init__(self, in_features: int, *, hidden: int = 256, dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_features: int, *, hidden: int = 256, dropout: float = 0.0, calibration: str = "none"
+    ) -> None:
         super().__init__()
+        if calibration not in CALIBRATIONS:
+            raise ConfigError(
+                f"unknown model.calibration '{calibration}'; choose one of {', '.join(CALIBRATIONS)}"
+            )
         self.mlp = _mlp(in_features, 1, hidden, dropout)
         self.register_buffer("bins", None)
+        # Until the probe fits it: the identity.
+        params = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0]) if calibration == "logistic" else None
+        self.register_buffer("calibration_params", params)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.mlp(feats).squeeze(-1)
+        out = self.mlp(feats).squeeze(-1)
+        if self.calibration_params is not None:
+            out = calibration_curve(out, self.calibration_params)
+        return out
 
 
 @HEADS.register("distribution")
@@ -121,9 +157,15 @@ def build_head(
     dropout: float = 0.0,
     num_bins: int = 10,
     bin_values: Sequence[float] | None = None,
+    calibration: str = "none",
 ) -> nn.Module:
-    """Build a registered head; distribution-only arguments go to distribution heads only."""
+    """Build a registered head; distribution-only arguments go to distribution heads only,
+    ``calibration`` to the regression head only."""
     cls = HEADS.get(name)
     if getattr(cls, "output", "score") == "distribution":
+        if calibration != "none":
+            raise ConfigError(f"model.calibration '{calibration}' needs a score head (model.head: mlp)")
         return cls(in_features, num_bins=num_bins, bin_values=bin_values, hidden=hidden, dropout=dropout)
+    if calibration != "none":
+        return cls(in_features, hidden=hidden, dropout=dropout, calibration=calibration)
     return cls(in_features, hidden=hidden, dropout=dropout)

@@ -189,6 +189,7 @@ def nr_iqa(
     pool: str = "avg",
     freeze_backbone: bool = False,
     nss_patch: int = 0,
+    calibration: str = "none",
 ) -> NRIQAModel:
     """No-reference IQA: backbone -> pooled features -> head (``"mlp"`` score or ``"distribution"``).
 
@@ -205,7 +206,13 @@ def nr_iqa(
     )
     features = ImageFeatures(bb)
     hd = build_head(
-        head, features.out_features, hidden=hidden, dropout=dropout, num_bins=num_bins, bin_values=bin_values
+        head,
+        features.out_features,
+        hidden=hidden,
+        dropout=dropout,
+        num_bins=num_bins,
+        bin_values=bin_values,
+        calibration=calibration,
     )
     spec = make_spec("nr_iqa", bb, hd, kwargs, full_reference=False, video=False)
     return NRIQAModel(features, hd, spec)

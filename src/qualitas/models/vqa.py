@@ -130,6 +130,7 @@ def nr_vqa(
     pool: str = "avg",
     freeze_backbone: bool = False,
     nss_patch: int = 0,
+    calibration: str = "none",
 ) -> NRVQAModel:
     """No-reference VQA: frame features (optionally with TSM) -> temporal pool -> head."""
     kwargs = dict(locals())
@@ -139,7 +140,13 @@ def nr_vqa(
     features = ImageFeatures(bb)
     pool = build_temporal_pool(temporal_pool, features.out_features, hidden=pool_hidden)
     hd = build_head(
-        head, pool.out_features, hidden=hidden, dropout=dropout, num_bins=num_bins, bin_values=bin_values
+        head,
+        pool.out_features,
+        hidden=hidden,
+        dropout=dropout,
+        num_bins=num_bins,
+        bin_values=bin_values,
+        calibration=calibration,
     )
     spec = make_spec(
         "nr_vqa",

@@ -20,7 +20,10 @@ Supported models: ``nr_iqa`` and ``nr_vqa`` (``temporal_pool: mean``) with a tim
 ``freeze_backbone: true`` and a ``head: mlp``: ``hidden: 0`` (linear) is fit by ridge in closed
 form; ``hidden > 0`` (one hidden layer) by Adam on the cached features (full batch,
 ``trainer.probe_epochs``; the weight decays of ``probe_alphas`` tried; best validation epoch
-kept) — seconds, since the features are computed once. The features are saved as
+kept) — seconds, since the features are computed once. ``model.calibration: logistic`` (ridge
+heads) adds the VQEG 4-parameter logistic after the linear read-out, fitted on the training
+predictions: monotone, so ranks are unchanged; it bends the scale where the targets saturate
+(VMAF near 100, the teacher near its floor). The features are saved as
 ``probe_features.pt`` in the run; ``trainer.probe_features_from: RUN`` reuses them.
 """
 
@@ -42,6 +45,7 @@ from torch.utils.data import DataLoader
 from qualitas.data.datasets import collate_skip
 from qualitas.errors import ConfigError
 from qualitas.files import atomic_write_text
+from qualitas.models.heads import RegressionHead, calibration_curve
 from qualitas.training.config import TrainConfig
 
 log = logging.getLogger("qualitas.training")
@@ -201,6 +205,42 @@ def ridge(
     return w, (float(b) if y.ndim == 1 else b)
 
 
+def fit_calibration(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The VQEG logistic from a head's training predictions ``pred (N,)`` to ``target (N,)``
+    as :func:`~qualitas.models.heads.calibration_curve` parameters ``(5,)`` (float64), for
+    ``model.calibration: logistic``; a line when the logistic does not converge or does not
+    lower the training squared error by at least 1 %.
+
+    Fitted on the training rows (each view of each item): the held-out splits stay unseen.
+    """
+    import numpy as np
+
+    from qualitas.evaluation.correlation import LogisticFit, fit_logistic
+
+    p, y = pred.double().numpy(), target.double().numpy()
+    fit = fit_logistic(p, y)
+    if fit.method == "logistic":
+        # A logistic that is not clearly better than the line is a line in disguise, with
+        # huge, cancelling parameters (float32 in the model): keep the line then.
+        line = np.polyfit(p, y, 1)
+        mse_line = float(np.mean((np.polyval(line, p) - y) ** 2))
+        if float(np.mean((fit(p) - y) ** 2)) > 0.99 * mse_line:
+            fit = LogisticFit("linear", (float(line[0]), float(line[1])))
+    if fit.method == "logistic":
+        b1, b2, b3, b4 = fit.params
+        params = (b1 - b2, b3, abs(b4), 0.0, b2)
+    elif fit.method == "linear":
+        params = (0.0, 0.0, 1.0, *fit.params)
+    else:  # no spread in the predictions: the mean target
+        params = (0.0, 0.0, 1.0, 0.0, fit.params[0])
+    return torch.tensor(params, dtype=torch.float64)
+
+
+def calibrate(pred: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
+    """``pred`` through the fitted curve (unchanged when ``params`` is None)."""
+    return pred if params is None else calibration_curve(pred, params.to(pred.dtype))
+
+
 def fit_mlp(
     z: torch.Tensor,
     y: torch.Tensor,
@@ -292,6 +332,9 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
     bb, linear, video = _parts(model)  # refuse unsupported models before a run folder exists
     if rank_weight > 0 and len(linear) != 1:
         raise ConfigError("trainer.probe_rank_weight needs a ridge head (model.hidden: 0)")
+    calibrated = isinstance(model.head, RegressionHead) and model.head.calibration_params is not None
+    if calibrated and len(linear) != 1:
+        raise ConfigError("model.calibration: logistic needs a ridge head (model.hidden: 0)")
     with open_run_folder(cfg, out) as folder:
         run_dir = folder.path
         t0 = time.perf_counter()
@@ -356,18 +399,21 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
             best = None
             for alpha in alphas:
                 w, b = ridge(ztr, ytr, alpha, groups=groups, rank_weight=rank_weight)
-                figs = val_figures(z("val") @ w + b)
+                calib = fit_calibration(ztr @ w + b, ytr) if calibrated else None
+                figs = val_figures(calibrate(z("val") @ w + b, calib))
                 history.append({"alpha": alpha, **{f"val/{k}": v for k, v in figs.items()}})
                 log.info(
                     "probe ridge alpha %g: val srocc %.4f, rmse %.4f", alpha, figs["srocc"], figs["rmse"]
                 )
                 if best is None or _better(figs[monitor_name], best[2][monitor_name], mode):
-                    best = (alpha, (w, b), figs)
+                    best = (alpha, (w, b, calib), figs)
             assert best is not None  # alphas is non-empty (checked above)
-            alpha, (w, b), val = best
+            alpha, (w, b, calib), val = best
             with torch.no_grad():
                 linear[0].weight.copy_(w.float().view_as(linear[0].weight))
                 linear[0].bias.fill_(float(b))
+                if calib is not None:
+                    model.head.calibration_params.copy_(calib.float())
         else:  # an MLP head, Adam on the cached features
             best_state, best_fig, alpha = None, -math.inf, alphas[0]
             for wd in alphas:
@@ -452,6 +498,7 @@ def fit_probe(cfg: TrainConfig, *, out: str | Path | None = None):
             "probe": {
                 "alpha": alpha,
                 "rank_weight": rank_weight,
+                "calibration": model.head.calibration_params.tolist() if calibrated else None,
                 "views": views,
                 "features": int(mu.numel()),
                 "train_rows": int(ztr.shape[0]),

@@ -190,6 +190,10 @@ def train(
             f"unknown trainer.method '{cfg.trainer.method}'{did_you_mean(cfg.trainer.method, TRAIN_METHODS)}; "
             f"choose one of {', '.join(TRAIN_METHODS)}"
         )
+    if cfg.model.get("calibration", "none") != "none":
+        raise ConfigError(
+            "model.calibration is fitted in closed form by trainer.method: probe, not by gradients"
+        )
     resume_ckpt = None
     if resume is not None:
         resume_ckpt = resolve_checkpoint(resume, prefer="last")
