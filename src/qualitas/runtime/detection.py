@@ -146,30 +146,19 @@ def predict_detection_paths(
 ) -> tuple[list[dict], list[str]]:
     """Detect in every image / frame; ``(rows, errors)`` (a bad file does not stop the rest)."""
     from qualitas.evaluation.vision import save_picture
-    from qualitas.runtime.progress import Progress
-    from qualitas.runtime.vision import _unique, iter_inputs
+    from qualitas.runtime.vision import predicted_items
 
     rows: list[dict] = []
     errors: list[str] = []
-    used: set[str] = set()
-    with Progress(progress).frames(None, "predict") as bar:
-        for path, frame, image in iter_inputs(inputs, frame_step=frame_step, max_frames=max_frames):
-            bar.update(1)
-            if isinstance(image, Exception):
-                errors.append(f"{path}: {image}")
-                continue
-            det = model.detect(image)
-            row = {
-                "path": path,
-                **({"frame": frame} if frame is not None else {}),
-                **model.row(det, score_min),
-            }
-            if show_dir is not None:
-                from PIL import Image
+    items = predicted_items(inputs, errors, frame_step=frame_step, max_frames=max_frames, progress=progress)
+    for row, image, name in items:
+        det = model.detect(image)
+        row.update(model.row(det, score_min))
+        if show_dir is not None:
+            from PIL import Image
 
-                name = _unique(Path(path).stem + (f"_f{frame:06d}" if frame is not None else ""), used)
-                save_picture(
-                    Image.fromarray(model.picture(image, det, score_min)), Path(show_dir) / f"{name}.png"
-                )
-            rows.append(row)
+            save_picture(
+                Image.fromarray(model.picture(image, det, score_min)), Path(show_dir) / f"{name}.png"
+            )
+        rows.append(row)
     return rows, errors

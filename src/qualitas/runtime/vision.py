@@ -162,6 +162,32 @@ def iter_inputs(
             yield str(f), None, err
 
 
+def predicted_items(
+    inputs: Sequence[str | os.PathLike],
+    errors: list[str],
+    *,
+    frame_step: int = 1,
+    max_frames: int | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[dict, torch.Tensor, str]]:
+    """What ``predict`` commands loop over: ``(row, image (3,H,W), name)`` for every readable
+    image / frame of ``inputs`` (:func:`iter_inputs`), with a progress bar. ``row`` starts the
+    output row (``path``, and ``frame`` for videos); ``name`` is a file stem for its pictures,
+    unique in this run. Unreadable inputs are appended to ``errors`` (one line each) and
+    skipped, so a bad file does not stop the rest."""
+    from qualitas.runtime.progress import Progress
+
+    used: set[str] = set()
+    with Progress(progress).frames(None, "predict") as bar:
+        for path, frame, image in iter_inputs(inputs, frame_step=frame_step, max_frames=max_frames):
+            bar.update(1)
+            if isinstance(image, Exception):
+                errors.append(f"{path}: {image}")
+                continue
+            row: dict = {"path": path, **({"frame": frame} if frame is not None else {})}
+            yield row, image, _unique(Path(path).stem + (f"_f{frame:06d}" if frame is not None else ""), used)
+
+
 def predict_paths(
     model: TaskModel,
     inputs: Sequence[str | os.PathLike],
@@ -175,31 +201,23 @@ def predict_paths(
 ) -> tuple[list[dict], list[str]]:
     """Predict every image / frame; returns ``(rows, errors)`` (a bad file does not stop the rest)."""
     from qualitas.evaluation.vision import save_picture
-    from qualitas.runtime.progress import Progress
 
     rows: list[dict] = []
     errors: list[str] = []
-    used: set[str] = set()
-    stream = iter_inputs(inputs, frame_step=frame_step, max_frames=max_frames)
-    with Progress(progress).frames(None, "predict") as bar:
-        for path, frame, image in stream:
-            bar.update(1)
-            if isinstance(image, Exception):
-                errors.append(f"{path}: {image}")
-                continue
-            (pred,) = model.read(model.logits(image[None]), topk=topk)
-            row = {"path": path, **({"frame": frame} if frame is not None else {}), **pred.row}
-            name = _unique(Path(path).stem + (f"_f{frame:06d}" if frame is not None else ""), used)
-            if mask_dir is not None and pred.mask is not None:
-                from PIL import Image
+    items = predicted_items(inputs, errors, frame_step=frame_step, max_frames=max_frames, progress=progress)
+    for row, image, name in items:
+        (pred,) = model.read(model.logits(image[None]), topk=topk)
+        row.update(pred.row)
+        if mask_dir is not None and pred.mask is not None:
+            from PIL import Image
 
-                mp = Path(mask_dir) / f"{name}.png"
-                mp.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(pred.mask, mode="L").save(mp)
-                row["mask"] = str(mp)
-            if show_dir is not None:
-                save_picture(model.picture(image, pred), Path(show_dir) / f"{name}.png")
-            rows.append(row)
+            mp = Path(mask_dir) / f"{name}.png"
+            mp.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pred.mask, mode="L").save(mp)
+            row["mask"] = str(mp)
+        if show_dir is not None:
+            save_picture(model.picture(image, pred), Path(show_dir) / f"{name}.png")
+        rows.append(row)
     return rows, errors
 
 
