@@ -194,7 +194,8 @@ def nr_iqa(
     """No-reference IQA: backbone -> pooled features -> head (``"mlp"`` score or ``"distribution"``).
 
     ``pool: stats_nss`` appends the input's natural-scene statistics, per ``nss_patch`` cell
-    (the fragment size of a fragments input; 0 = the whole input)."""
+    (the fragment size of a fragments input; 0 = the whole input). ``calibration: logistic``
+    bends a score head's output by the VQEG logistic that the probe fits (``heads.RegressionHead``)."""
     kwargs = dict(locals())
     bb = create_backbone(
         backbone,

@@ -132,7 +132,8 @@ def nr_vqa(
     nss_patch: int = 0,
     calibration: str = "none",
 ) -> NRVQAModel:
-    """No-reference VQA: frame features (optionally with TSM) -> temporal pool -> head."""
+    """No-reference VQA: frame features (optionally with TSM) -> temporal pool -> head
+    (``calibration: logistic``: a fitted VQEG logistic after a score head, ``heads.RegressionHead``)."""
     kwargs = dict(locals())
     weights = (pretrained, pretrained_path)
     shift = (tsm, num_segments, shift_div)
