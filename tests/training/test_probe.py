@@ -118,7 +118,7 @@ def test_logistic_calibration_bends_the_same_ridge_read_out(image_data, tmp_path
     )  # fmt: skip
     res = train(cfg, out=tmp_path / "cal")
     params = torch.tensor(res.metrics["probe"]["calibration"])
-    assert params.shape == (5,)
+    assert params.shape == (7,)
     raw_model, info = load_trained(raw.run_dir)
     cal_model, _ = load_trained(res.run_dir)
     assert torch.equal(raw_model.head.mlp[-1].weight, cal_model.head.mlp[-1].weight)
@@ -203,6 +203,9 @@ def test_fit_calibration_bends_saturating_targets_and_keeps_lines_straight():
     params = fit_calibration(x, y)
     assert params[0] > 0.5 and params[3] == 0.0  # a logistic, no linear term
     np.testing.assert_allclose(calibration_curve(x, params).numpy(), y.numpy(), atol=1e-6)
+    assert params[5:].tolist() == pytest.approx([float(y.min()), float(y.max())])
+    far = calibration_curve(torch.tensor([-100.0, 100.0], dtype=torch.float64), params)
+    assert far.tolist() == pytest.approx([float(y.min()), float(y.max())])  # clipped to the targets' range
     line = 0.3 * x + 0.1 + 1e-3 * torch.sin(40 * x)
     params = fit_calibration(x, line)
     assert params[0] == 0.0 and params[3] == pytest.approx(0.3, abs=1e-3)

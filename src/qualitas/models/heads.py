@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -69,15 +70,18 @@ CALIBRATIONS = ("none", "logistic")
 
 
 def calibration_curve(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """``k * sigmoid((x - m) / |s|) + a * x + c``: ``x (B,)``, ``params (5,) = (k, m, s, a, c)`` -> ``(B,)``.
+    """``clip(k * sigmoid((x - m) / |s|) + a * x + c, lo, hi)``: ``x (B,)``, ``params (7,) =
+    (k, m, s, a, c, lo, hi)`` -> ``(B,)``.
 
     Holds what :func:`qualitas.evaluation.correlation.fit_logistic` fits (in numpy): its VQEG
     logistic ``b2 + (b1 - b2) * sigmoid((x - b3) / |b4|)`` is ``(b1 - b2, b3, b4, 0, b2)``, its
-    linear fallback ``slope * x + intercept`` is ``(0, 0, 1, slope, intercept)``. Written in
-    torch so that it runs inside the model and exports with it.
+    linear fallback ``slope * x + intercept`` is ``(0, 0, 1, slope, intercept)``; ``lo, hi``
+    keep the output inside the range of the training targets (as libvmaf clips VMAF to 0-100).
+    Written in torch so that it runs inside the model and exports with it.
     """
-    k, m, s, a, c = params.unbind()
-    return k * torch.sigmoid((x - m) / s.abs()) + a * x + c
+    k, m, s, a, c, lo, hi = params.unbind()
+    y = k * torch.sigmoid((x - m) / s.abs()) + a * x + c
+    return torch.minimum(torch.maximum(y, lo), hi)
 
 
 @HEADS.register("mlp")
@@ -106,7 +110,8 @@ class RegressionHead(nn.Module):
         self.mlp = _mlp(in_features, 1, hidden, dropout)
         self.register_buffer("bins", None)
         # Until the probe fits it: the identity.
-        params = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0]) if calibration == "logistic" else None
+        identity = [0.0, 0.0, 1.0, 1.0, 0.0, -math.inf, math.inf]
+        params = torch.tensor(identity) if calibration == "logistic" else None
         self.register_buffer("calibration_params", params)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:

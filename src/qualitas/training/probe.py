@@ -207,9 +207,10 @@ def ridge(
 
 def fit_calibration(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The VQEG logistic from a head's training predictions ``pred (N,)`` to ``target (N,)``
-    as :func:`~qualitas.models.heads.calibration_curve` parameters ``(5,)`` (float64), for
+    as :func:`~qualitas.models.heads.calibration_curve` parameters ``(7,)`` (float64), for
     ``model.calibration: logistic``; a line when the logistic does not converge or does not
-    lower the training squared error by at least 1 %.
+    lower the training squared error by at least 1 %. The output is clipped to the range of
+    the training targets (a prediction outside it is wrong by at least its distance to it).
 
     Fitted on the training rows (each view of each item): the held-out splits stay unseen.
     """
@@ -233,7 +234,7 @@ def fit_calibration(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         params = (0.0, 0.0, 1.0, *fit.params)
     else:  # no spread in the predictions: the mean target
         params = (0.0, 0.0, 1.0, 0.0, fit.params[0])
-    return torch.tensor(params, dtype=torch.float64)
+    return torch.tensor((*params, float(y.min()), float(y.max())), dtype=torch.float64)
 
 
 def calibrate(pred: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
