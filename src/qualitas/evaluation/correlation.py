@@ -116,8 +116,13 @@ def _linear_fit(p: np.ndarray, m: np.ndarray) -> LogisticFit:
     return LogisticFit("linear", (float(slope), float(intercept)))
 
 
-def fit_logistic(pred: ArrayLike, mos: ArrayLike, *, maxfev: int = 20000) -> LogisticFit:
-    """Fit the VQEG 4-parameter logistic ``pred -> mos``, falling back to a linear map."""
+def fit_logistic(
+    pred: ArrayLike, mos: ArrayLike, *, maxfev: int = 20000, min_gain: float = 0.0
+) -> LogisticFit:
+    """Fit the VQEG 4-parameter logistic ``pred -> mos``, falling back to a linear map.
+
+    ``min_gain``: keep the logistic only if its mean squared error is at least this fraction
+    below the line's (a near-linear logistic has huge, cancelling parameters)."""
     p, m = as_pair(pred, mos)
     if not np.isfinite(p).all():
         raise UsageError(f"pred has {int((~np.isfinite(p)).sum())} non-finite value(s)")
@@ -140,7 +145,10 @@ def fit_logistic(pred: ArrayLike, mos: ArrayLike, *, maxfev: int = 20000) -> Log
         return linear
     # A converged 4-parameter logistic is never worse than a line in least squares; if it
     # is, curve_fit stopped in a poor local minimum.
-    if np.mean((fitted - m) ** 2) > np.mean((linear(p) - m) ** 2) * (1 + 1e-9) + 1e-12:
+    mse_line = np.mean((linear(p) - m) ** 2)
+    if np.mean((fitted - m) ** 2) > mse_line * (1 + 1e-9) + 1e-12:
+        return linear
+    if min_gain > 0 and np.mean((fitted - m) ** 2) > (1.0 - min_gain) * mse_line:
         return linear
     return fit
 

@@ -199,7 +199,7 @@ def ridge(
         zg, yg = centre_within(z, groups), centre_within(y, groups)
         gram = gram + rank_weight * (zg.T @ zg)
         rhs = rhs + rank_weight * (zg.T @ yg)
-    gram.diagonal().add_(alpha * z.shape[0] * (1.0 + (rank_weight if rank_weight > 0 else 0.0)))
+    gram.diagonal().add_(alpha * z.shape[0] * (1.0 + max(rank_weight, 0.0)))
     w = torch.linalg.solve(gram, rhs)
     b = ym - zm @ w
     return w, (float(b) if y.ndim == 1 else b)
@@ -214,19 +214,12 @@ def fit_calibration(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     Fitted on the training rows (each view of each item): the held-out splits stay unseen.
     """
-    import numpy as np
+    from qualitas.evaluation.correlation import fit_logistic
 
-    from qualitas.evaluation.correlation import LogisticFit, fit_logistic
-
-    p, y = pred.double().numpy(), target.double().numpy()
-    fit = fit_logistic(p, y)
-    if fit.method == "logistic":
-        # A logistic that is not clearly better than the line is a line in disguise, with
-        # huge, cancelling parameters (float32 in the model): keep the line then.
-        line = np.polyfit(p, y, 1)
-        mse_line = float(np.mean((np.polyval(line, p) - y) ** 2))
-        if float(np.mean((fit(p) - y) ** 2)) > 0.99 * mse_line:
-            fit = LogisticFit("linear", (float(line[0]), float(line[1])))
+    y = target.double().numpy()
+    # A logistic that is not clearly better than the line is a line in disguise, with huge,
+    # cancelling parameters (float32 in the model): keep the line then.
+    fit = fit_logistic(pred.double().numpy(), y, min_gain=0.01)
     if fit.method == "logistic":
         b1, b2, b3, b4 = fit.params
         params = (b1 - b2, b3, abs(b4), 0.0, b2)
